@@ -1,0 +1,316 @@
+//! Manifests and indexes: parsing the four media types that name an image (OCI and Docker v2
+//! schema 2, single manifests and indexes/lists), and choosing one manifest per platform.
+//!
+//! These are deliberately our own small serde types rather than a full spec model: they accept
+//! what registries and `docker save` really write (Docker media types, missing optional
+//! fields), while everything this tool relies on (digests, sizes, media types) is validated.
+
+use super::digest::Digest;
+use super::platform::Platform;
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::HashMap;
+
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+pub const DOCKER_SCHEMA1_SIGNED: &str =
+    "application/vnd.docker.distribution.manifest.v1+prettyjws";
+
+/// Every manifest media type we can read, for HTTP `Accept` headers.
+pub const ACCEPTED_MANIFEST_TYPES: [&str; 4] =
+    [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
+
+/// Largest manifest, index or config we will hold in memory. Real ones are a few KiB; the cap
+/// keeps a hostile source from making us allocate without bound.
+pub const MAX_JSON_SIZE: u64 = 8 * 1024 * 1024;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawDescriptor {
+    #[serde(default)]
+    pub media_type: String,
+    pub digest: String,
+    pub size: i64,
+    #[serde(default)]
+    pub urls: Option<Vec<String>>,
+    #[serde(default)]
+    pub annotations: Option<HashMap<String, String>>,
+    #[serde(default)]
+    pub platform: Option<RawPlatform>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct RawPlatform {
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+/// A descriptor whose digest and size have been validated.
+#[derive(Clone, Debug)]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    pub urls: Vec<String>,
+    pub annotations: HashMap<String, String>,
+    pub platform: Option<RawPlatform>,
+}
+
+impl Descriptor {
+    pub fn from_raw(raw: RawDescriptor) -> Result<Descriptor> {
+        let digest = Digest::parse(&raw.digest).map_err(anyhow::Error::msg)?;
+        if raw.size < 0 {
+            bail!("descriptor {} has negative size {}", raw.digest, raw.size);
+        }
+        Ok(Descriptor {
+            media_type: raw.media_type,
+            digest,
+            size: raw.size as u64,
+            urls: raw.urls.unwrap_or_default(),
+            annotations: raw.annotations.unwrap_or_default(),
+            platform: raw.platform,
+        })
+    }
+
+    pub fn platform_string(&self) -> String {
+        match &self.platform {
+            None => "unknown platform".into(),
+            Some(p) => match &p.variant {
+                Some(v) if !v.is_empty() => format!("{}/{}/{}", p.os, p.architecture, v),
+                _ => format!("{}/{}", p.os, p.architecture),
+            },
+        }
+    }
+
+    /// Buildkit's provenance/SBOM manifests: they sit in indexes as `unknown/unknown`.
+    pub fn is_attestation(&self) -> bool {
+        self.annotations
+            .get("vnd.docker.reference.type")
+            .is_some_and(|t| t == "attestation-manifest")
+            || self
+                .platform
+                .as_ref()
+                .is_some_and(|p| p.os == "unknown" && p.architecture == "unknown")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawDocument {
+    schema_version: Option<i64>,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Option<Vec<RawDescriptor>>,
+    #[serde(default)]
+    config: Option<RawDescriptor>,
+    #[serde(default)]
+    layers: Option<Vec<RawDescriptor>>,
+    // Schema 1 has these instead of config/layers.
+    #[serde(default, rename = "fsLayers")]
+    fs_layers: Option<serde_json::Value>,
+}
+
+/// A parsed manifest-like document.
+#[derive(Debug)]
+pub enum Document {
+    Index(Vec<Descriptor>),
+    Manifest(Manifest),
+}
+
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub media_type: String,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+}
+
+/// Parses an index or manifest. `declared` is the media type the source claimed (the
+/// descriptor pointing here, or an HTTP Content-Type), if any.
+pub fn parse_document(bytes: &[u8], declared: Option<&str>) -> Result<Document> {
+    if bytes.first().is_some_and(|b| *b == b'<') {
+        bail!("expected a JSON manifest but got what looks like HTML");
+    }
+    if let Some(t) = declared {
+        if t == DOCKER_SCHEMA1 || t == DOCKER_SCHEMA1_SIGNED {
+            bail!("Docker image manifest schema 1 ({t}) is deprecated and not supported; re-push the image with a current client");
+        }
+    }
+    let raw: RawDocument =
+        serde_json::from_slice(bytes).context("manifest is not valid JSON of a known shape")?;
+    if raw.schema_version == Some(1) || raw.fs_layers.is_some() {
+        bail!("Docker image manifest schema 1 (schemaVersion 1) is deprecated and not supported; re-push the image with a current client");
+    }
+    if raw.schema_version != Some(2) {
+        bail!(
+            "manifest has schemaVersion {:?}; only 2 is supported",
+            raw.schema_version
+        );
+    }
+    let media_type = raw
+        .media_type
+        .clone()
+        .or_else(|| declared.map(str::to_string))
+        .unwrap_or_default();
+    let is_index = match media_type.as_str() {
+        OCI_INDEX | DOCKER_LIST => true,
+        OCI_MANIFEST | DOCKER_MANIFEST => false,
+        // OCI allows mediaType to be absent; the shape decides then.
+        "" => raw.manifests.is_some(),
+        other => bail!("unsupported manifest media type {other:?} (expected an OCI or Docker v2 image manifest or index)"),
+    };
+    if is_index {
+        let manifests = raw
+            .manifests
+            .context("index has no \"manifests\" list")?
+            .into_iter()
+            .map(Descriptor::from_raw)
+            .collect::<Result<Vec<_>>>()
+            .context("invalid descriptor in index")?;
+        return Ok(Document::Index(manifests));
+    }
+    let config = Descriptor::from_raw(raw.config.context("manifest has no \"config\"")?)
+        .context("invalid config descriptor in manifest")?;
+    let layers = raw
+        .layers
+        .context("manifest has no \"layers\" list")?
+        .into_iter()
+        .map(Descriptor::from_raw)
+        .collect::<Result<Vec<_>>>()
+        .context("invalid layer descriptor in manifest")?;
+    Ok(Document::Manifest(Manifest {
+        media_type,
+        config,
+        layers,
+    }))
+}
+
+/// Picks the manifest for `want` from an index. Deterministic: the first matching entry in
+/// index order wins (indexes may list one platform twice, e.g. gzip and zstd variants).
+pub fn select_platform<'a>(
+    manifests: &'a [Descriptor],
+    want: &Platform,
+) -> Result<&'a Descriptor> {
+    let candidates = || manifests.iter().filter(|d| !d.is_attestation());
+    for d in candidates() {
+        if let Some(p) = &d.platform {
+            if want.matches(&p.os, &p.architecture, p.variant.as_deref()) {
+                return Ok(d);
+            }
+        }
+    }
+    let mut available: Vec<String> = candidates().map(|d| d.platform_string()).collect();
+    available.dedup();
+    if available.is_empty() {
+        bail!("the index lists no image manifests (only attestations or nothing)");
+    }
+    bail!(
+        "no image for platform {want}; the image has: {} (choose one with --platform)",
+        available.join(", ")
+    )
+}
+
+/// Layer compression as a media type declares it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// Classifies a layer media type; foreign layers are refused because their bytes live outside
+/// the image (Windows base layers in practice).
+pub fn layer_compression(media_type: &str) -> Result<Compression> {
+    Ok(match media_type {
+        "application/vnd.oci.image.layer.v1.tar"
+        | "application/vnd.docker.image.rootfs.diff.tar" => Compression::None,
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+        | "application/vnd.docker.image.rootfs.diff.tar.gzip" => Compression::Gzip,
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+        | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Compression::Zstd,
+        t if t.contains("nondistributable") || t.contains("foreign") => {
+            bail!("foreign (non-distributable) layer type {t:?} is not supported: such layers are Windows base layers whose bytes live outside the image")
+        }
+        "" => bail!("layer descriptor has no media type"),
+        t => bail!("unsupported layer media type {t:?}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    fn index_json(entries: &[(&str, &str, Option<&str>)]) -> String {
+        let m: Vec<String> = entries
+            .iter()
+            .map(|(os, arch, variant)| {
+                let v = variant.map(|v| format!(",\"variant\":\"{v}\"")).unwrap_or_default();
+                format!(r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{D}","size":1,"platform":{{"os":"{os}","architecture":"{arch}"{v}}}}}"#)
+            })
+            .collect();
+        format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#, m.join(","))
+    }
+
+    #[test]
+    fn refuses_schema1_and_html() {
+        let e = parse_document(br#"{"schemaVersion":1,"fsLayers":[]}"#, None).unwrap_err();
+        assert!(e.to_string().contains("schema 1"), "{e}");
+        let e = parse_document(b"{}", Some(DOCKER_SCHEMA1_SIGNED)).unwrap_err();
+        assert!(e.to_string().contains("schema 1"), "{e}");
+        let e = parse_document(b"<html>", None).unwrap_err();
+        assert!(e.to_string().contains("HTML"), "{e}");
+    }
+
+    #[test]
+    fn selects_platform_and_lists_alternatives() {
+        let json = index_json(&[
+            ("linux", "amd64", None),
+            ("linux", "arm64", Some("v8")),
+            ("unknown", "unknown", None),
+        ]);
+        let Document::Index(list) = parse_document(json.as_bytes(), None).unwrap() else {
+            panic!("not an index")
+        };
+        let arm = select_platform(&list, &Platform::parse("linux/arm64").unwrap()).unwrap();
+        assert_eq!(arm.platform_string(), "linux/arm64/v8");
+        let err = select_platform(&list, &Platform::parse("linux/s390x").unwrap()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("linux/amd64, linux/arm64/v8"), "{msg}");
+        assert!(!msg.contains("unknown"), "{msg}");
+    }
+
+    #[test]
+    fn manifest_without_media_type_is_classified_by_shape() {
+        let json = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"{OCI_CONFIG}","digest":"{D}","size":0}},"layers":[]}}"#
+        );
+        assert!(matches!(
+            parse_document(json.as_bytes(), None).unwrap(),
+            Document::Manifest(_)
+        ));
+    }
+
+    #[test]
+    fn layer_types() {
+        assert_eq!(
+            layer_compression("application/vnd.docker.image.rootfs.diff.tar.gzip").unwrap(),
+            Compression::Gzip
+        );
+        assert!(layer_compression(
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+        )
+        .is_err());
+        assert!(layer_compression("text/html").is_err());
+    }
+}

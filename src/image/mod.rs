@@ -1,0 +1,213 @@
+//! The image model: what a source resolves a reference to, independent of where bytes live.
+//!
+//! A source (OCI layout, archive, registry) turns a reference into an [`Image`]: the chosen
+//! manifest's config and an ordered list of [`Layer`]s, each with everything needed to verify
+//! it. Everything downstream (layer application, output) sees only this model.
+
+pub mod digest;
+pub mod manifest;
+pub mod platform;
+
+use anyhow::{bail, Context, Result};
+use digest::Digest;
+use manifest::{Compression, Descriptor, Document};
+use oci_spec::image::ImageConfiguration;
+use platform::Platform;
+
+/// One layer of the image, bottom first.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    /// Position in the manifest, 0 = bottom.
+    pub index: usize,
+    pub count: usize,
+    /// Digest of the blob as stored. A legacy `docker save` layer has none; its diff_id
+    /// still covers every byte.
+    pub digest: Option<Digest>,
+    pub size: Option<u64>,
+    /// Compression the media type declares; `None` means "detect from magic bytes".
+    pub compression: Option<Compression>,
+    pub media_type: String,
+    /// Digest of the uncompressed tar, from the config's `rootfs.diff_ids`.
+    pub diff_id: Digest,
+    /// Where the source finds the blob (a path in a layout or archive).
+    pub location: String,
+}
+
+impl Layer {
+    /// "layer 3/7 sha256:0123456789ab" for messages.
+    pub fn describe(&self) -> String {
+        let id = self.digest.as_ref().unwrap_or(&self.diff_id);
+        format!("layer {}/{} {}", self.index + 1, self.count, id.short())
+    }
+}
+
+/// A single-platform image, resolved and with its config verified and parsed.
+#[derive(Debug)]
+pub struct Image {
+    /// How the user named it, for messages.
+    pub name: String,
+    /// Digest of the manifest bytes (what `docker images --digests` shows for a registry
+    /// image), when the source has real manifest bytes.
+    pub manifest_digest: Option<Digest>,
+    pub config_digest: Digest,
+    pub config_raw: Vec<u8>,
+    pub config: ImageConfiguration,
+    pub layers: Vec<Layer>,
+}
+
+/// Fetches small JSON blobs (indexes, manifests, configs) by descriptor. Sources implement
+/// this so that the index→manifest→config walk is written once.
+pub trait JsonFetcher {
+    fn fetch_json(&self, desc: &Descriptor) -> Result<Vec<u8>>;
+}
+
+/// Which platform the user asked for, and whether they asked explicitly: an explicit request
+/// that a single-platform image does not satisfy is an error, the default only a warning.
+#[derive(Clone, Debug)]
+pub struct PlatformChoice {
+    pub platform: Platform,
+    pub explicit: bool,
+}
+
+impl Default for PlatformChoice {
+    fn default() -> Self {
+        PlatformChoice {
+            platform: Platform::host_linux(),
+            explicit: false,
+        }
+    }
+}
+
+/// Walks from a top-level document (index or manifest) to a single-platform [`Image`].
+pub fn resolve(
+    name: &str,
+    fetcher: &dyn JsonFetcher,
+    top_bytes: Vec<u8>,
+    top_media_type: Option<&str>,
+    top_digest: Option<Digest>,
+    choice: &PlatformChoice,
+) -> Result<Image> {
+    let mut bytes = top_bytes;
+    let mut media_type = top_media_type.map(str::to_string);
+    let mut digest = top_digest;
+    // Indexes may nest (an index of indexes); a small bound stops a cycle.
+    for _ in 0..4 {
+        match manifest::parse_document(&bytes, media_type.as_deref())? {
+            Document::Index(list) => {
+                let chosen = manifest::select_platform(&list, &choice.platform)?;
+                bytes = fetcher.fetch_json(chosen).with_context(|| {
+                    format!("reading manifest {} ({})", chosen.digest, chosen.platform_string())
+                })?;
+                media_type = Some(chosen.media_type.clone()).filter(|m| !m.is_empty());
+                digest = Some(chosen.digest.clone());
+            }
+            Document::Manifest(m) => {
+                return image_from_manifest(name, fetcher, m, digest, choice);
+            }
+        }
+    }
+    bail!("indexes nested more than 4 deep")
+}
+
+pub fn image_from_manifest(
+    name: &str,
+    fetcher: &dyn JsonFetcher,
+    manifest: manifest::Manifest,
+    manifest_digest: Option<Digest>,
+    choice: &PlatformChoice,
+) -> Result<Image> {
+    let config_raw = fetcher
+        .fetch_json(&manifest.config)
+        .with_context(|| format!("reading config {}", manifest.config.digest))?;
+    let config = parse_config(&config_raw)?;
+    check_platform(&config, choice)?;
+    let diff_ids = diff_ids(&config)?;
+    if diff_ids.len() != manifest.layers.len() {
+        bail!(
+            "manifest lists {} layers but config rootfs.diff_ids lists {}",
+            manifest.layers.len(),
+            diff_ids.len()
+        );
+    }
+    let count = manifest.layers.len();
+    let layers = manifest
+        .layers
+        .into_iter()
+        .zip(diff_ids)
+        .enumerate()
+        .map(|(index, (desc, diff_id))| {
+            if !desc.urls.is_empty() {
+                bail!("layer {} is a foreign layer (it has urls): foreign layers are Windows base layers and are not supported", desc.digest);
+            }
+            let compression = manifest::layer_compression(&desc.media_type)
+                .with_context(|| format!("layer {}", desc.digest))?;
+            Ok(Layer {
+                index,
+                count,
+                location: blob_path(&desc.digest),
+                digest: Some(desc.digest),
+                size: Some(desc.size),
+                compression: Some(compression),
+                media_type: desc.media_type,
+                diff_id,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Image {
+        name: name.to_string(),
+        manifest_digest,
+        config_digest: manifest.config.digest,
+        config_raw,
+        config,
+        layers,
+    })
+}
+
+/// `blobs/<alg>/<hex>`: where OCI layouts (and Docker 25+ archives) keep a blob.
+pub fn blob_path(digest: &Digest) -> String {
+    format!("blobs/{}/{}", digest.algorithm().name(), digest.hex())
+}
+
+pub fn parse_config(raw: &[u8]) -> Result<ImageConfiguration> {
+    if raw.first().is_some_and(|b| *b == b'<') {
+        bail!("image config is HTML, not JSON");
+    }
+    serde_json::from_slice(raw).context("image config is not a valid OCI/Docker image config")
+}
+
+pub fn diff_ids(config: &ImageConfiguration) -> Result<Vec<Digest>> {
+    config
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| {
+            Digest::parse(d)
+                .map_err(anyhow::Error::msg)
+                .context("invalid diff_id in image config")
+        })
+        .collect()
+}
+
+pub fn check_platform(config: &ImageConfiguration, choice: &PlatformChoice) -> Result<()> {
+    let os = config.os().to_string();
+    let arch = config.architecture().to_string();
+    let variant = config.variant().as_deref();
+    if choice.platform.matches(&os, &arch, variant) {
+        return Ok(());
+    }
+    let have = match variant {
+        Some(v) => format!("{os}/{arch}/{v}"),
+        None => format!("{os}/{arch}"),
+    };
+    if choice.explicit {
+        bail!(
+            "the image is for {have}, not the requested {}",
+            choice.platform
+        );
+    }
+    eprintln!(
+        "warning: the image is for {have}, not {}; it may not run in WSL on this machine",
+        choice.platform
+    );
+    Ok(())
+}

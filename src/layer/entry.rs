@@ -1,0 +1,292 @@
+//! One tar entry of a layer, reduced to what the flattened file system needs, with its name
+//! normalised and judged (hostile names refused, whiteouts recognised).
+//!
+//! Names stay bytes from start to end: never a `Path`, which on Windows would reject
+//! non-UTF-8 names and turn a backslash (an ordinary character in a Linux name) into `/`.
+
+use anyhow::{anyhow, bail, Result};
+use std::io::Read;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    Regular,
+    Directory,
+    Symlink,
+    Hardlink,
+    CharDevice,
+    BlockDevice,
+    Fifo,
+}
+
+impl EntryKind {
+    pub fn tar_type(self) -> u8 {
+        match self {
+            EntryKind::Regular => b'0',
+            EntryKind::Hardlink => b'1',
+            EntryKind::Symlink => b'2',
+            EntryKind::CharDevice => b'3',
+            EntryKind::BlockDevice => b'4',
+            EntryKind::Directory => b'5',
+            EntryKind::Fifo => b'6',
+        }
+    }
+}
+
+/// Everything about an entry except its content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// Normalised: no leading `/` or `./`, no empty or `.` components, no trailing `/`.
+    /// The root directory is the empty name.
+    pub path: Vec<u8>,
+    pub kind: EntryKind,
+    /// Permission bits including setuid, setgid and sticky (07777).
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    /// Whole seconds since the epoch.
+    pub mtime: i64,
+    /// The PAX `mtime` record as written, when it carried more than whole seconds.
+    pub mtime_exact: Option<String>,
+    /// Content length (regular files only; 0 for everything else).
+    pub size: u64,
+    /// Symlink target verbatim, or the normalised path a hardlink names.
+    pub link: Vec<u8>,
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    /// Extended attributes, sorted by name, so that output is deterministic.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl EntryMeta {
+    /// The parent directories a layer does not list: root-owned, 0755, as containerd and
+    /// docker create them.
+    pub fn implicit_dir(path: Vec<u8>) -> EntryMeta {
+        EntryMeta {
+            path,
+            kind: EntryKind::Directory,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            mtime_exact: None,
+            size: 0,
+            link: Vec::new(),
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: Vec::new(),
+        }
+    }
+}
+
+/// What an entry does to the layers below, besides (or instead of) adding itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// An ordinary entry: add or replace this path.
+    Add(EntryMeta),
+    /// `DIR/.wh.NAME`: remove `DIR/NAME` of the layers below.
+    Whiteout(Vec<u8>),
+    /// `DIR/.wh..wh..opq`: hide all children of `DIR` from the layers below.
+    Opaque(Vec<u8>),
+    /// AUFS bookkeeping (`.wh..wh.plnk` and friends): never part of the file system.
+    Ignore,
+}
+
+const WHITEOUT_PREFIX: &[u8] = b".wh.";
+const OPAQUE: &[u8] = b".wh..wh..opq";
+
+/// For messages: a name as printable text, with non-UTF-8 bytes escaped.
+pub fn display_name(name: &[u8]) -> String {
+    match std::str::from_utf8(name) {
+        Ok(s) => s.to_string(),
+        Err(_) => name.escape_ascii().to_string(),
+    }
+}
+
+/// Normalises an entry name as tar and containerd do (`./a//b/` is `a/b`, a leading `/` is
+/// dropped) and refuses names that could reach outside the root.
+pub fn normalize_name(name: &[u8]) -> Result<Vec<u8>> {
+    if name.contains(&0) {
+        bail!("entry name {:?} contains a NUL byte", display_name(name));
+    }
+    let mut out = Vec::with_capacity(name.len());
+    for component in name.split(|b| *b == b'/') {
+        match component {
+            b"" | b"." => {}
+            b".." => bail!(
+                "entry name {:?} contains '..': refusing a layer that could write outside the root file system",
+                display_name(name)
+            ),
+            c => {
+                if !out.is_empty() {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn parent_of(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|b| *b == b'/') {
+        Some(i) => &path[..i],
+        None => b"",
+    }
+}
+
+fn base_name(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|b| *b == b'/') {
+        Some(i) => &path[i + 1..],
+        None => path,
+    }
+}
+
+pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    if dir.is_empty() {
+        name.to_vec()
+    } else {
+        [dir, b"/", name].concat()
+    }
+}
+
+/// Reads the metadata of one tar entry and classifies it.
+pub fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Change> {
+    let raw_name = entry.path_bytes().into_owned();
+    let path = normalize_name(&raw_name)?;
+    let header = entry.header().clone();
+    let kind = match header.entry_type() {
+        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+            EntryKind::Regular
+        }
+        tar::EntryType::Directory => EntryKind::Directory,
+        tar::EntryType::Symlink => EntryKind::Symlink,
+        tar::EntryType::Link => EntryKind::Hardlink,
+        tar::EntryType::Char => EntryKind::CharDevice,
+        tar::EntryType::Block => EntryKind::BlockDevice,
+        tar::EntryType::Fifo => EntryKind::Fifo,
+        // Global PAX headers describe the archive, not a file.
+        tar::EntryType::XGlobalHeader => return Ok(Change::Ignore),
+        other => bail!(
+            "entry {:?} has unsupported tar type {:?}",
+            display_name(&raw_name),
+            other.as_byte() as char
+        ),
+    };
+
+    let base = base_name(&path);
+    if let Some(rest) = base.strip_prefix(WHITEOUT_PREFIX) {
+        let dir = parent_of(&path).to_vec();
+        if base == OPAQUE {
+            return Ok(Change::Opaque(dir));
+        }
+        if rest.starts_with(WHITEOUT_PREFIX) {
+            return Ok(Change::Ignore);
+        }
+        if rest.is_empty() {
+            bail!(
+                "entry {:?} is a whiteout without a name ('.wh.' alone is invalid)",
+                display_name(&raw_name)
+            );
+        }
+        if rest == b"." || rest == b".." {
+            bail!("entry {:?} is a hostile whiteout", display_name(&raw_name));
+        }
+        return Ok(Change::Whiteout(join(&dir, rest)));
+    }
+
+    let mode = header.mode()? & 0o7777;
+    let uid = header.uid()?;
+    let gid = header.gid()?;
+    let mut mtime = header.mtime()? as i64;
+    let mut mtime_exact = None;
+    let mut xattrs = Vec::new();
+    if let Some(pax) = entry.pax_extensions()? {
+        for ext in pax {
+            let ext = ext?;
+            let key = ext.key_bytes();
+            if key == b"mtime" {
+                let text = String::from_utf8_lossy(ext.value_bytes()).into_owned();
+                let (whole, frac) = text.split_once('.').unwrap_or((&text, ""));
+                let whole: i64 = whole
+                    .parse()
+                    .map_err(|_| anyhow!("entry {:?} has a bad PAX mtime {text:?}", display_name(&raw_name)))?;
+                mtime = whole;
+                if !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()) {
+                    mtime_exact = Some(text);
+                }
+            } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    xattrs.sort();
+    xattrs.dedup_by(|a, b| a.0 == b.0);
+
+    let link = match kind {
+        EntryKind::Symlink => entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default(),
+        EntryKind::Hardlink => {
+            let target = entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default();
+            let normalized = normalize_name(&target)?;
+            if normalized.is_empty() {
+                bail!("hardlink {:?} names the root directory", display_name(&raw_name));
+            }
+            normalized
+        }
+        _ => Vec::new(),
+    };
+    if path.is_empty() && kind != EntryKind::Directory {
+        bail!("entry {:?} would replace the root directory with a non-directory", display_name(&raw_name));
+    }
+    let (dev_major, dev_minor) = match kind {
+        EntryKind::CharDevice | EntryKind::BlockDevice => (
+            header.device_major()?.unwrap_or(0),
+            header.device_minor()?.unwrap_or(0),
+        ),
+        _ => (0, 0),
+    };
+    let size = if kind == EntryKind::Regular { entry.size() } else { 0 };
+    Ok(Change::Add(EntryMeta {
+        path,
+        kind,
+        mode,
+        uid,
+        gid,
+        mtime,
+        mtime_exact,
+        size,
+        link,
+        dev_major,
+        dev_minor,
+        xattrs,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_normalised() {
+        assert_eq!(normalize_name(b"./a//b/").unwrap(), b"a/b");
+        assert_eq!(normalize_name(b"/etc/passwd").unwrap(), b"etc/passwd");
+        assert_eq!(normalize_name(b"./").unwrap(), b"");
+        assert_eq!(normalize_name(b"a\\b").unwrap(), b"a\\b");
+        assert_eq!(normalize_name(b"caf\xe9").unwrap(), b"caf\xe9");
+    }
+
+    #[test]
+    fn hostile_names_are_refused() {
+        for bad in [&b"../etc/passwd"[..], b"a/../../b", b"/..", b"a/.."] {
+            let err = normalize_name(bad).unwrap_err().to_string();
+            assert!(err.contains(".."), "{err}");
+        }
+    }
+
+    #[test]
+    fn parents_and_joins() {
+        assert_eq!(parent_of(b"a/b/c"), b"a/b");
+        assert_eq!(parent_of(b"a"), b"");
+        assert_eq!(join(b"", b"x"), b"x");
+        assert_eq!(join(b"a", b"x"), b"a/x");
+    }
+}

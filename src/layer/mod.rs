@@ -1,0 +1,206 @@
+//! Layer application: from verified layer streams to one flattened tar.
+//!
+//! Two passes over each layer (see docs/design.md for why):
+//! 1. *index*: read every layer's headers (layers in parallel), verify both digests, and stack
+//!    the changesets into a metadata-only [`tree::Tree`]. Nothing is written yet, so a broken
+//!    or tampered layer fails the run before a single output byte exists.
+//! 2. *emit*: write the directories, symlinks and devices of the final tree, then stream each
+//!    layer again and copy the content of exactly the regular files that survived.
+//!
+//! Memory is proportional to the number of paths, never to the size of a file or layer.
+
+pub mod entry;
+pub mod stream;
+pub mod tree;
+
+use crate::image::{Image, Layer};
+use crate::output::tar_writer::TarWriter;
+use crate::source::ImageSource;
+use anyhow::{anyhow, bail, Context, Result};
+use entry::{display_name, read_entry};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use stream::LayerStream;
+use tree::{ScannedEntry, Tree};
+
+/// What a run read and wrote, for the summary line.
+#[derive(Clone, Debug, Default)]
+pub struct FlattenStats {
+    pub layers: usize,
+    pub compressed_bytes: u64,
+    pub uncompressed_bytes: u64,
+    pub entries_read: u64,
+    pub paths_written: u64,
+}
+
+struct LayerScan {
+    entries: Vec<ScannedEntry>,
+    compressed: u64,
+    uncompressed: u64,
+}
+
+fn layer_error(layer: &Layer, image: &Image) -> impl Fn(anyhow::Error) -> anyhow::Error {
+    let what = format!("{}: {}", image.name, layer.describe());
+    move |e| e.context(what.clone())
+}
+
+fn open_stream(source: &dyn ImageSource, layer: &Layer) -> Result<LayerStream> {
+    let blob = source.open_layer(layer)?;
+    LayerStream::new(blob, layer)
+}
+
+fn scan_layer(source: &dyn ImageSource, layer: &Layer, cancel: &AtomicBool) -> Result<LayerScan> {
+    let mut stream = open_stream(source, layer)?;
+    let mut entries = Vec::new();
+    {
+        let archive = stream.archive();
+        let iter = archive.entries().context("reading the layer's tar")?;
+        for (ordinal, item) in iter.enumerate() {
+            if cancel.load(Ordering::Relaxed) {
+                bail!("cancelled");
+            }
+            let mut entry = item.context("reading the layer's tar")?;
+            let change = read_entry(&mut entry).with_context(|| {
+                format!("entry {:?}", display_name(&entry.path_bytes()))
+            })?;
+            entries.push(ScannedEntry {
+                ordinal: ordinal as u64,
+                change,
+            });
+        }
+    }
+    let (uncompressed, compressed) = stream.finish().context("reading the layer")?;
+    Ok(LayerScan {
+        entries,
+        compressed,
+        uncompressed,
+    })
+}
+
+/// Pass 1: scans layers on `jobs` threads and applies them in order as they arrive.
+fn build_tree(source: &dyn ImageSource, image: &Image, jobs: usize, stats: &mut FlattenStats) -> Result<Tree> {
+    let layers = &image.layers;
+    let next = AtomicUsize::new(0);
+    let cancel = AtomicBool::new(false);
+    let mut tree = Tree::new();
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = mpsc::channel::<(usize, Result<LayerScan>)>();
+        for _ in 0..jobs.clamp(1, layers.len().max(1)) {
+            let tx = tx.clone();
+            let (next, cancel) = (&next, &cancel);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= layers.len() || cancel.load(Ordering::Relaxed) {
+                    break;
+                }
+                let result = scan_layer(source, &layers[i], cancel);
+                if tx.send((i, result)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut pending: std::collections::BTreeMap<usize, Result<LayerScan>> =
+            std::collections::BTreeMap::new();
+        let mut applied = 0;
+        let outcome = (|| -> Result<()> {
+            while applied < layers.len() {
+                if let Some(result) = pending.remove(&applied) {
+                    let scan: LayerScan = result.map_err(layer_error(&layers[applied], image))?;
+                    stats.compressed_bytes += scan.compressed;
+                    stats.uncompressed_bytes += scan.uncompressed;
+                    stats.entries_read += scan.entries.len() as u64;
+                    tree.apply_layer(applied, scan.entries)
+                        .map_err(layer_error(&layers[applied], image))?;
+                    applied += 1;
+                    continue;
+                }
+                let (i, result) = rx
+                    .recv()
+                    .map_err(|_| anyhow!("a layer reader stopped without a result"))?;
+                pending.insert(i, result);
+            }
+            Ok(())
+        })();
+        if outcome.is_err() {
+            cancel.store(true, Ordering::Relaxed);
+        }
+        outcome
+    })?;
+    stats.layers = layers.len();
+    Ok(tree)
+}
+
+/// Flattens `image` into `out`. Nothing is written unless every layer verified.
+pub fn flatten<W: Write>(
+    source: &dyn ImageSource,
+    image: &Image,
+    out: &mut TarWriter<W>,
+    jobs: usize,
+) -> Result<FlattenStats> {
+    let mut stats = FlattenStats::default();
+    let tree = build_tree(source, image, jobs, &mut stats)?;
+    let plan = tree.plan(image.layers.len());
+
+    for (path, meta, link) in &plan.contentless {
+        match link {
+            Some(target) => out.append_hardlink(path, target, meta)?,
+            None => out.append_contentless(path, meta)?,
+        }
+        stats.paths_written += 1;
+    }
+
+    for (index, files) in plan.regular.iter().enumerate() {
+        if files.is_empty() {
+            continue;
+        }
+        let layer = &image.layers[index];
+        emit_layer(source, layer, files, out, &mut stats).map_err(layer_error(layer, image))?;
+    }
+    Ok(stats)
+}
+
+/// Pass 2 for one layer: copies the content of the surviving regular files, then stops
+/// reading (the layer was verified in pass 1).
+fn emit_layer<W: Write>(
+    source: &dyn ImageSource,
+    layer: &Layer,
+    files: &[tree::RegularFile],
+    out: &mut TarWriter<W>,
+    stats: &mut FlattenStats,
+) -> Result<()> {
+    let mut stream = open_stream(source, layer)?;
+    let archive = stream.archive();
+    let mut wanted = files.iter().peekable();
+    for (ordinal, item) in archive.entries()?.enumerate() {
+        let Some(file) = wanted.peek() else { break };
+        if file.ordinal != ordinal as u64 {
+            continue;
+        }
+        let mut entry = item.context("reading the layer's tar")?;
+        let name = entry::normalize_name(&entry.path_bytes())?;
+        if name != file.meta.path || entry.size() != file.meta.size {
+            bail!(
+                "the layer changed while it was being read (entry {} is now {:?})",
+                ordinal,
+                display_name(&name)
+            );
+        }
+        let first = &file.paths[0];
+        out.append_file(first, &file.meta, &mut entry)
+            .with_context(|| format!("copying {:?}", display_name(first)))?;
+        for other in &file.paths[1..] {
+            out.append_hardlink(other, first, &file.meta)?;
+        }
+        stats.paths_written += file.paths.len() as u64;
+        wanted.next();
+    }
+    if let Some(missing) = wanted.next() {
+        bail!(
+            "the layer changed while it was being read (entry {:?} is gone)",
+            display_name(&missing.meta.path)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,538 @@
+//! The layer rules: stacking changesets into the final file-system tree.
+//!
+//! Layers are applied bottom to top onto an in-memory tree of *metadata* only. Each non-
+//! directory in the tree points at an inode: the (layer, entry) whose content it shows. A
+//! hardlink points at the inode its target had at that moment, so an upper layer replacing
+//! the target does not change what the link shows. Content never enters the tree; the emit
+//! pass fetches it from the layer stream afterwards.
+//!
+//! Within one layer, whiteouts and opaque markers act on the layers *below* only, whatever
+//! their position in the tar; so a layer's deletions are applied before its additions, and
+//! the additions in tar order (a later entry for a path replaces an earlier one).
+
+use super::entry::{display_name, Change, EntryKind, EntryMeta};
+use anyhow::{bail, Result};
+use std::collections::{BTreeMap, HashMap};
+
+pub type InodeId = u32;
+
+#[derive(Debug)]
+pub struct Inode {
+    pub layer: usize,
+    /// Position of the entry in its layer's tar (0-based, counting every entry).
+    pub ordinal: u64,
+    pub meta: EntryMeta,
+    refs: u32,
+}
+
+#[derive(Debug)]
+enum Node {
+    /// `None`: implicit, no layer listed this directory.
+    Dir(Option<Box<EntryMeta>>),
+    Leaf(InodeId),
+}
+
+/// One entry of a layer as the index pass saw it.
+#[derive(Debug)]
+pub struct ScannedEntry {
+    pub ordinal: u64,
+    pub change: Change,
+}
+
+#[derive(Default)]
+pub struct Tree {
+    nodes: BTreeMap<Vec<u8>, Node>,
+    inodes: HashMap<InodeId, Inode>,
+    next_inode: InodeId,
+}
+
+/// What the final tree looks like, in output order.
+pub struct Plan {
+    /// Directories, symlinks, devices and FIFOs (no content), parents before children.
+    /// A `Some(target)` means: write a hardlink to that earlier path.
+    pub contentless: Vec<(Vec<u8>, EntryMeta, Option<Vec<u8>>)>,
+    /// Regular files, per layer, in tar order.
+    pub regular: Vec<Vec<RegularFile>>,
+}
+
+pub struct RegularFile {
+    pub ordinal: u64,
+    pub meta: EntryMeta,
+    /// Paths showing this content: the first gets the data, the rest hardlink to it.
+    pub paths: Vec<Vec<u8>>,
+}
+
+/// Keys of every strict descendant of `path` in a byte-ordered map: `path/` up to `path0`
+/// ('0' is the byte after '/').
+fn descendant_range(path: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    ([path, b"/"].concat(), [path, b"0"].concat())
+}
+
+impl Tree {
+    pub fn new() -> Tree {
+        let mut t = Tree::default();
+        t.nodes.insert(Vec::new(), Node::Dir(None));
+        t
+    }
+
+    /// Paths in the tree, the root included.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    fn release(&mut self, node: Node) {
+        if let Node::Leaf(id) = node {
+            let inode = self.inodes.get_mut(&id).expect("leaf points at a live inode");
+            inode.refs -= 1;
+            if inode.refs == 0 {
+                self.inodes.remove(&id);
+            }
+        }
+    }
+
+    fn remove_descendants(&mut self, path: &[u8]) {
+        let doomed: Vec<Vec<u8>> = if path.is_empty() {
+            self.nodes.keys().filter(|k| !k.is_empty()).cloned().collect()
+        } else {
+            let (lo, hi) = descendant_range(path);
+            self.nodes.range(lo..hi).map(|(k, _)| k.clone()).collect()
+        };
+        for key in doomed {
+            if let Some(node) = self.nodes.remove(&key) {
+                self.release(node);
+            }
+        }
+    }
+
+    fn remove_subtree(&mut self, path: &[u8]) {
+        if let Some(node) = self.nodes.remove(path) {
+            self.release(node);
+        }
+        self.remove_descendants(path);
+    }
+
+    /// Makes every ancestor of `path` a directory. An ancestor that is a non-directory (a
+    /// file, or a symlink: overlay storage takes the path literally) becomes an implicit
+    /// directory, so the output never has a path below a non-directory.
+    fn ensure_parents(&mut self, path: &[u8]) {
+        let mut ends: Vec<usize> = path
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'/')
+            .map(|(i, _)| i)
+            .collect();
+        ends.retain(|i| *i > 0);
+        for end in ends {
+            let ancestor = &path[..end];
+            match self.nodes.get(ancestor) {
+                Some(Node::Dir(_)) => {}
+                Some(Node::Leaf(_)) => {
+                    let node = self.nodes.remove(ancestor).expect("present");
+                    self.release(node);
+                    self.nodes.insert(ancestor.to_vec(), Node::Dir(None));
+                }
+                None => {
+                    self.nodes.insert(ancestor.to_vec(), Node::Dir(None));
+                }
+            }
+        }
+    }
+
+    /// Applies one layer's entries (in tar order) on top of the tree.
+    pub fn apply_layer(&mut self, layer: usize, entries: Vec<ScannedEntry>) -> Result<()> {
+        for e in &entries {
+            match &e.change {
+                Change::Whiteout(path) => self.remove_subtree(path),
+                Change::Opaque(dir) => {
+                    if let Some(Node::Dir(_)) = self.nodes.get(dir.as_slice()) {
+                        self.remove_descendants(dir);
+                    }
+                }
+                Change::Add(_) | Change::Ignore => {}
+            }
+        }
+        for e in entries {
+            let Change::Add(meta) = e.change else { continue };
+            self.add(layer, e.ordinal, meta)?;
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, layer: usize, ordinal: u64, meta: EntryMeta) -> Result<()> {
+        let path = meta.path.clone();
+        self.ensure_parents(&path);
+        match meta.kind {
+            EntryKind::Directory => match self.nodes.get_mut(&path) {
+                // A directory over a directory merges: new metadata, children stay.
+                Some(Node::Dir(existing)) => *existing = Some(Box::new(meta)),
+                _ => {
+                    self.remove_subtree(&path);
+                    self.nodes.insert(path, Node::Dir(Some(Box::new(meta))));
+                }
+            },
+            EntryKind::Hardlink => {
+                let target = meta.link.clone();
+                let id = match self.nodes.get(&target) {
+                    Some(Node::Leaf(id)) => *id,
+                    Some(Node::Dir(_)) => bail!(
+                        "hardlink {:?} names directory {:?}",
+                        display_name(&path),
+                        display_name(&target)
+                    ),
+                    None => bail!(
+                        "hardlink {:?} names {:?}, which does not exist in this or a lower layer",
+                        display_name(&path),
+                        display_name(&target)
+                    ),
+                };
+                // Take the reference before removing the old path: a link may replace the
+                // very path it names.
+                self.inodes.get_mut(&id).expect("live").refs += 1;
+                self.remove_subtree(&path);
+                self.nodes.insert(path, Node::Leaf(id));
+            }
+            _ => {
+                let id = self.next_inode;
+                self.next_inode += 1;
+                self.inodes.insert(
+                    id,
+                    Inode {
+                        layer,
+                        ordinal,
+                        meta,
+                        refs: 1,
+                    },
+                );
+                self.remove_subtree(&path);
+                self.nodes.insert(path, Node::Leaf(id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Orders the final tree for output. `layers` is the layer count.
+    pub fn plan(self, layers: usize) -> Plan {
+        let mut contentless = Vec::new();
+        let mut paths_of: HashMap<InodeId, Vec<Vec<u8>>> = HashMap::new();
+        for (path, node) in &self.nodes {
+            match node {
+                Node::Dir(meta) => {
+                    let meta = match meta {
+                        Some(m) => (**m).clone(),
+                        None => EntryMeta::implicit_dir(path.clone()),
+                    };
+                    contentless.push((path.clone(), meta, None));
+                }
+                Node::Leaf(id) => paths_of.entry(*id).or_default().push(path.clone()),
+            }
+        }
+        let mut regular: Vec<Vec<RegularFile>> = (0..layers).map(|_| Vec::new()).collect();
+        let mut non_regular: Vec<(Vec<u8>, EntryMeta, Option<Vec<u8>>)> = Vec::new();
+        let mut inodes = self.inodes;
+        for (id, mut paths) in paths_of {
+            let inode = inodes.remove(&id).expect("referenced inode is live");
+            // The inode's own path first when it still shows it, so the output resembles
+            // the layer; the rest in byte order. Either way the choice is deterministic.
+            paths.sort();
+            if let Some(pos) = paths.iter().position(|p| *p == inode.meta.path) {
+                let own = paths.remove(pos);
+                paths.insert(0, own);
+            }
+            if inode.meta.kind == EntryKind::Regular {
+                regular[inode.layer].push(RegularFile {
+                    ordinal: inode.ordinal,
+                    meta: inode.meta,
+                    paths,
+                });
+            } else {
+                let first = paths[0].clone();
+                for (i, p) in paths.into_iter().enumerate() {
+                    let link = (i > 0).then(|| first.clone());
+                    non_regular.push((p, inode.meta.clone(), link));
+                }
+            }
+        }
+        // Merge the non-regular leaves into path order, keeping each hardlink after the
+        // path it names.
+        non_regular.sort_by(|a, b| (a.2.is_some(), &a.0).cmp(&(b.2.is_some(), &b.0)));
+        let (firsts, links): (Vec<_>, Vec<_>) =
+            non_regular.into_iter().partition(|e| e.2.is_none());
+        contentless.extend(firsts);
+        contentless.sort_by(|a, b| a.0.cmp(&b.0));
+        contentless.extend(links);
+        for layer in &mut regular {
+            layer.sort_by_key(|f| f.ordinal);
+        }
+        Plan {
+            contentless,
+            regular,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(path: &str, kind: EntryKind) -> EntryMeta {
+        EntryMeta {
+            path: path.as_bytes().to_vec(),
+            kind,
+            mode: if kind == EntryKind::Directory { 0o755 } else { 0o644 },
+            uid: 0,
+            gid: 0,
+            mtime: 1,
+            mtime_exact: None,
+            size: 0,
+            link: Vec::new(),
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: Vec::new(),
+        }
+    }
+    fn file(path: &str) -> Change {
+        Change::Add(meta(path, EntryKind::Regular))
+    }
+    fn file_mode(path: &str, mode: u32) -> Change {
+        let mut m = meta(path, EntryKind::Regular);
+        m.mode = mode;
+        Change::Add(m)
+    }
+    fn dir(path: &str) -> Change {
+        Change::Add(meta(path, EntryKind::Directory))
+    }
+    fn dir_mode(path: &str, mode: u32) -> Change {
+        let mut m = meta(path, EntryKind::Directory);
+        m.mode = mode;
+        Change::Add(m)
+    }
+    fn symlink(path: &str, target: &str) -> Change {
+        let mut m = meta(path, EntryKind::Symlink);
+        m.link = target.as_bytes().to_vec();
+        Change::Add(m)
+    }
+    fn hardlink(path: &str, target: &str) -> Change {
+        let mut m = meta(path, EntryKind::Hardlink);
+        m.link = target.as_bytes().to_vec();
+        Change::Add(m)
+    }
+    fn whiteout(path: &str) -> Change {
+        Change::Whiteout(path.as_bytes().to_vec())
+    }
+    fn opaque(dir: &str) -> Change {
+        Change::Opaque(dir.as_bytes().to_vec())
+    }
+
+    /// Applies the layers and describes the result, one string per output entry:
+    /// `path kind@layer:ordinal` for content, `path -> target` for hardlinks.
+    fn flatten(layers: Vec<Vec<Change>>) -> Result<Vec<String>> {
+        let count = layers.len();
+        let mut tree = Tree::new();
+        for (i, changes) in layers.into_iter().enumerate() {
+            let entries = changes
+                .into_iter()
+                .enumerate()
+                .map(|(o, change)| ScannedEntry {
+                    ordinal: o as u64,
+                    change,
+                })
+                .collect();
+            tree.apply_layer(i, entries)?;
+        }
+        let plan = tree.plan(count);
+        let mut out = Vec::new();
+        for (path, m, link) in plan.contentless {
+            let p = String::from_utf8(path).unwrap();
+            let p = if p.is_empty() { ".".to_string() } else { p };
+            match link {
+                Some(t) => out.push(format!("{p} -> {}", String::from_utf8(t).unwrap())),
+                None => out.push(format!("{p} {:?}/{:o}", m.kind, m.mode)),
+            }
+        }
+        for (layer, files) in plan.regular.into_iter().enumerate() {
+            for f in files {
+                for (i, p) in f.paths.iter().enumerate() {
+                    let p = String::from_utf8(p.clone()).unwrap();
+                    if i == 0 {
+                        out.push(format!("{p} file@{layer}:{}", f.ordinal));
+                    } else {
+                        out.push(format!("{p} -> {}", String::from_utf8(f.paths[0].clone()).unwrap()));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn has(out: &[String], line: &str) -> bool {
+        out.iter().any(|l| l == line)
+    }
+
+    #[test]
+    fn rule1_later_entry_in_same_layer_wins() {
+        let out = flatten(vec![vec![file("a"), file_mode("a", 0o600)]]).unwrap();
+        assert_eq!(out, [". Directory/755", "a file@0:1"]);
+    }
+
+    #[test]
+    fn rule1_upper_layer_replaces_lower() {
+        let out = flatten(vec![vec![file("a")], vec![file("a")]]).unwrap();
+        assert_eq!(out, [". Directory/755", "a file@1:0"]);
+    }
+
+    #[test]
+    fn rule2_whiteout_removes_lower_subtree_only() {
+        let out = flatten(vec![
+            vec![dir("d"), file("d/x"), file("d/y"), file("keep")],
+            vec![whiteout("d"), whiteout("absent")],
+        ])
+        .unwrap();
+        assert_eq!(out, [". Directory/755", "keep file@0:3"]);
+    }
+
+    #[test]
+    fn rule2_whiteout_keeps_same_layer_file_in_either_order() {
+        for upper in [vec![whiteout("a"), file("a")], vec![file("a"), whiteout("a")]] {
+            let out = flatten(vec![vec![file("a")], upper]).unwrap();
+            assert_eq!(out.len(), 2, "{out:?}");
+            assert!(out[1].starts_with("a file@1:"), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn rule3_opaque_hides_lower_children_keeps_own_even_when_marker_is_last() {
+        let out = flatten(vec![
+            vec![dir("d"), file("d/old"), dir("d/sub"), file("d/sub/deep")],
+            vec![dir_mode("d", 0o700), file("d/new"), opaque("d")],
+        ])
+        .unwrap();
+        assert_eq!(out, [". Directory/755", "d Directory/700", "d/new file@1:1"]);
+    }
+
+    #[test]
+    fn rule3_opaque_root() {
+        let out = flatten(vec![vec![file("a"), file("b")], vec![opaque(""), file("c")]]).unwrap();
+        assert_eq!(out, [". Directory/755", "c file@1:1"]);
+    }
+
+    #[test]
+    fn rule4_dir_file_dir_across_three_layers() {
+        let out = flatten(vec![
+            vec![dir("p"), file("p/child")],
+            vec![file("p")],
+            vec![dir_mode("p", 0o750), file("p/again")],
+        ])
+        .unwrap();
+        assert_eq!(out, [". Directory/755", "p Directory/750", "p/again file@2:1"]);
+    }
+
+    #[test]
+    fn rule4_directory_over_directory_merges_with_upper_metadata() {
+        let out = flatten(vec![
+            vec![dir_mode("d", 0o755), file("d/lower")],
+            vec![dir_mode("d", 0o1777), file("d/upper")],
+        ])
+        .unwrap();
+        assert_eq!(
+            out,
+            [". Directory/755", "d Directory/1777", "d/lower file@0:1", "d/upper file@1:1"]
+        );
+    }
+
+    #[test]
+    fn rule4_symlink_replaces_directory_subtree() {
+        let out = flatten(vec![vec![dir("d"), file("d/x")], vec![symlink("d", "/elsewhere")]]).unwrap();
+        assert_eq!(out, [". Directory/755", "d Symlink/644"]);
+    }
+
+    #[test]
+    fn rule5_hardlink_to_lower_layer() {
+        let out = flatten(vec![vec![file("bin/a")], vec![hardlink("bin/b", "bin/a")]]).unwrap();
+        assert_eq!(
+            out,
+            [". Directory/755", "bin Directory/755", "bin/a file@0:0", "bin/b -> bin/a"]
+        );
+    }
+
+    #[test]
+    fn rule5_hardlink_keeps_old_content_when_target_replaced() {
+        let out = flatten(vec![
+            vec![file("a"), hardlink("b", "a")],
+            vec![file("a")],
+        ])
+        .unwrap();
+        assert!(has(&out, "b file@0:0"), "{out:?}");
+        assert!(has(&out, "a file@1:0"), "{out:?}");
+    }
+
+    #[test]
+    fn rule5_hardlink_whose_target_was_whited_out_becomes_the_file() {
+        let out = flatten(vec![vec![file("a"), hardlink("b", "a"), hardlink("c", "b")], vec![whiteout("a")]])
+            .unwrap();
+        assert_eq!(out, [". Directory/755", "b file@0:0", "c -> b"]);
+    }
+
+    #[test]
+    fn rule5_hardlink_to_missing_or_directory_is_an_error() {
+        let err = flatten(vec![vec![hardlink("b", "nowhere")]]).unwrap_err().to_string();
+        assert!(err.contains("nowhere") && err.contains("does not exist"), "{err}");
+        let err = flatten(vec![vec![dir("d"), hardlink("b", "d")]]).unwrap_err().to_string();
+        assert!(err.contains("directory"), "{err}");
+    }
+
+    #[test]
+    fn rule5_hardlinked_symlink_comes_after_its_target() {
+        let out = flatten(vec![vec![symlink("z", "t"), hardlink("a", "z")]]).unwrap();
+        assert_eq!(out, [". Directory/755", "z Symlink/644", "a -> z"]);
+    }
+
+    #[test]
+    fn rule8_implicit_parents() {
+        let out = flatten(vec![vec![file("x/y/z")]]).unwrap();
+        assert_eq!(
+            out,
+            [". Directory/755", "x Directory/755", "x/y Directory/755", "x/y/z file@0:0"]
+        );
+    }
+
+    #[test]
+    fn entry_below_lower_symlink_replaces_it_with_a_directory() {
+        let out = flatten(vec![vec![symlink("lib", "usr/lib")], vec![file("lib/x")]]).unwrap();
+        assert_eq!(out, [". Directory/755", "lib Directory/755", "lib/x file@1:0"]);
+    }
+
+    #[test]
+    fn same_layer_file_then_child_makes_directory() {
+        let out = flatten(vec![vec![file("a"), file("a/b")]]).unwrap();
+        assert_eq!(out, [". Directory/755", "a Directory/755", "a/b file@0:1"]);
+    }
+
+    #[test]
+    fn same_layer_directory_then_file_drops_subtree() {
+        let out = flatten(vec![vec![dir("a"), file("a/b"), file("a")]]).unwrap();
+        assert_eq!(out, [". Directory/755", "a file@0:2"]);
+    }
+
+    #[test]
+    fn sibling_prefixes_are_not_descendants() {
+        let out = flatten(vec![vec![dir("a"), file("a/x"), file("a-b"), file("a0")], vec![whiteout("a")]])
+            .unwrap();
+        assert_eq!(out, [". Directory/755", "a-b file@0:2", "a0 file@0:3"]);
+    }
+
+    #[test]
+    fn root_directory_metadata_from_top_layer() {
+        let out = flatten(vec![vec![dir_mode("", 0o700)], vec![dir_mode("", 0o755)]]).unwrap();
+        assert_eq!(out, [". Directory/755"]);
+    }
+
+    #[test]
+    fn ignored_entries_leave_no_trace() {
+        let out = flatten(vec![vec![Change::Ignore, file("a")]]).unwrap();
+        assert_eq!(out, [". Directory/755", "a file@0:1"]);
+    }
+}

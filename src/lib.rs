@@ -1,0 +1,18 @@
+//! oci2wsl: turn an OCI/Docker image into a WSL root file system in one streaming pass.
+//!
+//! The modules are the stages of the pipeline, in order:
+//! - [`reference`]: what the user named (`oci:dir:tag`, `docker-archive:-`, a registry name);
+//! - [`source`]: where bytes come from (layout directories, archives), behind [`source::ImageSource`];
+//! - [`image`]: manifests, indexes, platforms, configs and digests: the resolved [`image::Image`];
+//! - [`layer`]: the OCI layer semantics that stack the layers into one tree, and the two-pass
+//!   flatten that streams it out;
+//! - [`output`]: tar writing, compression and the atomic output file.
+//!
+//! [`pipeline::run`] wires them together; `main.rs` only parses the command line.
+
+pub mod image;
+pub mod layer;
+pub mod output;
+pub mod pipeline;
+pub mod reference;
+pub mod source;

@@ -1,0 +1,124 @@
+//! The command line: parse arguments, run the pipeline, report one line.
+
+use clap::{Parser, ValueEnum};
+use oci2wsl::image::platform::Platform;
+use oci2wsl::image::PlatformChoice;
+use oci2wsl::output::{self, Destination, OutputCompression};
+use oci2wsl::pipeline::{self, Options};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CompressionArg {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// Turn an OCI/Docker image into a WSL root file system tarball.
+///
+/// IMAGE is one of:
+///   oci:PATH[:TAG|@DIGEST]          an OCI image layout directory
+///   oci-archive:FILE[:TAG]          an OCI layout in a tar (docker buildx --output type=oci); - is stdin
+///   docker-archive:FILE[:REPO:TAG]  a `docker save` / `podman save` tarball; - is stdin
+#[derive(Parser, Debug)]
+#[command(name = "oci2wsl", version, verbatim_doc_comment)]
+struct Cli {
+    /// The image to flatten (see above for the forms).
+    image: String,
+
+    /// Write to FILE instead of standard output; compression follows the extension
+    /// (.tar, .tar.gz/.tgz, .tar.zst). `-` means standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<String>,
+
+    /// Compression of the output, overriding the extension.
+    #[arg(long, value_enum)]
+    compression: Option<CompressionArg>,
+
+    /// Compression level (gzip 0-9, default 6; zstd 1-22, default 3).
+    #[arg(long)]
+    level: Option<i32>,
+
+    /// Platform to pick from a multi-platform image, as os/arch[/variant]
+    /// [default: linux/<this machine's architecture>].
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
+
+    /// Replace the output file if it exists.
+    #[arg(short, long)]
+    force: bool,
+
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// Threads reading layers at once [default: number of CPUs].
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<usize>,
+}
+
+fn options(cli: &Cli) -> anyhow::Result<Options> {
+    let destination = match cli.output.as_deref() {
+        None | Some("-") => Destination::Stdout,
+        Some(path) => Destination::File {
+            path: PathBuf::from(path),
+            force: cli.force,
+        },
+    };
+    let compression = match (cli.compression, cli.output.as_deref()) {
+        (Some(CompressionArg::None), _) => OutputCompression::None,
+        (Some(CompressionArg::Gzip), _) => OutputCompression::Gzip,
+        (Some(CompressionArg::Zstd), _) => OutputCompression::Zstd,
+        (None, Some(path)) if path != "-" => OutputCompression::from_file_name(path),
+        (None, _) => OutputCompression::None,
+    };
+    let level = match cli.level {
+        Some(level) => {
+            compression.check_level(level)?;
+            level
+        }
+        None => compression.default_level(),
+    };
+    let platform = match &cli.platform {
+        Some(p) => PlatformChoice {
+            platform: Platform::parse(p).map_err(anyhow::Error::msg)?,
+            explicit: true,
+        },
+        None => PlatformChoice::default(),
+    };
+    let jobs = cli.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    Ok(Options {
+        image: cli.image.clone(),
+        destination,
+        compression,
+        level,
+        platform,
+        jobs: jobs.max(1),
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    output::install_interrupt_cleanup();
+    let result = options(&cli).and_then(|opts| {
+        let summary = pipeline::run(&opts)?;
+        if !cli.quiet {
+            eprintln!("{}", summary.line(&opts.destination));
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: every context, outermost first, as "a: b: c".
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("oci2wsl: error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! Where the flattened tar goes: compression, and a file that appears only when complete.
+
+pub mod tar_writer;
+
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputCompression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl OutputCompression {
+    /// From the output file name: `.tar.gz`/`.tgz`/`.wsl` are gzip, `.tar.zst`/`.tzst` zstd,
+    /// anything else plain tar.
+    pub fn from_file_name(name: &str) -> OutputCompression {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".gz") || lower.ends_with(".tgz") || lower.ends_with(".wsl") {
+            OutputCompression::Gzip
+        } else if lower.ends_with(".zst") || lower.ends_with(".tzst") || lower.ends_with(".zstd") {
+            OutputCompression::Zstd
+        } else {
+            OutputCompression::None
+        }
+    }
+
+    pub fn default_level(self) -> i32 {
+        match self {
+            OutputCompression::None => 0,
+            OutputCompression::Gzip => 6,
+            OutputCompression::Zstd => 3,
+        }
+    }
+
+    pub fn check_level(self, level: i32) -> Result<()> {
+        let (lo, hi) = match self {
+            OutputCompression::None => bail!("--level needs a compressed output (gzip or zstd)"),
+            OutputCompression::Gzip => (0, 9),
+            OutputCompression::Zstd => (1, 22),
+        };
+        if !(lo..=hi).contains(&level) {
+            bail!("--level {level} is out of range for {self:?} ({lo} to {hi})");
+        }
+        Ok(())
+    }
+}
+
+/// Where to write.
+#[derive(Clone, Debug)]
+pub enum Destination {
+    Stdout,
+    File { path: PathBuf, force: bool },
+}
+
+/// Temporary files that a Ctrl-C must not leave behind (see `install_interrupt_cleanup`).
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// On Ctrl-C (or SIGTERM, or closing the console on Windows) remove our temporary output
+/// files and exit 130, so an interrupted run leaves the directory as it found it.
+pub fn install_interrupt_cleanup() {
+    let _ = ctrlc::set_handler(|| {
+        if let Ok(pending) = PENDING.lock() {
+            for p in pending.iter() {
+                let _ = fs::remove_file(p);
+            }
+        }
+        eprintln!("oci2wsl: interrupted; no output was written");
+        std::process::exit(130);
+    });
+}
+
+/// The compressed byte stream into the destination. Dropping it without [`Sink::commit`]
+/// discards a file output (the target is never touched).
+pub struct Sink {
+    writer: Option<Box<dyn FinishWrite>>,
+    temp: Option<tempfile::NamedTempFile>,
+    target: Option<(PathBuf, bool)>,
+    counter: CountingShared,
+}
+
+trait FinishWrite: Write + Send {
+    fn finish(self: Box<Self>) -> io::Result<()>;
+}
+
+struct Plain<W: Write + Send>(W);
+impl<W: Write + Send> Write for Plain<W> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.write(b)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+impl<W: Write + Send> FinishWrite for Plain<W> {
+    fn finish(mut self: Box<Self>) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<W: Write + Send> FinishWrite for flate2::write::GzEncoder<W> {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        let mut inner = (*self).finish()?;
+        inner.flush()
+    }
+}
+
+impl<W: Write + Send> FinishWrite for zstd::stream::write::Encoder<'static, W> {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        let mut inner = (*self).finish()?;
+        inner.flush()
+    }
+}
+
+/// Counts the bytes that reach the destination (after compression).
+#[derive(Clone, Default)]
+struct CountingShared(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+struct Counting<W> {
+    inner: W,
+    count: CountingShared,
+}
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.count.0.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Fails early, before any download, when the target exists and `--force` was not given.
+pub fn check_destination(dest: &Destination) -> Result<()> {
+    match dest {
+        Destination::Stdout => {
+            if io::stdout().is_terminal() {
+                bail!("refusing to write a tar archive to a terminal; use -o FILE or redirect standard output");
+            }
+        }
+        Destination::File { path, force } => {
+            if !force && path.exists() {
+                bail!("{} already exists; use --force to replace it", path.display());
+            }
+            if path.is_dir() {
+                bail!("{} is a directory", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Sink {
+    pub fn open(dest: &Destination, compression: OutputCompression, level: i32) -> Result<Sink> {
+        check_destination(dest)?;
+        let counter = CountingShared::default();
+        let (raw, temp, target): (Box<dyn Write + Send>, _, _) = match dest {
+            Destination::Stdout => (Box::new(io::stdout()), None, None),
+            Destination::File { path, force } => {
+                let dir = match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                let file_name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "output".into());
+                let temp = tempfile::Builder::new()
+                    .prefix(&format!(".{file_name}."))
+                    .suffix(".partial")
+                    .tempfile_in(&dir)
+                    .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+                PENDING.lock().unwrap().push(temp.path().to_path_buf());
+                let file = temp.reopen().context("reopening the temporary output file")?;
+                (
+                    Box::new(io::BufWriter::with_capacity(1 << 20, file)),
+                    Some(temp),
+                    Some((path.clone(), *force)),
+                )
+            }
+        };
+        let counted = Counting {
+            inner: raw,
+            count: counter.clone(),
+        };
+        let writer: Box<dyn FinishWrite> = match compression {
+            OutputCompression::None => Box::new(Plain(counted)),
+            OutputCompression::Gzip => Box::new(
+                // No name, no timestamp: the same input gives the same bytes.
+                flate2::GzBuilder::new()
+                    .mtime(0)
+                    .write(counted, flate2::Compression::new(level as u32)),
+            ),
+            OutputCompression::Zstd => {
+                let mut enc = zstd::stream::write::Encoder::new(counted, level)?;
+                enc.include_checksum(true)?;
+                Box::new(enc)
+            }
+        };
+        Ok(Sink {
+            writer: Some(writer),
+            temp,
+            target,
+            counter,
+        })
+    }
+
+    /// Bytes written to the destination so far (compressed).
+    pub fn bytes_out(&self) -> u64 {
+        self.counter.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Finishes compression and, for a file, moves it into place.
+    pub fn commit(mut self) -> Result<u64> {
+        self.writer
+            .take()
+            .expect("commit once")
+            .finish()
+            .context("writing the output")?;
+        if let (Some(temp), Some((path, force))) = (self.temp.take(), self.target.take()) {
+            temp.as_file().sync_all().context("flushing the output to disk")?;
+            let temp_path = temp.path().to_path_buf();
+            let result = if force {
+                temp.persist(&path).map(|_| ())
+            } else {
+                temp.persist_noclobber(&path).map(|_| ())
+            };
+            forget_pending(&temp_path);
+            result.map_err(|e| {
+                if e.error.kind() == io::ErrorKind::AlreadyExists {
+                    anyhow::anyhow!("{} already exists; use --force to replace it", path.display())
+                } else {
+                    anyhow::Error::new(e.error).context(format!("moving the output into place at {}", path.display()))
+                }
+            })?;
+        }
+        Ok(self.bytes_out())
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if let Some(temp) = self.temp.take() {
+            forget_pending(temp.path());
+            // NamedTempFile's own drop removes the file.
+        }
+    }
+}
+
+fn forget_pending(path: &Path) {
+    if let Ok(mut pending) = PENDING.lock() {
+        pending.retain(|p| p != path);
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.writer.as_mut().expect("not committed").write(b)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.as_mut().expect("not committed").flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_from_name() {
+        assert_eq!(OutputCompression::from_file_name("a.tar.gz"), OutputCompression::Gzip);
+        assert_eq!(OutputCompression::from_file_name("a.TGZ"), OutputCompression::Gzip);
+        assert_eq!(OutputCompression::from_file_name("a.wsl"), OutputCompression::Gzip);
+        assert_eq!(OutputCompression::from_file_name("a.tar.zst"), OutputCompression::Zstd);
+        assert_eq!(OutputCompression::from_file_name("a.tar"), OutputCompression::None);
+    }
+
+    #[test]
+    fn failed_sink_leaves_no_file_and_commit_does_not_clobber() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.tar");
+        let dest = Destination::File {
+            path: target.clone(),
+            force: false,
+        };
+        let mut sink = Sink::open(&dest, OutputCompression::None, 0).unwrap();
+        sink.write_all(b"partial").unwrap();
+        drop(sink);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        let mut sink = Sink::open(&dest, OutputCompression::Gzip, 6).unwrap();
+        sink.write_all(b"whole").unwrap();
+        fs::write(&target, b"appeared meanwhile").unwrap();
+        let err = sink.commit().unwrap_err().to_string();
+        assert!(err.contains("already exists"), "{err}");
+        assert_eq!(fs::read(&target).unwrap(), b"appeared meanwhile");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

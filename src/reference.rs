@@ -1,0 +1,206 @@
+//! Image references: which transport a user named and what it points at.
+//!
+//! The forms follow skopeo's transports (`oci:`, `oci-archive:`, `docker-archive:`), so a
+//! command line that works with `skopeo copy` names the same image here.
+
+use crate::image::digest::Digest;
+use anyhow::{bail, Result};
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    /// No tag given: the layout or archive must hold exactly one image.
+    Only,
+    Tag(String),
+    Digest(Digest),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceRef {
+    /// `oci:PATH[:TAG|@DIGEST]`
+    OciLayout { path: String, selector: Selector },
+    /// `oci-archive:FILE[:TAG]`, FILE `-` for standard input.
+    OciArchive { path: String, selector: Selector },
+    /// `docker-archive:FILE[:REPO:TAG]`, FILE `-` for standard input.
+    DockerArchive {
+        path: String,
+        repo_tag: Option<String>,
+    },
+    /// Anything else is a registry reference (`postgres:16`, `docker://ghcr.io/o/a@sha256:…`).
+    Registry(String),
+}
+
+impl SourceRef {
+    pub fn parse(text: &str) -> Result<SourceRef> {
+        if let Some(rest) = text.strip_prefix("oci:") {
+            let (path, selector) = split_path_and_selector(rest, "oci")?;
+            return Ok(SourceRef::OciLayout { path, selector });
+        }
+        if let Some(rest) = text.strip_prefix("oci-archive:") {
+            let (path, selector) = split_path_and_selector(rest, "oci-archive")?;
+            return Ok(SourceRef::OciArchive { path, selector });
+        }
+        if let Some(rest) = text.strip_prefix("docker-archive:") {
+            let (path, tail) = split_path(rest);
+            if path.is_empty() {
+                bail!("docker-archive: needs a file name (or - for standard input)");
+            }
+            let repo_tag = tail.filter(|t| !t.is_empty());
+            if let Some(rt) = &repo_tag {
+                if rt.starts_with('@') {
+                    bail!("docker-archive: selects an image by REPO:TAG, not by digest ({rt:?})");
+                }
+            }
+            return Ok(SourceRef::DockerArchive { path, repo_tag });
+        }
+        for transport in ["dir:", "docker-daemon:", "containers-storage:", "ostree:", "sif:"] {
+            if text.starts_with(transport) {
+                bail!(
+                    "the {} transport is not supported; use oci:, oci-archive:, docker-archive: or a registry reference",
+                    transport.trim_end_matches(':')
+                );
+            }
+        }
+        if text.is_empty() {
+            bail!("empty image reference");
+        }
+        Ok(SourceRef::Registry(
+            text.strip_prefix("docker://").unwrap_or(text).to_string(),
+        ))
+    }
+}
+
+impl fmt::Display for SourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sel = |s: &Selector| match s {
+            Selector::Only => String::new(),
+            Selector::Tag(t) => format!(":{t}"),
+            Selector::Digest(d) => format!("@{d}"),
+        };
+        match self {
+            SourceRef::OciLayout { path, selector } => write!(f, "oci:{path}{}", sel(selector)),
+            SourceRef::OciArchive { path, selector } => {
+                write!(f, "oci-archive:{path}{}", sel(selector))
+            }
+            SourceRef::DockerArchive { path, repo_tag } => match repo_tag {
+                Some(t) => write!(f, "docker-archive:{path}:{t}"),
+                None => write!(f, "docker-archive:{path}"),
+            },
+            SourceRef::Registry(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+/// Splits `PATH[:REST]` at the first colon, skipping a Windows drive letter (`C:\x`, `C:/x`),
+/// as skopeo does: paths cannot contain colons, tags can.
+fn split_path(text: &str) -> (String, Option<String>) {
+    let b = text.as_bytes();
+    let skip = if b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && (b[2] == b'\\' || b[2] == b'/')
+    {
+        2
+    } else {
+        0
+    };
+    match text[skip..].find(':') {
+        Some(i) => (
+            text[..skip + i].to_string(),
+            Some(text[skip + i + 1..].to_string()),
+        ),
+        None => (text.to_string(), None),
+    }
+}
+
+fn split_path_and_selector(text: &str, transport: &str) -> Result<(String, Selector)> {
+    // A digest selector contains a colon itself, so look for '@' first.
+    if let Some(at) = text.rfind('@') {
+        let tail = &text[at + 1..];
+        if tail.starts_with("sha256:") || tail.starts_with("sha512:") {
+            let digest = Digest::parse(tail).map_err(anyhow::Error::msg)?;
+            let path = &text[..at];
+            if path.is_empty() {
+                bail!("{transport}: needs a path before @{digest}");
+            }
+            return Ok((path.to_string(), Selector::Digest(digest)));
+        }
+    }
+    let (path, tail) = split_path(text);
+    if path.is_empty() {
+        bail!("{transport}: needs a path (or - for standard input)");
+    }
+    let selector = match tail {
+        None => Selector::Only,
+        Some(t) if t.is_empty() => Selector::Only,
+        Some(t) => Selector::Tag(t),
+    };
+    Ok((path, selector))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_forms() {
+        assert_eq!(
+            SourceRef::parse("oci:./lay:app").unwrap(),
+            SourceRef::OciLayout {
+                path: "./lay".into(),
+                selector: Selector::Tag("app".into())
+            }
+        );
+        assert_eq!(
+            SourceRef::parse("oci:C:\\img\\lay:v1").unwrap(),
+            SourceRef::OciLayout {
+                path: "C:\\img\\lay".into(),
+                selector: Selector::Tag("v1".into())
+            }
+        );
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(
+            SourceRef::parse(&format!("oci:lay@{d}")).unwrap(),
+            SourceRef::OciLayout {
+                path: "lay".into(),
+                selector: Selector::Digest(Digest::parse(d).unwrap())
+            }
+        );
+        assert_eq!(
+            SourceRef::parse("oci:lay").unwrap(),
+            SourceRef::OciLayout {
+                path: "lay".into(),
+                selector: Selector::Only
+            }
+        );
+        assert!(SourceRef::parse("oci:").is_err());
+        assert!(SourceRef::parse("oci:lay@sha256:zz").is_err());
+    }
+
+    #[test]
+    fn archive_forms() {
+        assert_eq!(
+            SourceRef::parse("docker-archive:-").unwrap(),
+            SourceRef::DockerArchive {
+                path: "-".into(),
+                repo_tag: None
+            }
+        );
+        assert_eq!(
+            SourceRef::parse("docker-archive:./app.tar:app:1.2").unwrap(),
+            SourceRef::DockerArchive {
+                path: "./app.tar".into(),
+                repo_tag: Some("app:1.2".into())
+            }
+        );
+        assert_eq!(
+            SourceRef::parse("oci-archive:-").unwrap(),
+            SourceRef::OciArchive {
+                path: "-".into(),
+                selector: Selector::Only
+            }
+        );
+        assert!(SourceRef::parse("docker-daemon:x").is_err());
+        assert_eq!(
+            SourceRef::parse("docker://postgres").unwrap(),
+            SourceRef::Registry("postgres".into())
+        );
+    }
+}

@@ -1,0 +1,50 @@
+//! Where image bytes come from: one [`ImageSource`] per transport.
+//!
+//! A source resolves its reference to an [`Image`] (manifest walk, platform choice, config)
+//! and opens layer blobs by [`Layer`]. It hands out raw blob bytes; verification and
+//! decompression belong to the layer stage, so every source gets them the same way.
+
+pub mod docker_archive;
+pub mod layout;
+pub mod store;
+
+use crate::image::{Image, Layer, PlatformChoice};
+use crate::reference::SourceRef;
+use anyhow::{bail, Result};
+use std::path::Path;
+use store::{BlobReader, DirStore, TarStore};
+
+pub trait ImageSource: Send + Sync {
+    /// Resolves the reference to one single-platform image.
+    fn resolve(&self, choice: &PlatformChoice) -> Result<Image>;
+
+    /// Opens a layer blob as stored (compressed). Callable from several threads at once.
+    fn open_layer(&self, layer: &Layer) -> Result<BlobReader>;
+}
+
+/// Opens the source a reference names.
+pub fn open(reference: &SourceRef) -> Result<Box<dyn ImageSource>> {
+    let name = reference.to_string();
+    Ok(match reference {
+        SourceRef::OciLayout { path, selector } => Box::new(layout::LayoutSource::new(
+            name,
+            Box::new(DirStore::new(Path::new(path))?),
+            selector.clone(),
+        )),
+        SourceRef::OciArchive { path, selector } => Box::new(layout::LayoutSource::new(
+            name,
+            Box::new(TarStore::open(path)?),
+            selector.clone(),
+        )),
+        SourceRef::DockerArchive { path, repo_tag } => {
+            Box::new(docker_archive::DockerArchiveSource::new(
+                name,
+                Box::new(TarStore::open(path)?),
+                repo_tag.clone(),
+            ))
+        }
+        SourceRef::Registry(r) => bail!(
+            "registry references ({r}) are not supported yet; use oci:, oci-archive: or docker-archive:"
+        ),
+    })
+}

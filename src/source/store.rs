@@ -1,0 +1,345 @@
+//! Blob stores: a directory or a tar archive, addressed by relative `/`-separated paths.
+//!
+//! An OCI layout and a `docker save` archive are both "files at paths"; whether those files
+//! sit in a directory or inside a tar (an oci-archive, a docker-archive, or either of them
+//! arriving on standard input) is this module's business alone. Archives are indexed once
+//! (member name → offset) and members are then read in place with positioned reads, so the
+//! archive is never extracted and several layers can be read at once.
+
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub type BlobReader = Box<dyn Read + Send>;
+
+pub trait BlobStore: Send + Sync {
+    /// Opens the file at `path` and returns it with its size, or `None` if there is none.
+    fn open(&self, path: &str) -> Result<Option<(BlobReader, u64)>>;
+
+    /// Reads a small file whole, refusing anything larger than `limit`.
+    fn read_small(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        let Some((reader, size)) = self.open(path)? else {
+            return Ok(None);
+        };
+        if size > limit {
+            bail!("{path} is {size} bytes, more than the {limit}-byte limit for metadata files");
+        }
+        let mut buf = Vec::with_capacity(size as usize);
+        reader
+            .take(limit + 1)
+            .read_to_end(&mut buf)
+            .with_context(|| format!("reading {path}"))?;
+        Ok(Some(buf))
+    }
+}
+
+/// Refuses store paths that could leave the store: they come from files inside the image
+/// (a docker-archive's manifest.json names its layers).
+pub fn check_relative(path: &str) -> Result<()> {
+    if path.is_empty()
+        || path.starts_with('/')
+        || path.contains('\\')
+        || path.contains(':')
+        || path.split('/').any(|c| c == "..")
+    {
+        bail!("refusing unsafe path {path:?} inside the image");
+    }
+    Ok(())
+}
+
+pub struct DirStore {
+    root: PathBuf,
+}
+
+impl DirStore {
+    pub fn new(root: &Path) -> Result<DirStore> {
+        let meta = std::fs::metadata(root)
+            .with_context(|| format!("cannot open image layout {}", root.display()))?;
+        if !meta.is_dir() {
+            bail!("{} is not a directory", root.display());
+        }
+        Ok(DirStore {
+            root: root.to_path_buf(),
+        })
+    }
+}
+
+impl BlobStore for DirStore {
+    fn open(&self, path: &str) -> Result<Option<(BlobReader, u64)>> {
+        check_relative(path)?;
+        let mut full = self.root.clone();
+        for component in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+            full.push(component);
+        }
+        match File::open(&full) {
+            Ok(file) => {
+                let size = file.metadata()?.len();
+                Ok(Some((Box::new(file), size)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("opening {}", full.display())),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Member {
+    File { offset: u64, size: u64 },
+    Link(String),
+}
+
+/// A tar archive indexed for random access.
+pub struct TarStore {
+    file: Arc<File>,
+    members: HashMap<String, Member>,
+}
+
+/// Archives may arrive compressed (`docker save | gzip`); the magic decides.
+fn archive_compression(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Some("gzip")
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some("zstd")
+    } else {
+        None
+    }
+}
+
+impl TarStore {
+    /// Opens an archive file, or standard input for `-`. Standard input and compressed
+    /// archives cannot be read at random, so they are first copied, as they are (never
+    /// extracted), to an anonymous temporary file that the OS removes when we exit.
+    pub fn open(path: &str) -> Result<TarStore> {
+        let mut input: Box<dyn Read> = if path == "-" {
+            Box::new(io::stdin().lock())
+        } else {
+            let mut file =
+                File::open(path).with_context(|| format!("cannot open archive {path}"))?;
+            let mut head = [0u8; 4];
+            let n = read_up_to(&mut file, &mut head)?;
+            if archive_compression(&head[..n]).is_none() {
+                file.seek(SeekFrom::Start(0))?;
+                return TarStore::index(file).with_context(|| format!("reading archive {path}"));
+            }
+            file.seek(SeekFrom::Start(0))?;
+            Box::new(file)
+        };
+        let name = if path == "-" { "standard input" } else { path };
+        let mut head = [0u8; 4];
+        let n = read_up_to(&mut input, &mut head)?;
+        let mut input: Box<dyn Read> = Box::new(io::Cursor::new(head[..n].to_vec()).chain(input));
+        input = match archive_compression(&head[..n]) {
+            Some("gzip") => Box::new(flate2::read::MultiGzDecoder::new(input)),
+            Some(_) => Box::new(zstd::stream::read::Decoder::new(input)?),
+            None => input,
+        };
+        let mut spool = tempfile::tempfile().context("creating a temporary file to hold the archive")?;
+        copy_large(&mut input, &mut spool).with_context(|| format!("reading archive from {name}"))?;
+        spool.flush()?;
+        spool.seek(SeekFrom::Start(0))?;
+        TarStore::index(spool).with_context(|| format!("reading archive {name}"))
+    }
+
+    fn index(mut file: File) -> Result<TarStore> {
+        let mut members = HashMap::new();
+        {
+            let mut archive = tar::Archive::new(&mut file);
+            for entry in archive.entries_with_seek()? {
+                let entry = entry?;
+                let name = normalize_member(&entry.path_bytes());
+                let kind = entry.header().entry_type();
+                let member = if kind.is_file() || kind == tar::EntryType::Continuous {
+                    Member::File {
+                        offset: entry.raw_file_position(),
+                        size: entry.size(),
+                    }
+                } else if kind.is_symlink() || kind.is_hard_link() {
+                    let target = entry
+                        .link_name_bytes()
+                        .map(|t| String::from_utf8_lossy(&t).into_owned())
+                        .unwrap_or_default();
+                    let target = if kind.is_symlink() {
+                        resolve_relative(&name, &target)
+                    } else {
+                        normalize_member(target.as_bytes())
+                    };
+                    Member::Link(target)
+                } else {
+                    continue;
+                };
+                members.insert(name, member);
+            }
+        }
+        if members.is_empty() {
+            bail!("not a tar archive, or an empty one");
+        }
+        Ok(TarStore {
+            file: Arc::new(file),
+            members,
+        })
+    }
+
+    fn lookup(&self, path: &str) -> Option<(u64, u64)> {
+        let mut name = normalize_member(path.as_bytes());
+        // docker save writes layer.tar symlinks to another layer's file; follow a few.
+        for _ in 0..8 {
+            match self.members.get(&name)? {
+                Member::File { offset, size } => return Some((*offset, *size)),
+                Member::Link(target) => name = target.clone(),
+            }
+        }
+        None
+    }
+}
+
+impl BlobStore for TarStore {
+    fn open(&self, path: &str) -> Result<Option<(BlobReader, u64)>> {
+        check_relative(path)?;
+        Ok(self.lookup(path).map(|(offset, size)| {
+            let reader: BlobReader = Box::new(PositionedReader {
+                file: self.file.clone(),
+                pos: offset,
+                end: offset + size,
+            });
+            (reader, size)
+        }))
+    }
+}
+
+fn normalize_member(name: &[u8]) -> String {
+    let text = String::from_utf8_lossy(name);
+    text.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Resolves a symlink target relative to the link's directory, lexically.
+fn resolve_relative(link: &str, target: &str) -> String {
+    let mut parts: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        let mut p: Vec<&str> = link.split('/').collect();
+        p.pop();
+        p
+    };
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    parts.join("/")
+}
+
+/// Reads a byte range of a shared file without moving a shared cursor.
+struct PositionedReader {
+    file: Arc<File>,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for PositionedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = read_at(&self.file, &mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "archive member ends early (truncated archive)",
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    // seek_read moves the handle's cursor, which nothing else here relies on.
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+}
+
+fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn copy_large(r: &mut dyn Read, w: &mut dyn Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_paths_refused() {
+        for p in ["../x", "a/../../b", "/etc/passwd", "C:evil", "a\\b", ""] {
+            assert!(check_relative(p).is_err(), "{p}");
+        }
+        assert!(check_relative("blobs/sha256/abc").is_ok());
+    }
+
+    #[test]
+    fn symlink_targets_resolve_lexically() {
+        assert_eq!(resolve_relative("abc/layer.tar", "../def/layer.tar"), "def/layer.tar");
+        assert_eq!(resolve_relative("abc/layer.tar", "/x/y"), "x/y");
+        assert_eq!(normalize_member(b"./a//b/"), "a/b");
+    }
+
+    #[test]
+    fn tar_store_reads_members_and_follows_links() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(5);
+        h.set_mode(0o644);
+        h.set_cksum();
+        builder.append_data(&mut h.clone(), "a/layer.tar", &b"hello"[..]).unwrap();
+        let mut l = tar::Header::new_ustar();
+        l.set_entry_type(tar::EntryType::Symlink);
+        l.set_size(0);
+        builder.append_link(&mut l, "b/layer.tar", "../a/layer.tar").unwrap();
+        let bytes = builder.into_inner().unwrap();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&bytes).unwrap();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        let store = TarStore::index(file).unwrap();
+        let mut s = String::new();
+        let (mut r, size) = store.open("b/layer.tar").unwrap().unwrap();
+        r.read_to_string(&mut s).unwrap();
+        assert_eq!((s.as_str(), size), ("hello", 5));
+        assert!(store.open("c/layer.tar").unwrap().is_none());
+    }
+}
