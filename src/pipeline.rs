@@ -80,7 +80,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         .with_context(|| format!("{reference}"))?;
     let sink = Sink::open(&opts.destination, opts.compression, opts.level)?;
     let mut tar = TarWriter::new(sink);
-    let stats = layer::flatten(source.as_ref(), &image, &mut tar, opts.jobs)?;
+    let stats = layer::flatten(source.as_ref(), &image, &mut tar, opts.jobs, None)?;
     let tar_bytes = tar.bytes_written();
     let sink = tar.finish().context("writing the output")?;
     let bytes_out = sink.commit()?;

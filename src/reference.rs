@@ -53,7 +53,13 @@ impl SourceRef {
             }
             return Ok(SourceRef::DockerArchive { path, repo_tag });
         }
-        for transport in ["dir:", "docker-daemon:", "containers-storage:", "ostree:", "sif:"] {
+        for transport in [
+            "dir:",
+            "docker-daemon:",
+            "containers-storage:",
+            "ostree:",
+            "sif:",
+        ] {
             if text.starts_with(transport) {
                 bail!(
                     "the {} transport is not supported; use oci:, oci-archive:, docker-archive: or a registry reference",
@@ -95,7 +101,10 @@ impl fmt::Display for SourceRef {
 /// as skopeo does: paths cannot contain colons, tags can.
 fn split_path(text: &str) -> (String, Option<String>) {
     let b = text.as_bytes();
-    let skip = if b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && (b[2] == b'\\' || b[2] == b'/')
+    let skip = if b.len() >= 3
+        && b[0].is_ascii_alphabetic()
+        && b[1] == b':'
+        && (b[2] == b'\\' || b[2] == b'/')
     {
         2
     } else {

@@ -46,10 +46,16 @@ impl Digest {
         let algorithm = match alg {
             "sha256" => Algorithm::Sha256,
             "sha512" => Algorithm::Sha512,
-            other => return Err(format!("digest {text:?} uses unsupported algorithm {other:?}")),
+            other => {
+                return Err(format!(
+                    "digest {text:?} uses unsupported algorithm {other:?}"
+                ))
+            }
         };
         if hex.len() != algorithm.hex_len()
-            || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(format!(
                 "digest {text:?} is not {} lowercase hex characters",
@@ -270,7 +276,10 @@ mod tests {
             size: Some(data.len() as u64),
             what: "blob".into(),
         };
-        assert_eq!(drain(VerifyingReader::new(&data[..], good.clone())).unwrap(), data);
+        assert_eq!(
+            drain(VerifyingReader::new(&data[..], good.clone())).unwrap(),
+            data
+        );
 
         let mut corrupted = data.clone();
         corrupted[3] ^= 1;

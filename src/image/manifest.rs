@@ -18,8 +18,7 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
-pub const DOCKER_SCHEMA1_SIGNED: &str =
-    "application/vnd.docker.distribution.manifest.v1+prettyjws";
+pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 
 /// Every manifest media type we can read, for HTTP `Accept` headers.
 pub const ACCEPTED_MANIFEST_TYPES: [&str; 4] =
@@ -196,10 +195,7 @@ pub fn parse_document(bytes: &[u8], declared: Option<&str>) -> Result<Document> 
 
 /// Picks the manifest for `want` from an index. Deterministic: the first matching entry in
 /// index order wins (indexes may list one platform twice, e.g. gzip and zstd variants).
-pub fn select_platform<'a>(
-    manifests: &'a [Descriptor],
-    want: &Platform,
-) -> Result<&'a Descriptor> {
+pub fn select_platform<'a>(manifests: &'a [Descriptor], want: &Platform) -> Result<&'a Descriptor> {
     let candidates = || manifests.iter().filter(|d| !d.is_attestation());
     for d in candidates() {
         if let Some(p) = &d.platform {
@@ -259,7 +255,10 @@ mod tests {
                 format!(r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{D}","size":1,"platform":{{"os":"{os}","architecture":"{arch}"{v}}}}}"#)
             })
             .collect();
-        format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#, m.join(","))
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+            m.join(",")
+        )
     }
 
     #[test]
@@ -307,10 +306,9 @@ mod tests {
             layer_compression("application/vnd.docker.image.rootfs.diff.tar.gzip").unwrap(),
             Compression::Gzip
         );
-        assert!(layer_compression(
-            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-        )
-        .is_err());
+        assert!(
+            layer_compression("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip").is_err()
+        );
         assert!(layer_compression("text/html").is_err());
     }
 }

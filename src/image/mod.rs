@@ -96,7 +96,11 @@ pub fn resolve(
             Document::Index(list) => {
                 let chosen = manifest::select_platform(&list, &choice.platform)?;
                 bytes = fetcher.fetch_json(chosen).with_context(|| {
-                    format!("reading manifest {} ({})", chosen.digest, chosen.platform_string())
+                    format!(
+                        "reading manifest {} ({})",
+                        chosen.digest,
+                        chosen.platform_string()
+                    )
                 })?;
                 media_type = Some(chosen.media_type.clone()).filter(|m| !m.is_empty());
                 digest = Some(chosen.digest.clone());

@@ -95,7 +95,10 @@ mod tests {
     fn parse_forms() {
         let p = Platform::parse("linux/arm64/v8").unwrap();
         assert_eq!(p.to_string(), "linux/arm64/v8");
-        assert_eq!(Platform::parse("Linux/x86_64").unwrap().to_string(), "linux/amd64");
+        assert_eq!(
+            Platform::parse("Linux/x86_64").unwrap().to_string(),
+            "linux/amd64"
+        );
         assert!(Platform::parse("linux").is_err());
         assert!(Platform::parse("linux//v7").is_err());
         assert!(Platform::parse("a/b/c/d").is_err());
@@ -111,6 +114,8 @@ mod tests {
         let armv7 = Platform::parse("linux/arm/v7").unwrap();
         assert!(!armv7.matches("linux", "arm", Some("v6")));
         assert!(!armv7.matches("windows", "arm", Some("v7")));
-        assert!(!Platform::parse("linux/amd64").unwrap().matches("unknown", "unknown", None));
+        assert!(!Platform::parse("linux/amd64")
+            .unwrap()
+            .matches("unknown", "unknown", None));
     }
 }

@@ -207,9 +207,12 @@ pub fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Change> {
             if key == b"mtime" {
                 let text = String::from_utf8_lossy(ext.value_bytes()).into_owned();
                 let (whole, frac) = text.split_once('.').unwrap_or((&text, ""));
-                let whole: i64 = whole
-                    .parse()
-                    .map_err(|_| anyhow!("entry {:?} has a bad PAX mtime {text:?}", display_name(&raw_name)))?;
+                let whole: i64 = whole.parse().map_err(|_| {
+                    anyhow!(
+                        "entry {:?} has a bad PAX mtime {text:?}",
+                        display_name(&raw_name)
+                    )
+                })?;
                 mtime = whole;
                 if !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()) {
                     mtime_exact = Some(text);
@@ -223,19 +226,31 @@ pub fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Change> {
     xattrs.dedup_by(|a, b| a.0 == b.0);
 
     let link = match kind {
-        EntryKind::Symlink => entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default(),
+        EntryKind::Symlink => entry
+            .link_name_bytes()
+            .map(|l| l.into_owned())
+            .unwrap_or_default(),
         EntryKind::Hardlink => {
-            let target = entry.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default();
+            let target = entry
+                .link_name_bytes()
+                .map(|l| l.into_owned())
+                .unwrap_or_default();
             let normalized = normalize_name(&target)?;
             if normalized.is_empty() {
-                bail!("hardlink {:?} names the root directory", display_name(&raw_name));
+                bail!(
+                    "hardlink {:?} names the root directory",
+                    display_name(&raw_name)
+                );
             }
             normalized
         }
         _ => Vec::new(),
     };
     if path.is_empty() && kind != EntryKind::Directory {
-        bail!("entry {:?} would replace the root directory with a non-directory", display_name(&raw_name));
+        bail!(
+            "entry {:?} would replace the root directory with a non-directory",
+            display_name(&raw_name)
+        );
     }
     let (dev_major, dev_minor) = match kind {
         EntryKind::CharDevice | EntryKind::BlockDevice => (
@@ -244,7 +259,11 @@ pub fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Change> {
         ),
         _ => (0, 0),
     };
-    let size = if kind == EntryKind::Regular { entry.size() } else { 0 };
+    let size = if kind == EntryKind::Regular {
+        entry.size()
+    } else {
+        0
+    };
     Ok(Change::Add(EntryMeta {
         path,
         kind,

@@ -18,9 +18,12 @@ use crate::output::tar_writer::TarWriter;
 use crate::source::ImageSource;
 use anyhow::{anyhow, bail, Context, Result};
 use entry::{display_name, read_entry};
-use std::io::Write;
+use entry::{Change, EntryKind, EntryMeta};
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 use stream::LayerStream;
 use tree::{ScannedEntry, Tree};
 
@@ -33,6 +36,23 @@ pub struct FlattenStats {
     pub entries_read: u64,
     pub paths_written: u64,
 }
+
+/// A later stage that reads a few small files of the flattened tree and adds or replaces
+/// files of its own: how the image's config becomes WSL configuration without a second pass.
+pub trait Augment {
+    /// Normalised paths (`etc/passwd`) whose final content to capture in the index pass.
+    fn wanted(&self) -> Vec<Vec<u8>>;
+
+    /// Given the captured contents (paths that are not regular files in the final tree are
+    /// absent), returns files to add; each replaces whatever the image has at its path.
+    fn files(
+        &mut self,
+        captured: &HashMap<Vec<u8>, Arc<Vec<u8>>>,
+    ) -> Result<Vec<(EntryMeta, Vec<u8>)>>;
+}
+
+/// Files we capture for an [`Augment`] are configuration files; anything larger is not read.
+const MAX_CAPTURE: u64 = 4 * 1024 * 1024;
 
 struct LayerScan {
     entries: Vec<ScannedEntry>,
@@ -50,7 +70,12 @@ fn open_stream(source: &dyn ImageSource, layer: &Layer) -> Result<LayerStream> {
     LayerStream::new(blob, layer)
 }
 
-fn scan_layer(source: &dyn ImageSource, layer: &Layer, cancel: &AtomicBool) -> Result<LayerScan> {
+fn scan_layer(
+    source: &dyn ImageSource,
+    layer: &Layer,
+    wanted: &HashSet<Vec<u8>>,
+    cancel: &AtomicBool,
+) -> Result<LayerScan> {
     let mut stream = open_stream(source, layer)?;
     let mut entries = Vec::new();
     {
@@ -61,12 +86,24 @@ fn scan_layer(source: &dyn ImageSource, layer: &Layer, cancel: &AtomicBool) -> R
                 bail!("cancelled");
             }
             let mut entry = item.context("reading the layer's tar")?;
-            let change = read_entry(&mut entry).with_context(|| {
-                format!("entry {:?}", display_name(&entry.path_bytes()))
-            })?;
+            let change = read_entry(&mut entry)
+                .with_context(|| format!("entry {:?}", display_name(&entry.path_bytes())))?;
+            let content = match &change {
+                Change::Add(m)
+                    if m.kind == EntryKind::Regular
+                        && m.size <= MAX_CAPTURE
+                        && wanted.contains(&m.path) =>
+                {
+                    let mut data = Vec::with_capacity(m.size as usize);
+                    (&mut entry).take(m.size).read_to_end(&mut data)?;
+                    Some(Arc::new(data))
+                }
+                _ => None,
+            };
             entries.push(ScannedEntry {
                 ordinal: ordinal as u64,
                 change,
+                content,
             });
         }
     }
@@ -79,7 +116,13 @@ fn scan_layer(source: &dyn ImageSource, layer: &Layer, cancel: &AtomicBool) -> R
 }
 
 /// Pass 1: scans layers on `jobs` threads and applies them in order as they arrive.
-fn build_tree(source: &dyn ImageSource, image: &Image, jobs: usize, stats: &mut FlattenStats) -> Result<Tree> {
+fn build_tree(
+    source: &dyn ImageSource,
+    image: &Image,
+    wanted: &HashSet<Vec<u8>>,
+    jobs: usize,
+    stats: &mut FlattenStats,
+) -> Result<Tree> {
     let layers = &image.layers;
     let next = AtomicUsize::new(0);
     let cancel = AtomicBool::new(false);
@@ -94,7 +137,7 @@ fn build_tree(source: &dyn ImageSource, image: &Image, jobs: usize, stats: &mut 
                 if i >= layers.len() || cancel.load(Ordering::Relaxed) {
                     break;
                 }
-                let result = scan_layer(source, &layers[i], cancel);
+                let result = scan_layer(source, &layers[i], wanted, cancel);
                 if tx.send((i, result)).is_err() {
                     break;
                 }
@@ -138,10 +181,27 @@ pub fn flatten<W: Write>(
     image: &Image,
     out: &mut TarWriter<W>,
     jobs: usize,
+    augment: Option<&mut dyn Augment>,
 ) -> Result<FlattenStats> {
     let mut stats = FlattenStats::default();
-    let tree = build_tree(source, image, jobs, &mut stats)?;
-    let plan = tree.plan(image.layers.len());
+    let count = image.layers.len();
+    let wanted: HashSet<Vec<u8>> = augment
+        .as_ref()
+        .map(|a| a.wanted())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut tree = build_tree(source, image, &wanted, jobs, &mut stats)?;
+    if let Some(augment) = augment {
+        let captured: HashMap<Vec<u8>, Arc<Vec<u8>>> = wanted
+            .iter()
+            .filter_map(|p| tree.captured(p).map(|c| (p.clone(), c)))
+            .collect();
+        for (meta, content) in augment.files(&captured)? {
+            tree.add_extra(count, meta, content)?;
+        }
+    }
+    let plan = tree.plan(count);
 
     for (path, meta, link) in &plan.contentless {
         match link {
@@ -153,6 +213,14 @@ pub fn flatten<W: Write>(
 
     for (index, files) in plan.regular.iter().enumerate() {
         if files.is_empty() {
+            continue;
+        }
+        if index == count {
+            for file in files {
+                let content = file.content.as_ref().expect("added files carry content");
+                out.append_file(&file.paths[0], &file.meta, &mut content.as_slice())?;
+                stats.paths_written += 1;
+            }
             continue;
         }
         let layer = &image.layers[index];

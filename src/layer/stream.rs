@@ -88,7 +88,10 @@ impl LayerStream {
             }
         }
         if head.is_empty() && layer.compression.is_some_and(|c| c != Compression::None) {
-            bail!("the blob is empty, not {:?} data", layer.compression.unwrap());
+            bail!(
+                "the blob is empty, not {:?} data",
+                layer.compression.unwrap()
+            );
         }
         let decoded = match detected {
             Compression::None => Decoded::Plain(raw),

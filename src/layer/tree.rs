@@ -13,15 +13,20 @@
 use super::entry::{display_name, Change, EntryKind, EntryMeta};
 use anyhow::{bail, Result};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 pub type InodeId = u32;
 
 #[derive(Debug)]
 pub struct Inode {
+    /// Index of the layer the entry came from; `layers` (one past the top) for files added
+    /// after flattening (see [`Tree::add_extra`]).
     pub layer: usize,
     /// Position of the entry in its layer's tar (0-based, counting every entry).
     pub ordinal: u64,
     pub meta: EntryMeta,
+    /// Content held in memory: small files captured in the index pass, and added files.
+    pub content: Option<Arc<Vec<u8>>>,
     refs: u32,
 }
 
@@ -37,6 +42,8 @@ enum Node {
 pub struct ScannedEntry {
     pub ordinal: u64,
     pub change: Change,
+    /// The content, for the few small files a later stage asked to read.
+    pub content: Option<Arc<Vec<u8>>>,
 }
 
 #[derive(Default)]
@@ -57,6 +64,8 @@ pub struct Plan {
 
 pub struct RegularFile {
     pub ordinal: u64,
+    /// Set for files added after flattening: their content is here, not in a layer.
+    pub content: Option<Arc<Vec<u8>>>,
     pub meta: EntryMeta,
     /// Paths showing this content: the first gets the data, the rest hardlink to it.
     pub paths: Vec<Vec<u8>>,
@@ -86,7 +95,10 @@ impl Tree {
 
     fn release(&mut self, node: Node) {
         if let Node::Leaf(id) = node {
-            let inode = self.inodes.get_mut(&id).expect("leaf points at a live inode");
+            let inode = self
+                .inodes
+                .get_mut(&id)
+                .expect("leaf points at a live inode");
             inode.refs -= 1;
             if inode.refs == 0 {
                 self.inodes.remove(&id);
@@ -96,7 +108,11 @@ impl Tree {
 
     fn remove_descendants(&mut self, path: &[u8]) {
         let doomed: Vec<Vec<u8>> = if path.is_empty() {
-            self.nodes.keys().filter(|k| !k.is_empty()).cloned().collect()
+            self.nodes
+                .keys()
+                .filter(|k| !k.is_empty())
+                .cloned()
+                .collect()
         } else {
             let (lo, hi) = descendant_range(path);
             self.nodes.range(lo..hi).map(|(k, _)| k.clone()).collect()
@@ -156,13 +172,21 @@ impl Tree {
             }
         }
         for e in entries {
-            let Change::Add(meta) = e.change else { continue };
-            self.add(layer, e.ordinal, meta)?;
+            let Change::Add(meta) = e.change else {
+                continue;
+            };
+            self.add(layer, e.ordinal, meta, e.content)?;
         }
         Ok(())
     }
 
-    fn add(&mut self, layer: usize, ordinal: u64, meta: EntryMeta) -> Result<()> {
+    fn add(
+        &mut self,
+        layer: usize,
+        ordinal: u64,
+        meta: EntryMeta,
+        content: Option<Arc<Vec<u8>>>,
+    ) -> Result<()> {
         let path = meta.path.clone();
         self.ensure_parents(&path);
         match meta.kind {
@@ -204,6 +228,7 @@ impl Tree {
                         layer,
                         ordinal,
                         meta,
+                        content,
                         refs: 1,
                     },
                 );
@@ -214,7 +239,45 @@ impl Tree {
         Ok(())
     }
 
-    /// Orders the final tree for output. `layers` is the layer count.
+    /// Adds (or replaces) a regular file whose content is in memory, after all layers:
+    /// how configuration generated from the image gets into the output.
+    pub fn add_extra(&mut self, layers: usize, meta: EntryMeta, content: Vec<u8>) -> Result<()> {
+        if meta.kind != EntryKind::Regular || meta.size != content.len() as u64 {
+            bail!("internal: an added file must be a regular file of its content's size");
+        }
+        let ordinal = self.next_inode as u64;
+        self.add(layers, ordinal, meta, Some(Arc::new(content)))
+    }
+
+    /// The content of a regular file in the final tree, if it was captured in the index
+    /// pass. Symlinks are followed (absolute ones from the root of the image, never the
+    /// host's), at most 16 of them.
+    pub fn captured(&self, path: &[u8]) -> Option<Arc<Vec<u8>>> {
+        let mut path = path.to_vec();
+        for _ in 0..16 {
+            let Node::Leaf(id) = self.nodes.get(&path)? else {
+                return None;
+            };
+            let inode = self.inodes.get(id)?;
+            match inode.meta.kind {
+                EntryKind::Regular => return inode.content.clone(),
+                EntryKind::Symlink => {
+                    let target = &inode.meta.link;
+                    let base: &[u8] = if target.starts_with(b"/") {
+                        b""
+                    } else {
+                        super::entry::parent_of(&path)
+                    };
+                    path = resolve_lexically(base, target)?;
+                }
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// Orders the final tree for output. `layers` is the layer count; files added with
+    /// [`Tree::add_extra`] come last.
     pub fn plan(self, layers: usize) -> Plan {
         let mut contentless = Vec::new();
         let mut paths_of: HashMap<InodeId, Vec<Vec<u8>>> = HashMap::new();
@@ -230,7 +293,7 @@ impl Tree {
                 Node::Leaf(id) => paths_of.entry(*id).or_default().push(path.clone()),
             }
         }
-        let mut regular: Vec<Vec<RegularFile>> = (0..layers).map(|_| Vec::new()).collect();
+        let mut regular: Vec<Vec<RegularFile>> = (0..=layers).map(|_| Vec::new()).collect();
         let mut non_regular: Vec<(Vec<u8>, EntryMeta, Option<Vec<u8>>)> = Vec::new();
         let mut inodes = self.inodes;
         for (id, mut paths) in paths_of {
@@ -245,6 +308,7 @@ impl Tree {
             if inode.meta.kind == EntryKind::Regular {
                 regular[inode.layer].push(RegularFile {
                     ordinal: inode.ordinal,
+                    content: (inode.layer == layers).then_some(inode.content).flatten(),
                     meta: inode.meta,
                     paths,
                 });
@@ -274,6 +338,24 @@ impl Tree {
     }
 }
 
+/// Joins a symlink target onto a directory, resolving `.` and `..` without leaving the root.
+fn resolve_lexically(base: &[u8], target: &[u8]) -> Option<Vec<u8>> {
+    let mut parts: Vec<&[u8]> = base
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    for c in target.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(parts.join(&b'/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,7 +364,11 @@ mod tests {
         EntryMeta {
             path: path.as_bytes().to_vec(),
             kind,
-            mode: if kind == EntryKind::Directory { 0o755 } else { 0o644 },
+            mode: if kind == EntryKind::Directory {
+                0o755
+            } else {
+                0o644
+            },
             uid: 0,
             gid: 0,
             mtime: 1,
@@ -339,6 +425,7 @@ mod tests {
                 .map(|(o, change)| ScannedEntry {
                     ordinal: o as u64,
                     change,
+                    content: None,
                 })
                 .collect();
             tree.apply_layer(i, entries)?;
@@ -360,7 +447,10 @@ mod tests {
                     if i == 0 {
                         out.push(format!("{p} file@{layer}:{}", f.ordinal));
                     } else {
-                        out.push(format!("{p} -> {}", String::from_utf8(f.paths[0].clone()).unwrap()));
+                        out.push(format!(
+                            "{p} -> {}",
+                            String::from_utf8(f.paths[0].clone()).unwrap()
+                        ));
                     }
                 }
             }
@@ -396,7 +486,10 @@ mod tests {
 
     #[test]
     fn rule2_whiteout_keeps_same_layer_file_in_either_order() {
-        for upper in [vec![whiteout("a"), file("a")], vec![file("a"), whiteout("a")]] {
+        for upper in [
+            vec![whiteout("a"), file("a")],
+            vec![file("a"), whiteout("a")],
+        ] {
             let out = flatten(vec![vec![file("a")], upper]).unwrap();
             assert_eq!(out.len(), 2, "{out:?}");
             assert!(out[1].starts_with("a file@1:"), "{out:?}");
@@ -410,12 +503,19 @@ mod tests {
             vec![dir_mode("d", 0o700), file("d/new"), opaque("d")],
         ])
         .unwrap();
-        assert_eq!(out, [". Directory/755", "d Directory/700", "d/new file@1:1"]);
+        assert_eq!(
+            out,
+            [". Directory/755", "d Directory/700", "d/new file@1:1"]
+        );
     }
 
     #[test]
     fn rule3_opaque_root() {
-        let out = flatten(vec![vec![file("a"), file("b")], vec![opaque(""), file("c")]]).unwrap();
+        let out = flatten(vec![
+            vec![file("a"), file("b")],
+            vec![opaque(""), file("c")],
+        ])
+        .unwrap();
         assert_eq!(out, [". Directory/755", "c file@1:1"]);
     }
 
@@ -427,7 +527,10 @@ mod tests {
             vec![dir_mode("p", 0o750), file("p/again")],
         ])
         .unwrap();
-        assert_eq!(out, [". Directory/755", "p Directory/750", "p/again file@2:1"]);
+        assert_eq!(
+            out,
+            [". Directory/755", "p Directory/750", "p/again file@2:1"]
+        );
     }
 
     #[test]
@@ -439,13 +542,22 @@ mod tests {
         .unwrap();
         assert_eq!(
             out,
-            [". Directory/755", "d Directory/1777", "d/lower file@0:1", "d/upper file@1:1"]
+            [
+                ". Directory/755",
+                "d Directory/1777",
+                "d/lower file@0:1",
+                "d/upper file@1:1"
+            ]
         );
     }
 
     #[test]
     fn rule4_symlink_replaces_directory_subtree() {
-        let out = flatten(vec![vec![dir("d"), file("d/x")], vec![symlink("d", "/elsewhere")]]).unwrap();
+        let out = flatten(vec![
+            vec![dir("d"), file("d/x")],
+            vec![symlink("d", "/elsewhere")],
+        ])
+        .unwrap();
         assert_eq!(out, [". Directory/755", "d Symlink/644"]);
     }
 
@@ -454,33 +566,44 @@ mod tests {
         let out = flatten(vec![vec![file("bin/a")], vec![hardlink("bin/b", "bin/a")]]).unwrap();
         assert_eq!(
             out,
-            [". Directory/755", "bin Directory/755", "bin/a file@0:0", "bin/b -> bin/a"]
+            [
+                ". Directory/755",
+                "bin Directory/755",
+                "bin/a file@0:0",
+                "bin/b -> bin/a"
+            ]
         );
     }
 
     #[test]
     fn rule5_hardlink_keeps_old_content_when_target_replaced() {
-        let out = flatten(vec![
-            vec![file("a"), hardlink("b", "a")],
-            vec![file("a")],
-        ])
-        .unwrap();
+        let out = flatten(vec![vec![file("a"), hardlink("b", "a")], vec![file("a")]]).unwrap();
         assert!(has(&out, "b file@0:0"), "{out:?}");
         assert!(has(&out, "a file@1:0"), "{out:?}");
     }
 
     #[test]
     fn rule5_hardlink_whose_target_was_whited_out_becomes_the_file() {
-        let out = flatten(vec![vec![file("a"), hardlink("b", "a"), hardlink("c", "b")], vec![whiteout("a")]])
-            .unwrap();
+        let out = flatten(vec![
+            vec![file("a"), hardlink("b", "a"), hardlink("c", "b")],
+            vec![whiteout("a")],
+        ])
+        .unwrap();
         assert_eq!(out, [". Directory/755", "b file@0:0", "c -> b"]);
     }
 
     #[test]
     fn rule5_hardlink_to_missing_or_directory_is_an_error() {
-        let err = flatten(vec![vec![hardlink("b", "nowhere")]]).unwrap_err().to_string();
-        assert!(err.contains("nowhere") && err.contains("does not exist"), "{err}");
-        let err = flatten(vec![vec![dir("d"), hardlink("b", "d")]]).unwrap_err().to_string();
+        let err = flatten(vec![vec![hardlink("b", "nowhere")]])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nowhere") && err.contains("does not exist"),
+            "{err}"
+        );
+        let err = flatten(vec![vec![dir("d"), hardlink("b", "d")]])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("directory"), "{err}");
     }
 
@@ -495,14 +618,22 @@ mod tests {
         let out = flatten(vec![vec![file("x/y/z")]]).unwrap();
         assert_eq!(
             out,
-            [". Directory/755", "x Directory/755", "x/y Directory/755", "x/y/z file@0:0"]
+            [
+                ". Directory/755",
+                "x Directory/755",
+                "x/y Directory/755",
+                "x/y/z file@0:0"
+            ]
         );
     }
 
     #[test]
     fn entry_below_lower_symlink_replaces_it_with_a_directory() {
         let out = flatten(vec![vec![symlink("lib", "usr/lib")], vec![file("lib/x")]]).unwrap();
-        assert_eq!(out, [". Directory/755", "lib Directory/755", "lib/x file@1:0"]);
+        assert_eq!(
+            out,
+            [". Directory/755", "lib Directory/755", "lib/x file@1:0"]
+        );
     }
 
     #[test]
@@ -519,8 +650,11 @@ mod tests {
 
     #[test]
     fn sibling_prefixes_are_not_descendants() {
-        let out = flatten(vec![vec![dir("a"), file("a/x"), file("a-b"), file("a0")], vec![whiteout("a")]])
-            .unwrap();
+        let out = flatten(vec![
+            vec![dir("a"), file("a/x"), file("a-b"), file("a0")],
+            vec![whiteout("a")],
+        ])
+        .unwrap();
         assert_eq!(out, [". Directory/755", "a-b file@0:2", "a0 file@0:3"]);
     }
 
@@ -528,6 +662,59 @@ mod tests {
     fn root_directory_metadata_from_top_layer() {
         let out = flatten(vec![vec![dir_mode("", 0o700)], vec![dir_mode("", 0o755)]]).unwrap();
         assert_eq!(out, [". Directory/755"]);
+    }
+
+    #[test]
+    fn captured_content_follows_symlinks_and_extras_replace() {
+        let mut tree = Tree::new();
+        let mut passwd = meta("usr/share/passwd", EntryKind::Regular);
+        passwd.size = 4;
+        tree.apply_layer(
+            0,
+            vec![
+                ScannedEntry {
+                    ordinal: 0,
+                    change: Change::Add(passwd),
+                    content: Some(Arc::new(b"root".to_vec())),
+                },
+                ScannedEntry {
+                    ordinal: 1,
+                    change: symlink("etc/passwd", "../usr/share/passwd"),
+                    content: None,
+                },
+                ScannedEntry {
+                    ordinal: 2,
+                    change: symlink("etc/abs", "/etc/passwd"),
+                    content: None,
+                },
+                ScannedEntry {
+                    ordinal: 3,
+                    change: file("etc/wsl.conf"),
+                    content: None,
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(tree.captured(b"etc/abs").unwrap().as_slice(), b"root");
+        assert!(tree.captured(b"etc/missing").is_none());
+        let mut conf = meta("etc/wsl.conf", EntryKind::Regular);
+        conf.size = 3;
+        tree.add_extra(1, conf, b"new".to_vec()).unwrap();
+        let mut extra = meta("opt/new/file", EntryKind::Regular);
+        extra.size = 1;
+        tree.add_extra(1, extra, b"x".to_vec()).unwrap();
+        let plan = tree.plan(1);
+        let added: Vec<_> = plan.regular[1]
+            .iter()
+            .map(|f| (f.paths[0].clone(), f.content.clone().unwrap()))
+            .collect();
+        assert_eq!(added.len(), 2);
+        assert_eq!(added[0].0, b"etc/wsl.conf");
+        assert_eq!(added[0].1.as_slice(), b"new");
+        assert!(plan.regular[0]
+            .iter()
+            .all(|f| f.paths[0] != b"etc/wsl.conf"));
+        assert!(plan.contentless.iter().any(|(p, _, _)| p == b"opt/new"));
     }
 
     #[test]

@@ -127,7 +127,9 @@ struct Counting<W> {
 impl<W: Write> Write for Counting<W> {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(b)?;
-        self.count.0.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.count
+            .0
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -145,7 +147,10 @@ pub fn check_destination(dest: &Destination) -> Result<()> {
         }
         Destination::File { path, force } => {
             if !force && path.exists() {
-                bail!("{} already exists; use --force to replace it", path.display());
+                bail!(
+                    "{} already exists; use --force to replace it",
+                    path.display()
+                );
             }
             if path.is_dir() {
                 bail!("{} is a directory", path.display());
@@ -174,9 +179,13 @@ impl Sink {
                     .prefix(&format!(".{file_name}."))
                     .suffix(".partial")
                     .tempfile_in(&dir)
-                    .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+                    .with_context(|| {
+                        format!("cannot create a temporary file in {}", dir.display())
+                    })?;
                 PENDING.lock().unwrap().push(temp.path().to_path_buf());
-                let file = temp.reopen().context("reopening the temporary output file")?;
+                let file = temp
+                    .reopen()
+                    .context("reopening the temporary output file")?;
                 (
                     Box::new(io::BufWriter::with_capacity(1 << 20, file)),
                     Some(temp),
@@ -223,7 +232,9 @@ impl Sink {
             .finish()
             .context("writing the output")?;
         if let (Some(temp), Some((path, force))) = (self.temp.take(), self.target.take()) {
-            temp.as_file().sync_all().context("flushing the output to disk")?;
+            temp.as_file()
+                .sync_all()
+                .context("flushing the output to disk")?;
             let temp_path = temp.path().to_path_buf();
             let result = if force {
                 temp.persist(&path).map(|_| ())
@@ -233,9 +244,15 @@ impl Sink {
             forget_pending(&temp_path);
             result.map_err(|e| {
                 if e.error.kind() == io::ErrorKind::AlreadyExists {
-                    anyhow::anyhow!("{} already exists; use --force to replace it", path.display())
+                    anyhow::anyhow!(
+                        "{} already exists; use --force to replace it",
+                        path.display()
+                    )
                 } else {
-                    anyhow::Error::new(e.error).context(format!("moving the output into place at {}", path.display()))
+                    anyhow::Error::new(e.error).context(format!(
+                        "moving the output into place at {}",
+                        path.display()
+                    ))
                 }
             })?;
         }
@@ -273,11 +290,26 @@ mod tests {
 
     #[test]
     fn compression_from_name() {
-        assert_eq!(OutputCompression::from_file_name("a.tar.gz"), OutputCompression::Gzip);
-        assert_eq!(OutputCompression::from_file_name("a.TGZ"), OutputCompression::Gzip);
-        assert_eq!(OutputCompression::from_file_name("a.wsl"), OutputCompression::Gzip);
-        assert_eq!(OutputCompression::from_file_name("a.tar.zst"), OutputCompression::Zstd);
-        assert_eq!(OutputCompression::from_file_name("a.tar"), OutputCompression::None);
+        assert_eq!(
+            OutputCompression::from_file_name("a.tar.gz"),
+            OutputCompression::Gzip
+        );
+        assert_eq!(
+            OutputCompression::from_file_name("a.TGZ"),
+            OutputCompression::Gzip
+        );
+        assert_eq!(
+            OutputCompression::from_file_name("a.wsl"),
+            OutputCompression::Gzip
+        );
+        assert_eq!(
+            OutputCompression::from_file_name("a.tar.zst"),
+            OutputCompression::Zstd
+        );
+        assert_eq!(
+            OutputCompression::from_file_name("a.tar"),
+            OutputCompression::None
+        );
     }
 
     #[test]

@@ -57,13 +57,23 @@ impl<W: Write> TarWriter<W> {
         self.header(path, meta, meta.kind, &meta.link, 0, true)
     }
 
-    pub fn append_hardlink(&mut self, path: &[u8], target: &[u8], meta: &EntryMeta) -> io::Result<()> {
+    pub fn append_hardlink(
+        &mut self,
+        path: &[u8],
+        target: &[u8],
+        meta: &EntryMeta,
+    ) -> io::Result<()> {
         self.header(path, meta, EntryKind::Hardlink, target, 0, false)
     }
 
     /// A regular file whose content is exactly `meta.size` bytes of `content`; a shorter
     /// stream is an error (a truncated layer), never a silently short file.
-    pub fn append_file(&mut self, path: &[u8], meta: &EntryMeta, content: &mut dyn Read) -> io::Result<()> {
+    pub fn append_file(
+        &mut self,
+        path: &[u8],
+        meta: &EntryMeta,
+        content: &mut dyn Read,
+    ) -> io::Result<()> {
         self.header(path, meta, EntryKind::Regular, b"", meta.size, true)?;
         let mut left = meta.size;
         while left > 0 {
@@ -102,7 +112,11 @@ impl<W: Write> TarWriter<W> {
         size: u64,
         with_xattrs: bool,
     ) -> io::Result<()> {
-        let mut name = if path.is_empty() { b"./".to_vec() } else { path.to_vec() };
+        let mut name = if path.is_empty() {
+            b"./".to_vec()
+        } else {
+            path.to_vec()
+        };
         if kind == EntryKind::Directory && !path.is_empty() {
             name.push(b'/');
         }
@@ -150,7 +164,10 @@ impl<W: Write> TarWriter<W> {
             }
             None => {}
         }
-        put_octal(&mut h[136..148], meta.mtime.clamp(0, OCTAL12_MAX as i64) as u64);
+        put_octal(
+            &mut h[136..148],
+            meta.mtime.clamp(0, OCTAL12_MAX as i64) as u64,
+        );
         h[156] = kind.tar_type();
         h[257..263].copy_from_slice(b"ustar\0");
         h[263..265].copy_from_slice(b"00");
@@ -167,7 +184,10 @@ impl<W: Write> TarWriter<W> {
         }
         if with_xattrs {
             for (key, value) in &meta.xattrs {
-                records.extend(pax_record(&[b"SCHILY.xattr.", key.as_slice()].concat(), value));
+                records.extend(pax_record(
+                    &[b"SCHILY.xattr.", key.as_slice()].concat(),
+                    value,
+                ));
             }
         }
         if !records.is_empty() {
@@ -278,7 +298,16 @@ mod tests {
         m
     }
 
-    fn read_back(bytes: &[u8]) -> Vec<(Vec<u8>, tar::EntryType, u64, u64, Vec<u8>, Vec<(String, Vec<u8>)>)> {
+    fn read_back(
+        bytes: &[u8],
+    ) -> Vec<(
+        Vec<u8>,
+        tar::EntryType,
+        u64,
+        u64,
+        Vec<u8>,
+        Vec<(String, Vec<u8>)>,
+    )> {
         let mut a = tar::Archive::new(bytes);
         a.entries()
             .unwrap()
@@ -298,7 +327,14 @@ mod tests {
                 let h = e.header().clone();
                 let mut content = Vec::new();
                 e.read_to_end(&mut content).unwrap();
-                (e.path_bytes().into_owned(), h.entry_type(), h.uid().unwrap(), h.size().unwrap(), content, xattrs)
+                (
+                    e.path_bytes().into_owned(),
+                    h.entry_type(),
+                    h.uid().unwrap(),
+                    h.size().unwrap(),
+                    content,
+                    xattrs,
+                )
             })
             .collect()
     }
@@ -318,10 +354,14 @@ mod tests {
         let mut m = meta(EntryKind::Regular);
         m.uid = 3_000_000_000;
         m.size = 3;
-        m.xattrs = vec![(b"security.capability".to_vec(), vec![1, 0, 0, 2, 0x20, 0, 0, 0])];
+        m.xattrs = vec![(
+            b"security.capability".to_vec(),
+            vec![1, 0, 0, 2, 0x20, 0, 0, 0],
+        )];
         w.append_file(&long, &m, &mut &b"abc"[..]).unwrap();
         let split: Vec<u8> = [&[b'p'; 120][..], b"/", &[b'n'; 90][..]].concat();
-        w.append_file(&split, &meta(EntryKind::Regular), &mut &b""[..]).unwrap();
+        w.append_file(&split, &meta(EntryKind::Regular), &mut &b""[..])
+            .unwrap();
         w.append_hardlink(b"link", &long, &m).unwrap();
         let bytes = w.finish().unwrap();
         let entries = read_back(&bytes);
@@ -348,8 +388,10 @@ mod tests {
     #[test]
     fn root_and_directories_get_slashes() {
         let mut w = TarWriter::new(Vec::new());
-        w.append_contentless(b"", &meta(EntryKind::Directory)).unwrap();
-        w.append_contentless(b"etc", &meta(EntryKind::Directory)).unwrap();
+        w.append_contentless(b"", &meta(EntryKind::Directory))
+            .unwrap();
+        w.append_contentless(b"etc", &meta(EntryKind::Directory))
+            .unwrap();
         let bytes = w.finish().unwrap();
         let names: Vec<_> = read_back(&bytes).into_iter().map(|e| e.0).collect();
         assert_eq!(names, [b"./".to_vec(), b"etc/".to_vec()]);

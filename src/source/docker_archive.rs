@@ -68,8 +68,8 @@ impl ImageSource for DockerArchiveSource {
                     anyhow!("no manifest.json: not a docker-archive (docker save) tarball")
                 }
             })?;
-        let entries: Vec<ManifestEntry> =
-            serde_json::from_slice(&raw).context("manifest.json is not a valid docker-archive manifest")?;
+        let entries: Vec<ManifestEntry> = serde_json::from_slice(&raw)
+            .context("manifest.json is not a valid docker-archive manifest")?;
         let all_tags = || {
             let tags: Vec<String> = entries
                 .iter()
@@ -102,7 +102,10 @@ impl ImageSource for DockerArchiveSource {
                             .any(|t| t == want || normalize_tag(t) == want_n)
                     })
                     .ok_or_else(|| {
-                        anyhow!("no image tagged {want:?} in the archive; it has: {}", all_tags())
+                        anyhow!(
+                            "no image tagged {want:?} in the archive; it has: {}",
+                            all_tags()
+                        )
                     })?
             }
         };
@@ -184,6 +187,9 @@ mod tests {
         assert_eq!(normalize_tag("app"), "app:latest");
         assert_eq!(normalize_tag("docker.io/library/app:1.2"), "app:1.2");
         assert_eq!(normalize_tag("localhost/app:1.2"), "app:1.2");
-        assert_eq!(normalize_tag("localhost:5000/app"), "localhost:5000/app:latest");
+        assert_eq!(
+            normalize_tag("localhost:5000/app"),
+            "localhost:5000/app:latest"
+        );
     }
 }

@@ -172,14 +172,28 @@ impl ImageSource for LayoutSource {
             [one] => {
                 let bytes = self.fetch_json(one)?;
                 let media = Some(one.media_type.as_str()).filter(|m| !m.is_empty());
-                image::resolve(&self.name, self, bytes, media, Some(one.digest.clone()), choice)
+                image::resolve(
+                    &self.name,
+                    self,
+                    bytes,
+                    media,
+                    Some(one.digest.clone()),
+                    choice,
+                )
             }
             several => {
                 let list: Vec<Descriptor> = several.iter().map(|d| (*d).clone()).collect();
                 let one = manifest::select_platform(&list, &choice.platform)?;
                 let bytes = self.fetch_json(one)?;
                 let media = Some(one.media_type.as_str()).filter(|m| !m.is_empty());
-                image::resolve(&self.name, self, bytes, media, Some(one.digest.clone()), choice)
+                image::resolve(
+                    &self.name,
+                    self,
+                    bytes,
+                    media,
+                    Some(one.digest.clone()),
+                    choice,
+                )
             }
         }
     }

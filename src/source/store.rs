@@ -136,8 +136,10 @@ impl TarStore {
             Some(_) => Box::new(zstd::stream::read::Decoder::new(input)?),
             None => input,
         };
-        let mut spool = tempfile::tempfile().context("creating a temporary file to hold the archive")?;
-        copy_large(&mut input, &mut spool).with_context(|| format!("reading archive from {name}"))?;
+        let mut spool =
+            tempfile::tempfile().context("creating a temporary file to hold the archive")?;
+        copy_large(&mut input, &mut spool)
+            .with_context(|| format!("reading archive from {name}"))?;
         spool.flush()?;
         spool.seek(SeekFrom::Start(0))?;
         TarStore::index(spool).with_context(|| format!("reading archive {name}"))
@@ -314,7 +316,10 @@ mod tests {
 
     #[test]
     fn symlink_targets_resolve_lexically() {
-        assert_eq!(resolve_relative("abc/layer.tar", "../def/layer.tar"), "def/layer.tar");
+        assert_eq!(
+            resolve_relative("abc/layer.tar", "../def/layer.tar"),
+            "def/layer.tar"
+        );
         assert_eq!(resolve_relative("abc/layer.tar", "/x/y"), "x/y");
         assert_eq!(normalize_member(b"./a//b/"), "a/b");
     }
@@ -326,11 +331,15 @@ mod tests {
         h.set_size(5);
         h.set_mode(0o644);
         h.set_cksum();
-        builder.append_data(&mut h.clone(), "a/layer.tar", &b"hello"[..]).unwrap();
+        builder
+            .append_data(&mut h.clone(), "a/layer.tar", &b"hello"[..])
+            .unwrap();
         let mut l = tar::Header::new_ustar();
         l.set_entry_type(tar::EntryType::Symlink);
         l.set_size(0);
-        builder.append_link(&mut l, "b/layer.tar", "../a/layer.tar").unwrap();
+        builder
+            .append_link(&mut l, "b/layer.tar", "../a/layer.tar")
+            .unwrap();
         let bytes = builder.into_inner().unwrap();
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&bytes).unwrap();
