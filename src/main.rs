@@ -36,7 +36,7 @@ struct Cli {
     #[arg(long, value_enum)]
     compression: Option<CompressionArg>,
 
-    /// Compression level (gzip 0-9, default 6; zstd 1-22, default 3).
+    /// Compression level (gzip 0-12, default 6; zstd 1-22, default 3).
     #[arg(long)]
     level: Option<i32>,
 
@@ -53,7 +53,7 @@ struct Cli {
     #[arg(short, long)]
     quiet: bool,
 
-    /// Threads reading layers at once [default: number of CPUs].
+    /// Threads for reading layers and compressing [default: number of CPUs].
     #[arg(short, long, value_name = "N")]
     jobs: Option<usize>,
 }

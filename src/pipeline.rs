@@ -16,7 +16,7 @@ pub struct Options {
     pub compression: OutputCompression,
     pub level: i32,
     pub platform: PlatformChoice,
-    /// Threads that read layers in the index pass.
+    /// Threads that read layers in the index pass and compress the output.
     pub jobs: usize,
 }
 
@@ -78,7 +78,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
     let image = source
         .resolve(&opts.platform)
         .with_context(|| format!("{reference}"))?;
-    let sink = Sink::open(&opts.destination, opts.compression, opts.level)?;
+    let sink = Sink::open(&opts.destination, opts.compression, opts.level, opts.jobs)?;
     let mut tar = TarWriter::new(sink);
     let stats = layer::flatten(source.as_ref(), &image, &mut tar, opts.jobs, None)?;
     let tar_bytes = tar.bytes_written();

@@ -1,5 +1,6 @@
 //! Where the flattened tar goes: compression, and a file that appears only when complete.
 
+pub mod pgzip;
 pub mod tar_writer;
 
 use anyhow::{bail, Context, Result};
@@ -40,7 +41,8 @@ impl OutputCompression {
     pub fn check_level(self, level: i32) -> Result<()> {
         let (lo, hi) = match self {
             OutputCompression::None => bail!("--level needs a compressed output (gzip or zstd)"),
-            OutputCompression::Gzip => (0, 9),
+            // 10-12 are libdeflate's slower, denser levels.
+            OutputCompression::Gzip => (0, 12),
             OutputCompression::Zstd => (1, 22),
         };
         if !(lo..=hi).contains(&level) {
@@ -102,7 +104,7 @@ impl<W: Write + Send> FinishWrite for Plain<W> {
     }
 }
 
-impl<W: Write + Send> FinishWrite for flate2::write::GzEncoder<W> {
+impl<W: Write + Send> FinishWrite for pgzip::ParallelGzWriter<W> {
     fn finish(self: Box<Self>) -> io::Result<()> {
         let mut inner = (*self).finish()?;
         inner.flush()
@@ -161,7 +163,13 @@ pub fn check_destination(dest: &Destination) -> Result<()> {
 }
 
 impl Sink {
-    pub fn open(dest: &Destination, compression: OutputCompression, level: i32) -> Result<Sink> {
+    /// `threads`: cores to compress on.
+    pub fn open(
+        dest: &Destination,
+        compression: OutputCompression,
+        level: i32,
+        threads: usize,
+    ) -> Result<Sink> {
         check_destination(dest)?;
         let counter = CountingShared::default();
         let (raw, temp, target): (Box<dyn Write + Send>, _, _) = match dest {
@@ -175,13 +183,16 @@ impl Sink {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| "output".into());
-                let temp = tempfile::Builder::new()
-                    .prefix(&format!(".{file_name}."))
-                    .suffix(".partial")
-                    .tempfile_in(&dir)
-                    .with_context(|| {
-                        format!("cannot create a temporary file in {}", dir.display())
-                    })?;
+                let prefix = format!(".{file_name}.");
+                let mut builder = tempfile::Builder::new();
+                builder.prefix(&prefix).suffix(".partial");
+                // A normal file when renamed into place (0666 less the umask), not the
+                // private 0600 of a temporary file.
+                #[cfg(unix)]
+                builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+                let temp = builder.tempfile_in(&dir).with_context(|| {
+                    format!("cannot create a temporary file in {}", dir.display())
+                })?;
                 PENDING.lock().unwrap().push(temp.path().to_path_buf());
                 let file = temp
                     .reopen()
@@ -199,15 +210,18 @@ impl Sink {
         };
         let writer: Box<dyn FinishWrite> = match compression {
             OutputCompression::None => Box::new(Plain(counted)),
-            OutputCompression::Gzip => Box::new(
-                // No name, no timestamp: the same input gives the same bytes.
-                flate2::GzBuilder::new()
-                    .mtime(0)
-                    .write(counted, flate2::Compression::new(level as u32)),
-            ),
+            // libdeflate's gzip members carry no name and no timestamp: the same input gives
+            // the same bytes.
+            OutputCompression::Gzip => {
+                Box::new(pgzip::ParallelGzWriter::new(counted, level, threads)?)
+            }
             OutputCompression::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(counted, level)?;
                 enc.include_checksum(true)?;
+                if threads > 1 {
+                    // zstd's own workers; their output does not depend on the thread count.
+                    enc.multithread(threads as u32)?;
+                }
                 Box::new(enc)
             }
         };
@@ -320,17 +334,43 @@ mod tests {
             path: target.clone(),
             force: false,
         };
-        let mut sink = Sink::open(&dest, OutputCompression::None, 0).unwrap();
+        let mut sink = Sink::open(&dest, OutputCompression::None, 0, 1).unwrap();
         sink.write_all(b"partial").unwrap();
         drop(sink);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 
-        let mut sink = Sink::open(&dest, OutputCompression::Gzip, 6).unwrap();
+        let mut sink = Sink::open(&dest, OutputCompression::Gzip, 6, 2).unwrap();
         sink.write_all(b"whole").unwrap();
         fs::write(&target, b"appeared meanwhile").unwrap();
         let err = sink.commit().unwrap_err().to_string();
         assert!(err.contains("already exists"), "{err}");
         assert_eq!(fs::read(&target).unwrap(), b"appeared meanwhile");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn committed_file_has_ordinary_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.tar");
+        let dest = Destination::File {
+            path: target.clone(),
+            force: false,
+        };
+        let sink = Sink::open(&dest, OutputCompression::None, 0, 1).unwrap();
+        sink.commit().unwrap();
+        let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o044, 0o044 & !umask(), "mode {mode:o}");
+    }
+
+    #[cfg(unix)]
+    fn umask() -> u32 {
+        // Read the umask from a freshly created file rather than calling libc.
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("probe");
+        fs::write(&p, b"").unwrap();
+        !fs::metadata(&p).unwrap().permissions().mode() & 0o666
     }
 }

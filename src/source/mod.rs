@@ -6,6 +6,7 @@
 
 pub mod docker_archive;
 pub mod layout;
+pub mod memory;
 pub mod store;
 
 use crate::image::{Image, Layer, PlatformChoice};
