@@ -18,9 +18,9 @@ enum CompressionArg {
 /// Turn an OCI/Docker image into a WSL root file system tarball.
 ///
 /// IMAGE is one of:
-///   oci:PATH[:TAG|@DIGEST]          an OCI image layout directory
-///   oci-archive:FILE[:TAG]          an OCI layout in a tar (docker buildx --output type=oci); - is stdin
-///   docker-archive:FILE[:REPO:TAG]  a `docker save` / `podman save` tarball; - is stdin
+///   oci:PATH[:TAG|@DIGEST]          OCI image layout directory
+///   oci-archive:FILE[:TAG]          OCI layout in a tar (buildx -o type=oci); - is stdin
+///   docker-archive:FILE[:REPO:TAG]  `docker save` / `podman save` tarball; - is stdin
 #[derive(Parser, Debug)]
 #[command(name = "oci2wsl", version, verbatim_doc_comment)]
 struct Cli {
