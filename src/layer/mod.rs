@@ -211,35 +211,50 @@ pub fn flatten<W: Write>(
         stats.paths_written += 1;
     }
 
-    for (index, files) in plan.regular.iter().enumerate() {
-        if files.is_empty() {
-            continue;
-        }
-        if index == count {
-            for file in files {
-                let content = file.content.as_ref().expect("added files carry content");
-                out.append_file(&file.paths[0], &file.meta, &mut content.as_slice())?;
-                stats.paths_written += 1;
+    // Each layer still holding files is decompressed on its own thread, up to `jobs` layers
+    // ahead of the one being written, each a few MiB ahead at most.
+    let needed: Vec<usize> = (0..count)
+        .filter(|i| !plan.regular[*i].is_empty())
+        .collect();
+    std::thread::scope(|scope| -> Result<()> {
+        let mut readers: std::collections::VecDeque<(usize, stream::ReadAhead)> =
+            std::collections::VecDeque::new();
+        let mut next_to_start = 0;
+        for &index in &needed {
+            while next_to_start < needed.len() && readers.len() < jobs.max(1) {
+                let layer = &image.layers[needed[next_to_start]];
+                let reader = stream::ReadAhead::spawn(scope, 8, move || {
+                    stream::reread(source.open_layer(layer)?, layer)
+                });
+                readers.push_back((needed[next_to_start], reader));
+                next_to_start += 1;
             }
-            continue;
+            let (got, reader) = readers.pop_front().expect("a reader per needed layer");
+            debug_assert_eq!(got, index);
+            let layer = &image.layers[index];
+            emit_layer(reader, &plan.regular[index], out, &mut stats)
+                .map_err(layer_error(layer, image))?;
         }
-        let layer = &image.layers[index];
-        emit_layer(source, layer, files, out, &mut stats).map_err(layer_error(layer, image))?;
+        Ok(())
+    })?;
+    for file in &plan.regular[count] {
+        let content = file.content.as_ref().expect("added files carry content");
+        out.append_file(&file.paths[0], &file.meta, &mut content.as_slice())?;
+        stats.paths_written += 1;
     }
     Ok(stats)
 }
 
 /// Pass 2 for one layer: copies the content of the surviving regular files, then stops
-/// reading (the layer was verified in pass 1).
+/// reading. The layer's digests were verified in pass 1; each entry used here is checked to
+/// be the one pass 1 saw (same ordinal, name and size).
 fn emit_layer<W: Write>(
-    source: &dyn ImageSource,
-    layer: &Layer,
+    uncompressed: stream::ReadAhead,
     files: &[tree::RegularFile],
     out: &mut TarWriter<W>,
     stats: &mut FlattenStats,
 ) -> Result<()> {
-    let mut stream = open_stream(source, layer)?;
-    let archive = stream.archive();
+    let mut archive = tar::Archive::new(uncompressed);
     let mut wanted = files.iter().peekable();
     for (ordinal, item) in archive.entries()?.enumerate() {
         let Some(file) = wanted.peek() else { break };

@@ -11,6 +11,7 @@ use crate::image::Layer;
 use crate::source::store::BlobReader;
 use anyhow::{bail, Result};
 use std::io::{self, BufRead, BufReader, Read};
+use std::sync::mpsc;
 
 pub enum Decoded<R: BufRead> {
     Plain(R),
@@ -54,10 +55,129 @@ pub fn sniff(head: &[u8]) -> Compression {
 
 pub struct LayerStream {
     archive: tar::Archive<Uncompressed>,
-    pub detected: Compression,
+}
+
+/// The uncompressed bytes of a layer that the index pass has already verified: the emit
+/// pass reads the same blob again and need not hash it a second time.
+pub fn reread(blob: BlobReader, layer: &Layer) -> Result<Decoded<BufReader<BlobReader>>> {
+    Decoded::detect(BufReader::with_capacity(BUFFER, blob), layer, false)
+}
+
+/// Reads a stream on its own thread, a bounded number of chunks ahead of the consumer, so
+/// that decompressing a layer overlaps with writing the previous one.
+pub struct ReadAhead {
+    chunks: mpsc::Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+const CHUNK: usize = 1 << 20;
+
+impl ReadAhead {
+    /// `open` runs on the new thread (opening a blob may block on a download).
+    pub fn spawn<'scope, F, R>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        depth: usize,
+        open: F,
+    ) -> ReadAhead
+    where
+        F: FnOnce() -> Result<R> + Send + 'scope,
+        R: Read,
+    {
+        let (tx, rx) = mpsc::sync_channel(depth.max(1));
+        scope.spawn(move || {
+            let mut reader = match open() {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(Err(io::Error::other(format!("{e:#}"))));
+                    return;
+                }
+            };
+            loop {
+                let mut chunk = vec![0u8; CHUNK];
+                let mut filled = 0;
+                while filled < CHUNK {
+                    match reader.read(&mut chunk[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                if filled == 0 {
+                    return;
+                }
+                chunk.truncate(filled);
+                // A closed channel means the consumer is done with this layer.
+                if tx.send(Ok(chunk)).is_err() {
+                    return;
+                }
+            }
+        });
+        ReadAhead {
+            chunks: rx,
+            current: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.current.len() {
+            match self.chunks.recv() {
+                Ok(Ok(chunk)) => {
+                    self.current = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 const BUFFER: usize = 256 * 1024;
+
+impl<R: BufRead> Decoded<R> {
+    /// Picks the decompressor from the first bytes of `raw`. Magic bytes decide (as in
+    /// containerd); a media type that disagrees is a mistake of whoever pushed the image,
+    /// worth a warning, not a failure: the diff_id still proves the content.
+    pub fn detect(mut raw: R, layer: &Layer, warn: bool) -> Result<Decoded<R>> {
+        let head = raw.fill_buf()?;
+        let detected = sniff(head);
+        if head.is_empty() && layer.compression.is_some_and(|c| c != Compression::None) {
+            bail!(
+                "the blob is empty, not {:?} data",
+                layer.compression.unwrap()
+            );
+        }
+        if let Some(declared) = layer.compression {
+            if warn && declared != detected && !head.is_empty() {
+                eprintln!(
+                    "warning: {}: media type {} says {:?} but the data is {:?}; reading it as {:?}",
+                    layer.describe(),
+                    layer.media_type,
+                    declared,
+                    detected,
+                    detected
+                );
+            }
+        }
+        Ok(match detected {
+            Compression::None => Decoded::Plain(raw),
+            Compression::Gzip => Decoded::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
+            Compression::Zstd => Decoded::Zstd(zstd::stream::read::Decoder::with_buffer(raw)?),
+        })
+    }
+}
 
 impl LayerStream {
     pub fn new(blob: BlobReader, layer: &Layer) -> Result<LayerStream> {
@@ -69,35 +189,7 @@ impl LayerStream {
                 what: "blob".into(),
             },
         );
-        let mut raw = BufReader::with_capacity(BUFFER, raw);
-        let head = raw.fill_buf()?;
-        let detected = sniff(head);
-        if let Some(declared) = layer.compression {
-            // Magic bytes decide (as containerd does); a media type that disagrees is a
-            // mistake of whoever pushed the image, worth a mention, not a failure: the
-            // diff_id still proves the content.
-            if declared != detected && !head.is_empty() {
-                eprintln!(
-                    "warning: {}: media type {} says {:?} but the data is {:?}; reading it as {:?}",
-                    layer.describe(),
-                    layer.media_type,
-                    declared,
-                    detected,
-                    detected
-                );
-            }
-        }
-        if head.is_empty() && layer.compression.is_some_and(|c| c != Compression::None) {
-            bail!(
-                "the blob is empty, not {:?} data",
-                layer.compression.unwrap()
-            );
-        }
-        let decoded = match detected {
-            Compression::None => Decoded::Plain(raw),
-            Compression::Gzip => Decoded::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
-            Compression::Zstd => Decoded::Zstd(zstd::stream::read::Decoder::with_buffer(raw)?),
-        };
+        let decoded = Decoded::detect(BufReader::with_capacity(BUFFER, raw), layer, true)?;
         let uncompressed = VerifyingReader::new(
             decoded,
             Expected {
@@ -108,7 +200,6 @@ impl LayerStream {
         );
         Ok(LayerStream {
             archive: tar::Archive::new(uncompressed),
-            detected,
         })
     }
 
