@@ -149,6 +149,15 @@ pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     }
 }
 
+/// A numeric header field left blank (all NUL or spaces, as some writers do) reads as 0, as
+/// in GNU tar and Python's tarfile; anything else must parse.
+fn blank_or<T: Into<u64>>(field: &[u8], parsed: std::io::Result<T>) -> std::io::Result<u64> {
+    if field.iter().all(|b| *b == 0 || *b == b' ') {
+        return Ok(0);
+    }
+    parsed.map(Into::into)
+}
+
 /// Reads the metadata of one tar entry and classifies it.
 pub fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Change> {
     let raw_name = entry.path_bytes().into_owned();
@@ -194,10 +203,11 @@ pub fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Change> {
         return Ok(Change::Whiteout(join(&dir, rest)));
     }
 
-    let mode = header.mode()? & 0o7777;
-    let uid = header.uid()?;
-    let gid = header.gid()?;
-    let mut mtime = header.mtime()? as i64;
+    let raw = header.as_bytes();
+    let mode = blank_or(&raw[100..108], header.mode())? as u32 & 0o7777;
+    let uid = blank_or(&raw[108..116], header.uid())?;
+    let gid = blank_or(&raw[116..124], header.gid())?;
+    let mut mtime = blank_or(&raw[136..148], header.mtime())? as i64;
     let mut mtime_exact = None;
     let mut xattrs = Vec::new();
     if let Some(pax) = entry.pax_extensions()? {
