@@ -4,7 +4,7 @@
 //! with the reference tools is `scripts/bench.py`.
 
 use oci2wsl::image::digest::{Algorithm, Hasher};
-use oci2wsl::layer::flatten;
+use oci2wsl::layer::{flatten, FlattenOptions};
 use oci2wsl::output::pgzip::ParallelGzWriter;
 use oci2wsl::output::tar_writer::TarWriter;
 use oci2wsl::source::memory::MemorySource;
@@ -66,9 +66,12 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// Uncompressed layer tars and their gzip blobs.
+type Layers = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+
 /// Three gzip layers, the upper ones replacing part of the lower: about 24 MiB of tar.
-fn image() -> &'static (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    static IMAGE: OnceLock<(Vec<Vec<u8>>, Vec<Vec<u8>>)> = OnceLock::new();
+fn image() -> &'static Layers {
+    static IMAGE: OnceLock<Layers> = OnceLock::new();
     IMAGE.get_or_init(|| {
         let tars: Vec<Vec<u8>> = (0..3).map(|l| layer_tar(l, 2000, 4096)).collect();
         let blobs = tars.iter().map(|t| gzip(t)).collect();
@@ -89,7 +92,17 @@ fn flatten_gzip_layers_to_tar(bencher: divan::Bencher, jobs: usize) {
         .counter(divan::counter::BytesCount::new(tar_bytes()))
         .bench(|| {
             let mut out = TarWriter::new(std::io::sink());
-            flatten(&source, &img, &mut out, jobs, None).unwrap();
+            flatten(
+                &source,
+                &img,
+                &mut out,
+                &FlattenOptions {
+                    jobs,
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap();
         });
 }
 
@@ -102,7 +115,17 @@ fn flatten_uncompressed_layers_to_tar(bencher: divan::Bencher) {
         .counter(divan::counter::BytesCount::new(tar_bytes()))
         .bench(|| {
             let mut out = TarWriter::new(std::io::sink());
-            flatten(&source, &img, &mut out, 2, None).unwrap();
+            flatten(
+                &source,
+                &img,
+                &mut out,
+                &FlattenOptions {
+                    jobs: 2,
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap();
         });
 }
 

@@ -12,6 +12,7 @@
 
 pub mod image;
 pub mod layer;
+pub mod limits;
 pub mod output;
 pub mod pipeline;
 pub mod reference;

@@ -56,6 +56,12 @@ struct Cli {
     /// Threads for reading layers and compressing [default: number of CPUs].
     #[arg(short, long, value_name = "N")]
     jobs: Option<usize>,
+
+    /// Refuse a layer whose uncompressed size exceeds RATIO times its compressed size (and
+    /// 1 GiB): the guard against decompression bombs.
+    #[arg(long, value_name = "RATIO", default_value_t = oci2wsl::limits::DEFAULT_MAX_EXPANSION,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_expansion: u64,
 }
 
 fn options(cli: &Cli) -> anyhow::Result<Options> {
@@ -99,6 +105,7 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
         level,
         platform,
         jobs: jobs.max(1),
+        max_expansion: cli.max_expansion,
     })
 }
 

@@ -18,6 +18,8 @@ pub struct Options {
     pub platform: PlatformChoice,
     /// Threads that read layers in the index pass and compress the output.
     pub jobs: usize,
+    /// Ceiling of a layer's uncompressed size over its compressed size (`--max-expansion`).
+    pub max_expansion: u64,
 }
 
 #[derive(Debug)]
@@ -80,7 +82,16 @@ pub fn run(opts: &Options) -> Result<Summary> {
         .with_context(|| format!("{reference}"))?;
     let sink = Sink::open(&opts.destination, opts.compression, opts.level, opts.jobs)?;
     let mut tar = TarWriter::new(sink);
-    let stats = layer::flatten(source.as_ref(), &image, &mut tar, opts.jobs, None)?;
+    let stats = layer::flatten(
+        source.as_ref(),
+        &image,
+        &mut tar,
+        &layer::FlattenOptions {
+            jobs: opts.jobs,
+            max_expansion: opts.max_expansion,
+        },
+        None,
+    )?;
     let tar_bytes = tar.bytes_written();
     let sink = tar.finish().context("writing the output")?;
     let bytes_out = sink.commit()?;

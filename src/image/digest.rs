@@ -148,6 +148,9 @@ impl Hasher {
 pub struct Expected {
     pub digest: Option<Digest>,
     pub size: Option<u64>,
+    /// A ceiling for streams of unknown exact size (decompressed layers), with the error to
+    /// give when it is passed.
+    pub max: Option<(u64, String)>,
     /// Names the stream in error messages: "blob sha256:…", "uncompressed layer".
     pub what: String,
 }
@@ -227,6 +230,14 @@ impl<R: Read> Read for VerifyingReader<R> {
                 )));
             }
         }
+        if let Some((max, why)) = &self.expected.max {
+            if self.read > *max {
+                return Err(invalid(format!(
+                    "{} is larger than {max} bytes: {why}",
+                    self.expected.what
+                )));
+            }
+        }
         if let Some(h) = self.hasher.as_mut() {
             h.update(&buf[..n]);
         }
@@ -274,6 +285,7 @@ mod tests {
         let good = Expected {
             digest: Some(Digest::sha256_of(&data)),
             size: Some(data.len() as u64),
+            max: None,
             what: "blob".into(),
         };
         assert_eq!(
@@ -292,5 +304,17 @@ mod tests {
         let longer = [&data[..], b"!"].concat();
         let err = drain(VerifyingReader::new(&longer[..], good)).unwrap_err();
         assert!(err.to_string().contains("longer"), "{err}");
+
+        let capped = Expected {
+            digest: None,
+            size: None,
+            max: Some((4, "a bomb".into())),
+            what: "layer".into(),
+        };
+        let err = drain(VerifyingReader::new(&data[..], capped)).unwrap_err();
+        assert!(
+            err.to_string().contains("larger than 4 bytes: a bomb"),
+            "{err}"
+        );
     }
 }

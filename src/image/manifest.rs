@@ -24,9 +24,7 @@ pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.man
 pub const ACCEPTED_MANIFEST_TYPES: [&str; 4] =
     [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
 
-/// Largest manifest, index or config we will hold in memory. Real ones are a few KiB; the cap
-/// keeps a hostile source from making us allocate without bound.
-pub const MAX_JSON_SIZE: u64 = 8 * 1024 * 1024;
+pub use crate::limits::MAX_JSON_SIZE;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -123,7 +121,7 @@ struct RawDocument {
 #[derive(Debug)]
 pub enum Document {
     Index(Vec<Descriptor>),
-    Manifest(Manifest),
+    Manifest(Box<Manifest>),
 }
 
 #[derive(Debug, Clone)]
@@ -186,11 +184,11 @@ pub fn parse_document(bytes: &[u8], declared: Option<&str>) -> Result<Document> 
         .map(Descriptor::from_raw)
         .collect::<Result<Vec<_>>>()
         .context("invalid layer descriptor in manifest")?;
-    Ok(Document::Manifest(Manifest {
+    Ok(Document::Manifest(Box::new(Manifest {
         media_type,
         config,
         layers,
-    }))
+    })))
 }
 
 /// Picks the manifest for `want` from an index. Deterministic: the first matching entry in

@@ -106,7 +106,7 @@ pub fn resolve(
                 digest = Some(chosen.digest.clone());
             }
             Document::Manifest(m) => {
-                return image_from_manifest(name, fetcher, m, digest, choice);
+                return image_from_manifest(name, fetcher, *m, digest, choice);
             }
         }
     }

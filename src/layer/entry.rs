@@ -108,7 +108,15 @@ pub fn normalize_name(name: &[u8]) -> Result<Vec<u8>> {
     if name.contains(&0) {
         bail!("entry name {:?} contains a NUL byte", display_name(name));
     }
+    if name.len() > crate::limits::MAX_PATH_LEN * 2 {
+        bail!(
+            "entry name is {} bytes long, more than the {}-byte limit",
+            name.len(),
+            crate::limits::MAX_PATH_LEN
+        );
+    }
     let mut out = Vec::with_capacity(name.len());
+    let mut depth = 0;
     for component in name.split(|b| *b == b'/') {
         match component {
             b"" | b"." => {}
@@ -121,8 +129,18 @@ pub fn normalize_name(name: &[u8]) -> Result<Vec<u8>> {
                     out.push(b'/');
                 }
                 out.extend_from_slice(c);
+                depth += 1;
             }
         }
+    }
+    if out.len() > crate::limits::MAX_PATH_LEN || depth > crate::limits::MAX_PATH_DEPTH {
+        bail!(
+            "entry name {:?}... is {} bytes and {depth} levels deep, beyond the limits of {} bytes and {} levels",
+            display_name(&out[..out.len().min(64)]),
+            out.len(),
+            crate::limits::MAX_PATH_LEN,
+            crate::limits::MAX_PATH_DEPTH
+        );
     }
     Ok(out)
 }
@@ -309,6 +327,19 @@ mod tests {
             let err = normalize_name(bad).unwrap_err().to_string();
             assert!(err.contains(".."), "{err}");
         }
+    }
+
+    #[test]
+    fn overlong_and_overdeep_names_are_refused() {
+        let long = vec![b'a'; crate::limits::MAX_PATH_LEN + 1];
+        assert!(normalize_name(&long).is_err());
+        let ok = vec![b'a'; crate::limits::MAX_PATH_LEN];
+        assert!(normalize_name(&ok).is_ok());
+        let deep = "d/".repeat(crate::limits::MAX_PATH_DEPTH + 1);
+        assert!(normalize_name(deep.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("levels"));
     }
 
     #[test]

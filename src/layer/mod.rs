@@ -65,18 +65,34 @@ fn layer_error(layer: &Layer, image: &Image) -> impl Fn(anyhow::Error) -> anyhow
     move |e| e.context(what.clone())
 }
 
-fn open_stream(source: &dyn ImageSource, layer: &Layer) -> Result<LayerStream> {
-    let blob = source.open_layer(layer)?;
-    LayerStream::new(blob, layer)
+/// How to flatten: threads and the ceilings that a flag can raise.
+#[derive(Clone, Debug)]
+pub struct FlattenOptions {
+    /// Threads reading layers at once (index pass) and layers decompressed ahead (emit pass).
+    pub jobs: usize,
+    /// See [`crate::limits::DEFAULT_MAX_EXPANSION`].
+    pub max_expansion: u64,
+}
+
+impl Default for FlattenOptions {
+    fn default() -> Self {
+        FlattenOptions {
+            jobs: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            max_expansion: crate::limits::DEFAULT_MAX_EXPANSION,
+        }
+    }
 }
 
 fn scan_layer(
     source: &dyn ImageSource,
     layer: &Layer,
     wanted: &HashSet<Vec<u8>>,
+    max_expansion: u64,
     cancel: &AtomicBool,
 ) -> Result<LayerScan> {
-    let mut stream = open_stream(source, layer)?;
+    let mut stream = LayerStream::new(source.open_layer(layer)?, layer, max_expansion)?;
     let mut entries = Vec::new();
     {
         let archive = stream.archive();
@@ -120,9 +136,11 @@ fn build_tree(
     source: &dyn ImageSource,
     image: &Image,
     wanted: &HashSet<Vec<u8>>,
-    jobs: usize,
+    options: &FlattenOptions,
     stats: &mut FlattenStats,
 ) -> Result<Tree> {
+    let jobs = options.jobs;
+    let max_expansion = options.max_expansion;
     let layers = &image.layers;
     let next = AtomicUsize::new(0);
     let cancel = AtomicBool::new(false);
@@ -137,7 +155,7 @@ fn build_tree(
                 if i >= layers.len() || cancel.load(Ordering::Relaxed) {
                     break;
                 }
-                let result = scan_layer(source, &layers[i], wanted, cancel);
+                let result = scan_layer(source, &layers[i], wanted, max_expansion, cancel);
                 if tx.send((i, result)).is_err() {
                     break;
                 }
@@ -154,6 +172,12 @@ fn build_tree(
                     stats.compressed_bytes += scan.compressed;
                     stats.uncompressed_bytes += scan.uncompressed;
                     stats.entries_read += scan.entries.len() as u64;
+                    if stats.entries_read > crate::limits::MAX_ENTRIES {
+                        bail!(
+                            "the image has more than {} tar entries, the limit this tool holds in memory",
+                            crate::limits::MAX_ENTRIES
+                        );
+                    }
                     tree.apply_layer(applied, scan.entries)
                         .map_err(layer_error(&layers[applied], image))?;
                     applied += 1;
@@ -180,9 +204,10 @@ pub fn flatten<W: Write>(
     source: &dyn ImageSource,
     image: &Image,
     out: &mut TarWriter<W>,
-    jobs: usize,
+    options: &FlattenOptions,
     augment: Option<&mut dyn Augment>,
 ) -> Result<FlattenStats> {
+    let jobs = options.jobs;
     let mut stats = FlattenStats::default();
     let count = image.layers.len();
     let wanted: HashSet<Vec<u8>> = augment
@@ -191,7 +216,7 @@ pub fn flatten<W: Write>(
         .unwrap_or_default()
         .into_iter()
         .collect();
-    let mut tree = build_tree(source, image, &wanted, jobs, &mut stats)?;
+    let mut tree = build_tree(source, image, &wanted, options, &mut stats)?;
     if let Some(augment) = augment {
         let captured: HashMap<Vec<u8>, Arc<Vec<u8>>> = wanted
             .iter()

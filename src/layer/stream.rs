@@ -13,6 +13,9 @@ use anyhow::{bail, Result};
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::mpsc;
 
+// The gzip decoder's state is large, but there is one Decoded per layer stream: boxing it
+// would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Decoded<R: BufRead> {
     Plain(R),
     Gzip(flate2::bufread::MultiGzDecoder<R>),
@@ -180,21 +183,31 @@ impl<R: BufRead> Decoded<R> {
 }
 
 impl LayerStream {
-    pub fn new(blob: BlobReader, layer: &Layer) -> Result<LayerStream> {
+    pub fn new(blob: BlobReader, layer: &Layer, max_expansion: u64) -> Result<LayerStream> {
         let raw = VerifyingReader::new(
             blob,
             Expected {
                 digest: layer.digest.clone(),
                 size: layer.size,
+                max: None,
                 what: "blob".into(),
             },
         );
+        let max = layer.size.map(|compressed| {
+            (
+                crate::limits::max_uncompressed(compressed, max_expansion),
+                format!(
+                    "more than {max_expansion} times its compressed size, refusing a possible decompression bomb (raise --max-expansion if the image is genuine)"
+                ),
+            )
+        });
         let decoded = Decoded::detect(BufReader::with_capacity(BUFFER, raw), layer, true)?;
         let uncompressed = VerifyingReader::new(
             decoded,
             Expected {
                 digest: Some(layer.diff_id.clone()),
                 size: None,
+                max,
                 what: "uncompressed layer (diff_id)".into(),
             },
         );

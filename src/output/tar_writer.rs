@@ -298,16 +298,16 @@ mod tests {
         m
     }
 
-    fn read_back(
-        bytes: &[u8],
-    ) -> Vec<(
+    type Entry = (
         Vec<u8>,
         tar::EntryType,
         u64,
         u64,
         Vec<u8>,
         Vec<(String, Vec<u8>)>,
-    )> {
+    );
+
+    fn read_back(bytes: &[u8]) -> Vec<Entry> {
         let mut a = tar::Archive::new(bytes);
         a.entries()
             .unwrap()
