@@ -13,6 +13,10 @@ pub const MAX_JSON_SIZE: u64 = 8 * 1024 * 1024;
 pub const MAX_PATH_LEN: usize = 4096;
 pub const MAX_PATH_DEPTH: usize = 256;
 
+/// Largest PAX extended header of one entry. Real ones hold a long name and a few xattrs;
+/// the largest xattr Linux allows is 64 KiB.
+pub const MAX_PAX_SIZE: u64 = 1024 * 1024;
+
 /// Largest number of tar entries in one image, over all layers: the index pass keeps a
 /// few hundred bytes per path, so this bounds its memory (a Debian root file system has
 /// about 10,000 paths; the largest images seen have a few hundred thousand).

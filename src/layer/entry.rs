@@ -4,8 +4,8 @@
 //! Names stay bytes from start to end: never a `Path`, which on Windows would reject
 //! non-UTF-8 names and turn a backslash (an ordinary character in a Linux name) into `/`.
 
-use anyhow::{anyhow, bail, Result};
-use std::io::Read;
+use super::tar_reader::RawEntry;
+use anyhow::{bail, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryKind {
@@ -167,36 +167,23 @@ pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     }
 }
 
-/// A numeric header field left blank (all NUL or spaces, as some writers do) reads as 0, as
-/// in GNU tar and Python's tarfile; anything else must parse.
-fn blank_or<T: Into<u64>>(field: &[u8], parsed: std::io::Result<T>) -> std::io::Result<u64> {
-    if field.iter().all(|b| *b == 0 || *b == b' ') {
-        return Ok(0);
-    }
-    parsed.map(Into::into)
-}
-
-/// Reads the metadata of one tar entry and classifies it.
-pub fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Change> {
-    let raw_name = entry.path_bytes().into_owned();
-    let path = normalize_name(&raw_name)?;
-    let header = entry.header().clone();
-    let kind = match header.entry_type() {
-        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-            EntryKind::Regular
-        }
-        tar::EntryType::Directory => EntryKind::Directory,
-        tar::EntryType::Symlink => EntryKind::Symlink,
-        tar::EntryType::Link => EntryKind::Hardlink,
-        tar::EntryType::Char => EntryKind::CharDevice,
-        tar::EntryType::Block => EntryKind::BlockDevice,
-        tar::EntryType::Fifo => EntryKind::Fifo,
-        // Global PAX headers describe the archive, not a file.
-        tar::EntryType::XGlobalHeader => return Ok(Change::Ignore),
+/// Classifies one tar entry and reduces it to what the flattened tree needs.
+pub fn read_entry(raw: RawEntry) -> Result<Change> {
+    let path = normalize_name(&raw.name)?;
+    let kind = match raw.typeflag {
+        // Pre-POSIX tars mark directories only by the trailing slash.
+        b'0' | 0 if raw.name.ends_with(b"/") => EntryKind::Directory,
+        b'0' | 0 | b'7' => EntryKind::Regular,
+        b'1' => EntryKind::Hardlink,
+        b'2' => EntryKind::Symlink,
+        b'3' => EntryKind::CharDevice,
+        b'4' => EntryKind::BlockDevice,
+        b'5' => EntryKind::Directory,
+        b'6' => EntryKind::Fifo,
         other => bail!(
             "entry {:?} has unsupported tar type {:?}",
-            display_name(&raw_name),
-            other.as_byte() as char
+            display_name(&raw.name),
+            other as char
         ),
     };
 
@@ -212,62 +199,27 @@ pub fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Change> {
         if rest.is_empty() {
             bail!(
                 "entry {:?} is a whiteout without a name ('.wh.' alone is invalid)",
-                display_name(&raw_name)
+                display_name(&raw.name)
             );
         }
         if rest == b"." || rest == b".." {
-            bail!("entry {:?} is a hostile whiteout", display_name(&raw_name));
+            bail!("entry {:?} is a hostile whiteout", display_name(&raw.name));
         }
         return Ok(Change::Whiteout(join(&dir, rest)));
     }
 
-    let raw = header.as_bytes();
-    let mode = blank_or(&raw[100..108], header.mode())? as u32 & 0o7777;
-    let uid = blank_or(&raw[108..116], header.uid())?;
-    let gid = blank_or(&raw[116..124], header.gid())?;
-    let mut mtime = blank_or(&raw[136..148], header.mtime())? as i64;
-    let mut mtime_exact = None;
-    let mut xattrs = Vec::new();
-    if let Some(pax) = entry.pax_extensions()? {
-        for ext in pax {
-            let ext = ext?;
-            let key = ext.key_bytes();
-            if key == b"mtime" {
-                let text = String::from_utf8_lossy(ext.value_bytes()).into_owned();
-                let (whole, frac) = text.split_once('.').unwrap_or((&text, ""));
-                let whole: i64 = whole.parse().map_err(|_| {
-                    anyhow!(
-                        "entry {:?} has a bad PAX mtime {text:?}",
-                        display_name(&raw_name)
-                    )
-                })?;
-                mtime = whole;
-                if !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()) {
-                    mtime_exact = Some(text);
-                }
-            } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
-            }
-        }
-    }
+    let mut xattrs = raw.xattrs;
     xattrs.sort();
     xattrs.dedup_by(|a, b| a.0 == b.0);
 
     let link = match kind {
-        EntryKind::Symlink => entry
-            .link_name_bytes()
-            .map(|l| l.into_owned())
-            .unwrap_or_default(),
+        EntryKind::Symlink => raw.link,
         EntryKind::Hardlink => {
-            let target = entry
-                .link_name_bytes()
-                .map(|l| l.into_owned())
-                .unwrap_or_default();
-            let normalized = normalize_name(&target)?;
+            let normalized = normalize_name(&raw.link)?;
             if normalized.is_empty() {
                 bail!(
                     "hardlink {:?} names the root directory",
-                    display_name(&raw_name)
+                    display_name(&raw.name)
                 );
             }
             normalized
@@ -277,29 +229,26 @@ pub fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Change> {
     if path.is_empty() && kind != EntryKind::Directory {
         bail!(
             "entry {:?} would replace the root directory with a non-directory",
-            display_name(&raw_name)
+            display_name(&raw.name)
         );
     }
     let (dev_major, dev_minor) = match kind {
-        EntryKind::CharDevice | EntryKind::BlockDevice => (
-            header.device_major()?.unwrap_or(0),
-            header.device_minor()?.unwrap_or(0),
-        ),
+        EntryKind::CharDevice | EntryKind::BlockDevice => (raw.dev_major, raw.dev_minor),
         _ => (0, 0),
     };
     let size = if kind == EntryKind::Regular {
-        entry.size()
+        raw.size
     } else {
         0
     };
     Ok(Change::Add(EntryMeta {
         path,
         kind,
-        mode,
-        uid,
-        gid,
-        mtime,
-        mtime_exact,
+        mode: raw.mode,
+        uid: raw.uid,
+        gid: raw.gid,
+        mtime: raw.mtime,
+        mtime_exact: raw.mtime_exact,
         size,
         link,
         dev_major,

@@ -11,6 +11,7 @@
 
 pub mod entry;
 pub mod stream;
+pub mod tar_reader;
 pub mod tree;
 
 use crate::image::{Image, Layer};
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use stream::LayerStream;
+use tar_reader::TarReader;
 use tree::{ScannedEntry, Tree};
 
 /// What a run read and wrote, for the summary line.
@@ -95,15 +97,15 @@ fn scan_layer(
     let mut stream = LayerStream::new(source.open_layer(layer)?, layer, max_expansion)?;
     let mut entries = Vec::new();
     {
-        let archive = stream.archive();
-        let iter = archive.entries().context("reading the layer's tar")?;
-        for (ordinal, item) in iter.enumerate() {
+        let tar = stream.tar();
+        let mut ordinal: u64 = 0;
+        while let Some(raw) = tar.next_entry().context("reading the layer's tar")? {
             if cancel.load(Ordering::Relaxed) {
                 bail!("cancelled");
             }
-            let mut entry = item.context("reading the layer's tar")?;
-            let change = read_entry(&mut entry)
-                .with_context(|| format!("entry {:?}", display_name(&entry.path_bytes())))?;
+            let name = raw.name.clone();
+            let change =
+                read_entry(raw).with_context(|| format!("entry {:?}", display_name(&name)))?;
             let content = match &change {
                 Change::Add(m)
                     if m.kind == EntryKind::Regular
@@ -111,16 +113,17 @@ fn scan_layer(
                         && wanted.contains(&m.path) =>
                 {
                     let mut data = Vec::with_capacity(m.size as usize);
-                    (&mut entry).take(m.size).read_to_end(&mut data)?;
+                    tar.content().read_to_end(&mut data)?;
                     Some(Arc::new(data))
                 }
                 _ => None,
             };
             entries.push(ScannedEntry {
-                ordinal: ordinal as u64,
+                ordinal,
                 change,
                 content,
             });
+            ordinal += 1;
         }
     }
     let (uncompressed, compressed) = stream.finish().context("reading the layer")?;
@@ -279,24 +282,27 @@ fn emit_layer<W: Write>(
     out: &mut TarWriter<W>,
     stats: &mut FlattenStats,
 ) -> Result<()> {
-    let mut archive = tar::Archive::new(uncompressed);
+    let mut tar = TarReader::new(uncompressed);
     let mut wanted = files.iter().peekable();
-    for (ordinal, item) in archive.entries()?.enumerate() {
-        let Some(file) = wanted.peek() else { break };
-        if file.ordinal != ordinal as u64 {
+    let mut ordinal: u64 = 0;
+    while let Some(file) = wanted.peek() {
+        let Some(raw) = tar.next_entry().context("reading the layer's tar")? else {
+            break;
+        };
+        let this = ordinal;
+        ordinal += 1;
+        if file.ordinal != this {
             continue;
         }
-        let mut entry = item.context("reading the layer's tar")?;
-        let name = entry::normalize_name(&entry.path_bytes())?;
-        if name != file.meta.path || entry.size() != file.meta.size {
+        let name = entry::normalize_name(&raw.name)?;
+        if name != file.meta.path || raw.size != file.meta.size {
             bail!(
-                "the layer changed while it was being read (entry {} is now {:?})",
-                ordinal,
+                "the layer changed while it was being read (entry {this} is now {:?})",
                 display_name(&name)
             );
         }
         let first = &file.paths[0];
-        out.append_file(first, &file.meta, &mut entry)
+        out.append_file(first, &file.meta, &mut tar.content())
             .with_context(|| format!("copying {:?}", display_name(first)))?;
         for other in &file.paths[1..] {
             out.append_hardlink(other, first, &file.meta)?;

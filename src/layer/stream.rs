@@ -5,6 +5,7 @@
 //! [`LayerStream::finish`] drains whatever the tar parser left (padding, trailing blocks, the
 //! end of the compressed stream), so a layer is only "done" once every byte was verified.
 
+use super::tar_reader::TarReader;
 use crate::image::digest::{Expected, VerifyingReader};
 use crate::image::manifest::Compression;
 use crate::image::Layer;
@@ -57,7 +58,7 @@ pub fn sniff(head: &[u8]) -> Compression {
 }
 
 pub struct LayerStream {
-    archive: tar::Archive<Uncompressed>,
+    tar: TarReader<Uncompressed>,
 }
 
 /// The uncompressed bytes of a layer that the index pass has already verified: the emit
@@ -212,18 +213,18 @@ impl LayerStream {
             },
         );
         Ok(LayerStream {
-            archive: tar::Archive::new(uncompressed),
+            tar: TarReader::new(uncompressed),
         })
     }
 
-    pub fn archive(&mut self) -> &mut tar::Archive<Uncompressed> {
-        &mut self.archive
+    pub fn tar(&mut self) -> &mut TarReader<Uncompressed> {
+        &mut self.tar
     }
 
     /// Reads the rest of both streams so that both digests are checked; returns the
     /// uncompressed and compressed byte counts.
     pub fn finish(self) -> io::Result<(u64, u64)> {
-        let mut uncompressed = self.archive.into_inner();
+        let mut uncompressed = self.tar.into_inner();
         io::copy(&mut uncompressed, &mut io::sink())?;
         let tar_bytes = uncompressed.bytes_read();
         let mut raw = uncompressed.into_inner().into_inner();

@@ -1,0 +1,632 @@
+//! A streaming reader for layer tars, with the ceilings a hostile layer needs.
+//!
+//! Layers are read with our own parser rather than the `tar` crate because the crate reads
+//! PAX and GNU long-name records into memory whatever their size, and silently returns a
+//! short file when the stream ends inside an entry. Here every extension record has a size
+//! limit, a stream that ends inside a header or an entry's content is an error naming the
+//! entry, and nothing is ever turned into a host path.
+//!
+//! Formats: POSIX ustar and pax (local records; global ones are read and ignored), GNU
+//! (`L`/`K` long names, base-256 numbers), old v7. Sparse files (GNU `S` and the PAX
+//! `GNU.sparse.*` forms) are refused by name: no image builder writes them.
+
+use crate::limits::{MAX_PATH_LEN, MAX_PAX_SIZE};
+use std::io::{self, Read};
+
+const BLOCK: usize = 512;
+
+/// One entry as the tar stream states it, extension records already applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawEntry {
+    pub name: Vec<u8>,
+    pub link: Vec<u8>,
+    pub typeflag: u8,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: i64,
+    /// The PAX `mtime` text when it has a fractional part.
+    pub mtime_exact: Option<String>,
+    /// Bytes of content that follow the header.
+    pub size: u64,
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+pub struct TarReader<R: Read> {
+    inner: R,
+    /// Content of the current entry not yet read, and the padding after it.
+    remaining: u64,
+    padding: u64,
+    /// Name of the current entry, for "ends early" messages.
+    current: Vec<u8>,
+    done: bool,
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+fn show(name: &[u8]) -> String {
+    super::entry::display_name(name)
+}
+
+/// Reads a whole block; `Ok(false)` at a clean end of stream before the block.
+fn read_block(r: &mut impl Read, block: &mut [u8; BLOCK]) -> io::Result<bool> {
+    let mut filled = 0;
+    while filled < BLOCK {
+        match r.read(&mut block[filled..]) {
+            Ok(0) if filled == 0 => return Ok(false),
+            Ok(0) => {
+                return Err(invalid(
+                    "the tar stream ends inside a header block (truncated layer)".into(),
+                ))
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// A numeric field: octal (NUL/space padded, blank = 0) or GNU base-256.
+fn number(field: &[u8], what: &str) -> io::Result<u64> {
+    if field.first().is_some_and(|b| b & 0x80 != 0) {
+        if field[0] == 0xff {
+            return Err(invalid(format!("negative {what} in tar header")));
+        }
+        let mut v: u64 = (field[0] & 0x7f) as u64;
+        for b in &field[1..] {
+            v = v
+                .checked_mul(256)
+                .and_then(|v| v.checked_add(*b as u64))
+                .ok_or_else(|| invalid(format!("{what} in tar header overflows")))?;
+        }
+        return Ok(v);
+    }
+    let text: Vec<u8> = field
+        .iter()
+        .copied()
+        .skip_while(|b| *b == b' ' || *b == 0)
+        .take_while(|b| *b != b' ' && *b != 0)
+        .collect();
+    if text.is_empty() {
+        return Ok(0);
+    }
+    let s = std::str::from_utf8(&text).map_err(|_| invalid(format!("bad {what} in tar header")))?;
+    u64::from_str_radix(s, 8).map_err(|_| invalid(format!("bad {what} {s:?} in tar header")))
+}
+
+fn field_bytes(field: &[u8]) -> &[u8] {
+    let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
+    &field[..end]
+}
+
+fn checksum_ok(h: &[u8; BLOCK]) -> io::Result<bool> {
+    let stored = number(&h[148..156], "checksum")?;
+    let mut unsigned: u64 = 0;
+    let mut signed: i64 = 0;
+    for (i, b) in h.iter().enumerate() {
+        let b = if (148..156).contains(&i) { b' ' } else { *b };
+        unsigned += b as u64;
+        signed += (b as i8) as i64;
+    }
+    Ok(stored == unsigned || stored as i64 == signed)
+}
+
+/// Decodes `LIBARCHIVE.xattr.*` names (percent-encoded) and values (base64).
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' && i + 2 < s.len() {
+            if let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&s[i + 1..i + 3]).unwrap_or("zz"), 16)
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
+}
+
+fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for &c in s {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' | b'\n' | b'\r' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[derive(Default)]
+struct Extensions {
+    path: Option<Vec<u8>>,
+    link: Option<Vec<u8>>,
+    size: Option<u64>,
+    uid: Option<u64>,
+    gid: Option<u64>,
+    mtime: Option<(i64, Option<String>)>,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+fn parse_pax(data: &[u8], ext: &mut Extensions) -> io::Result<()> {
+    let mut rest = data;
+    while !rest.is_empty() {
+        if rest.iter().all(|b| *b == 0) {
+            break;
+        }
+        let space = rest
+            .iter()
+            .position(|b| *b == b' ')
+            .ok_or_else(|| invalid("malformed PAX record (no length)".into()))?;
+        let len: usize = std::str::from_utf8(&rest[..space])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| invalid("malformed PAX record length".into()))?;
+        if len <= space + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+            return Err(invalid(
+                "malformed PAX record (bad length or missing newline)".into(),
+            ));
+        }
+        let record = &rest[space + 1..len - 1];
+        rest = &rest[len..];
+        let eq = record
+            .iter()
+            .position(|b| *b == b'=')
+            .ok_or_else(|| invalid("malformed PAX record (no '=')".into()))?;
+        let (key, value) = (&record[..eq], &record[eq + 1..]);
+        let num = |what: &str| -> io::Result<u64> {
+            std::str::from_utf8(value)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "bad PAX {what} {:?}",
+                        String::from_utf8_lossy(value)
+                    ))
+                })
+        };
+        match key {
+            b"path" => ext.path = Some(value.to_vec()),
+            b"linkpath" => ext.link = Some(value.to_vec()),
+            b"size" => ext.size = Some(num("size")?),
+            b"uid" => ext.uid = Some(num("uid")?),
+            b"gid" => ext.gid = Some(num("gid")?),
+            b"mtime" => {
+                let text = String::from_utf8_lossy(value).into_owned();
+                let (whole, frac) = text.split_once('.').unwrap_or((&text, ""));
+                let secs: i64 = whole
+                    .parse()
+                    .map_err(|_| invalid(format!("bad PAX mtime {text:?}")))?;
+                let exact =
+                    (!frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit())).then_some(text);
+                ext.mtime = Some((secs, exact));
+            }
+            k if k.starts_with(b"SCHILY.xattr.") => {
+                ext.xattrs.push((k[13..].to_vec(), value.to_vec()));
+            }
+            k if k.starts_with(b"LIBARCHIVE.xattr.") => {
+                let value = base64_decode(value)
+                    .ok_or_else(|| invalid("bad base64 in a LIBARCHIVE.xattr record".into()))?;
+                ext.xattrs.push((percent_decode(&k[17..]), value));
+            }
+            k if k.starts_with(b"GNU.sparse.") => {
+                return Err(invalid(
+                    "sparse files (PAX GNU.sparse) are not supported".into(),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+impl<R: Read> TarReader<R> {
+    pub fn new(inner: R) -> TarReader<R> {
+        TarReader {
+            inner,
+            remaining: 0,
+            padding: 0,
+            current: Vec::new(),
+            done: false,
+        }
+    }
+
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    fn skip(&mut self, mut n: u64) -> io::Result<()> {
+        let mut buf = [0u8; 8192];
+        while n > 0 {
+            let want = n.min(buf.len() as u64) as usize;
+            match self.inner.read(&mut buf[..want]) {
+                Ok(0) => {
+                    return Err(invalid(format!(
+                        "the tar stream ends inside the content of {:?} (truncated layer)",
+                        show(&self.current)
+                    )))
+                }
+                Ok(k) => n -= k as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads an extension record's content, refusing more than `limit` bytes.
+    fn read_extension(&mut self, size: u64, limit: u64, what: &str) -> io::Result<Vec<u8>> {
+        if size > limit {
+            return Err(invalid(format!(
+                "{what} of {size} bytes exceeds the {limit}-byte limit"
+            )));
+        }
+        let mut data = vec![0u8; size as usize];
+        self.inner.read_exact(&mut data).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                invalid(format!(
+                    "the tar stream ends inside a {what} (truncated layer)"
+                ))
+            } else {
+                e
+            }
+        })?;
+        self.skip(padding_of(size))?;
+        Ok(data)
+    }
+
+    /// The next entry, after skipping whatever of the previous one was not read.
+    pub fn next_entry(&mut self) -> io::Result<Option<RawEntry>> {
+        if self.done {
+            return Ok(None);
+        }
+        self.skip(self.remaining + self.padding)?;
+        self.remaining = 0;
+        self.padding = 0;
+        let mut ext = Extensions::default();
+        let mut pending_extension = false;
+        loop {
+            let mut h = [0u8; BLOCK];
+            if !read_block(&mut self.inner, &mut h)? {
+                if pending_extension {
+                    return Err(invalid(
+                        "the tar stream ends after an extension header (truncated layer)".into(),
+                    ));
+                }
+                self.done = true;
+                return Ok(None);
+            }
+            if h.iter().all(|b| *b == 0) {
+                if pending_extension {
+                    return Err(invalid(
+                        "an extension header is followed by the end of the archive".into(),
+                    ));
+                }
+                self.done = true;
+                return Ok(None);
+            }
+            if !checksum_ok(&h)? {
+                return Err(invalid(
+                    "tar header checksum mismatch (corrupt layer)".into(),
+                ));
+            }
+            let typeflag = h[156];
+            let size = number(&h[124..136], "size")?;
+            match typeflag {
+                b'x' => {
+                    let data = self.read_extension(size, MAX_PAX_SIZE, "PAX header")?;
+                    parse_pax(&data, &mut ext)?;
+                    pending_extension = true;
+                    continue;
+                }
+                b'g' => {
+                    // Global records would apply to every later entry; layer writers do not
+                    // use them for anything that matters here, so read and drop them.
+                    self.read_extension(size, MAX_PAX_SIZE, "global PAX header")?;
+                    continue;
+                }
+                b'L' => {
+                    let data =
+                        self.read_extension(size, MAX_PATH_LEN as u64 * 2 + 1, "GNU long name")?;
+                    ext.path = Some(field_bytes(&data).to_vec());
+                    pending_extension = true;
+                    continue;
+                }
+                b'K' => {
+                    let data = self.read_extension(
+                        size,
+                        MAX_PATH_LEN as u64 * 2 + 1,
+                        "GNU long link name",
+                    )?;
+                    ext.link = Some(field_bytes(&data).to_vec());
+                    pending_extension = true;
+                    continue;
+                }
+                _ => {}
+            }
+            let ustar = &h[257..263] == b"ustar\0";
+            let name = match ext.path.take() {
+                Some(p) => p,
+                None => {
+                    let base = field_bytes(&h[..100]);
+                    let prefix = if ustar {
+                        field_bytes(&h[345..500])
+                    } else {
+                        b""
+                    };
+                    if prefix.is_empty() {
+                        base.to_vec()
+                    } else {
+                        [prefix, b"/", base].concat()
+                    }
+                }
+            };
+            if typeflag == b'S' {
+                return Err(invalid(format!(
+                    "{:?} is a GNU sparse file, which is not supported",
+                    show(&name)
+                )));
+            }
+            let link = ext
+                .link
+                .take()
+                .unwrap_or_else(|| field_bytes(&h[157..257]).to_vec());
+            let (mtime, mtime_exact) = match ext.mtime.take() {
+                Some(m) => m,
+                None => (number(&h[136..148], "mtime")? as i64, None),
+            };
+            let size = ext.size.unwrap_or(size);
+            // Only regular files (and old-style ones) carry content; a size on a link or a
+            // directory is skipped as tar does.
+            let entry = RawEntry {
+                link,
+                typeflag,
+                mode: (number(&h[100..108], "mode")? & 0o7777) as u32,
+                uid: match ext.uid {
+                    Some(u) => u,
+                    None => number(&h[108..116], "uid")?,
+                },
+                gid: match ext.gid {
+                    Some(g) => g,
+                    None => number(&h[116..124], "gid")?,
+                },
+                mtime,
+                mtime_exact,
+                size,
+                dev_major: if ustar || &h[257..265] == b"ustar  \0" {
+                    number(&h[329..337], "devmajor")? as u32
+                } else {
+                    0
+                },
+                dev_minor: if ustar || &h[257..265] == b"ustar  \0" {
+                    number(&h[337..345], "devminor")? as u32
+                } else {
+                    0
+                },
+                xattrs: std::mem::take(&mut ext.xattrs),
+                name,
+            };
+            // Hardlinks, symlinks, devices, FIFOs and directories have no content in any
+            // writer we know of; tar readers still skip what the size says.
+            self.remaining = size;
+            self.padding = padding_of(size);
+            self.current = entry.name.clone();
+            return Ok(Some(entry));
+        }
+    }
+
+    /// The current entry's content. Reading past it returns end of stream; a stream that
+    /// ends before the content does is an error.
+    pub fn content(&mut self) -> Content<'_, R> {
+        Content { tar: self }
+    }
+}
+
+fn padding_of(size: u64) -> u64 {
+    (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
+}
+
+pub struct Content<'a, R: Read> {
+    tar: &'a mut TarReader<R>,
+}
+
+impl<R: Read> Read for Content<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.tar.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = (buf.len() as u64).min(self.tar.remaining) as usize;
+        let n = self.tar.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(invalid(format!(
+                "the tar stream ends inside the content of {:?} (truncated layer)",
+                show(&self.tar.current)
+            )));
+        }
+        self.tar.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(name: &[u8], typeflag: u8, size: u64) -> [u8; BLOCK] {
+        let mut h = [0u8; BLOCK];
+        h[..name.len()].copy_from_slice(name);
+        h[100..107].copy_from_slice(b"0000644");
+        h[108..115].copy_from_slice(b"0001750");
+        h[116..123].copy_from_slice(b"0001750");
+        let s = format!("{size:011o}");
+        h[124..135].copy_from_slice(s.as_bytes());
+        h[136..147].copy_from_slice(b"14000000000");
+        h[156] = typeflag;
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].fill(b' ');
+        let sum: u32 = h.iter().map(|b| *b as u32).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        h
+    }
+
+    fn entry(name: &[u8], typeflag: u8, content: &[u8]) -> Vec<u8> {
+        let mut v = header(name, typeflag, content.len() as u64).to_vec();
+        v.extend_from_slice(content);
+        v.resize(v.len() + padding_of(content.len() as u64) as usize, 0);
+        v
+    }
+
+    fn pax(records: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut data = Vec::new();
+        for (k, v) in records {
+            let base = k.len() + v.len() + 3;
+            let mut len = base + 1;
+            while len != base + len.to_string().len() {
+                len = base + len.to_string().len();
+            }
+            data.extend_from_slice(format!("{len} ").as_bytes());
+            data.extend_from_slice(k);
+            data.push(b'=');
+            data.extend_from_slice(v);
+            data.push(b'\n');
+        }
+        entry(b"PaxHeader", b'x', &data)
+    }
+
+    fn read_all(data: &[u8]) -> io::Result<Vec<(RawEntry, Vec<u8>)>> {
+        let mut t = TarReader::new(data);
+        let mut out = Vec::new();
+        while let Some(e) = t.next_entry()? {
+            let mut content = Vec::new();
+            t.content().read_to_end(&mut content)?;
+            out.push((e, content));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn reads_ustar_pax_and_gnu_extensions() {
+        let long = vec![b'n'; 300];
+        let mut data = entry(b"a.txt", b'0', b"hello");
+        data.extend(pax(&[
+            (b"path", &long),
+            (b"uid", b"3000000000"),
+            (b"mtime", b"1700000000.5"),
+            (b"SCHILY.xattr.security.capability", b"\x01\x00\x00\x02"),
+            (b"LIBARCHIVE.xattr.user.a%3Db", b"dmFsdWU="),
+        ]));
+        data.extend(entry(b"ignored", b'0', b"xy"));
+        data.extend(entry(b"././@LongLink", b'L', b"gnu/long/name\0"));
+        data.extend(entry(b"short", b'5', b""));
+        data.extend([0u8; 1024]);
+        let entries = read_all(&data).unwrap();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0].0.name, b"a.txt");
+        assert_eq!(entries[0].1, b"hello");
+        assert_eq!(entries[0].0.uid, 1000);
+        let e = &entries[1].0;
+        assert_eq!(e.name, long);
+        assert_eq!(e.uid, 3_000_000_000);
+        assert_eq!(
+            (e.mtime, e.mtime_exact.as_deref()),
+            (1_700_000_000, Some("1700000000.5"))
+        );
+        assert_eq!(
+            e.xattrs[0],
+            (
+                b"security.capability".to_vec(),
+                b"\x01\x00\x00\x02".to_vec()
+            )
+        );
+        assert_eq!(e.xattrs[1], (b"user.a=b".to_vec(), b"value".to_vec()));
+        assert_eq!(entries[1].1, b"xy");
+        assert_eq!(entries[2].0.name, b"gnu/long/name");
+        // Extension records never leak into the next-but-one entry.
+        assert!(entries[2].0.xattrs.is_empty());
+    }
+
+    #[test]
+    fn base256_numbers_and_prefix() {
+        let mut h = header(b"name", b'0', 0);
+        h[108] = 0x80;
+        h[108..116].copy_from_slice(&[0x80, 0, 0, 0, 0xb2, 0xd0, 0x5e, 0x00]);
+        h[345..351].copy_from_slice(b"prefix");
+        h[148..156].fill(b' ');
+        let sum: u32 = h.iter().map(|b| *b as u32).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        let entries = read_all(&h).unwrap();
+        assert_eq!(entries[0].0.uid, 3_000_000_000);
+        assert_eq!(entries[0].0.name, b"prefix/name");
+    }
+
+    #[test]
+    fn truncation_is_an_error_never_a_short_file() {
+        let data = entry(b"f", b'0', &[7u8; 1000]);
+        let err = read_all(&data[..700]).unwrap_err();
+        assert!(
+            err.to_string().contains("ends inside the content of \"f\""),
+            "{err}"
+        );
+        let err = read_all(&data[..300]).unwrap_err();
+        assert!(err.to_string().contains("header"), "{err}");
+        let mut data = pax(&[(b"path", b"x")]);
+        data.truncate(512 + 100);
+        assert!(read_all(&data).is_err());
+        let data = pax(&[(b"path", b"x")]);
+        assert!(read_all(&data)
+            .unwrap_err()
+            .to_string()
+            .contains("extension"));
+    }
+
+    #[test]
+    fn oversized_extensions_and_sparse_files_are_refused() {
+        let big = header(b"PaxHeader", b'x', MAX_PAX_SIZE + 1);
+        let err = read_all(&big).unwrap_err();
+        assert!(err.to_string().contains("limit"), "{err}");
+        let sparse = entry(b"s", b'S', b"");
+        assert!(read_all(&sparse)
+            .unwrap_err()
+            .to_string()
+            .contains("sparse"));
+        let mut bad = entry(b"f", b'0', b"");
+        bad[0] ^= 1;
+        assert!(read_all(&bad).unwrap_err().to_string().contains("checksum"));
+    }
+
+    #[test]
+    fn end_without_zero_blocks_is_a_clean_end() {
+        let data = entry(b"f", b'0', b"abc");
+        assert_eq!(read_all(&data).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn base64_and_percent() {
+        assert_eq!(base64_decode(b"aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(percent_decode(b"a%2Fb%zz"), b"a/b%zz");
+    }
+}
