@@ -3,8 +3,10 @@
 //! Written here rather than with `tar::Builder` because names are bytes (never host paths),
 //! and because every field decision matters to the extractors at the other end:
 //! - names up to 100 bytes, or splittable into ustar prefix+name, go in the header as raw
-//!   bytes; longer ones in a PAX `path` record. A non-UTF-8 long name also gets
-//!   `hdrcharset=BINARY`, without which bsdtar (what `wsl --import` runs) refuses to convert it;
+//!   bytes; longer ones in a PAX `path` record. PAX records are UTF-8 by definition: bsdtar
+//!   (what `wsl --import` runs) fails on a PAX path it cannot convert, and GNU tar warns about
+//!   the `hdrcharset=BINARY` escape, so a long name that is not UTF-8 goes in a GNU long-name
+//!   record instead, which both read as raw bytes;
 //! - numeric ids only: uname/gname stay empty so no extractor maps ids through the host's
 //!   /etc/passwd; ids too large for octal go in PAX records (and base-256 for old readers);
 //! - xattrs as `SCHILY.xattr.*`, which both GNU tar and bsdtar restore;
@@ -121,7 +123,8 @@ impl<W: Write> TarWriter<W> {
             name.push(b'/');
         }
         let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
-        let mut binary = false;
+        // GNU long-name records for long names that are not UTF-8 (see the module comment).
+        let mut gnu_long: Vec<(u8, &[u8])> = Vec::new();
         let mut h = [0u8; BLOCK];
 
         match split_ustar_name(&name) {
@@ -130,8 +133,11 @@ impl<W: Write> TarWriter<W> {
                 h[345..345 + prefix.len()].copy_from_slice(prefix);
             }
             None => {
-                binary |= std::str::from_utf8(&name).is_err();
-                pax.push(("path", name.clone()));
+                if std::str::from_utf8(&name).is_ok() {
+                    pax.push(("path", name.clone()));
+                } else {
+                    gnu_long.push((b'L', &name));
+                }
                 // Old readers still get a usable (truncated) name.
                 let cut = truncate_at_char(&name, 100);
                 h[..cut.len()].copy_from_slice(cut);
@@ -140,8 +146,11 @@ impl<W: Write> TarWriter<W> {
         if link.len() <= 100 {
             h[157..157 + link.len()].copy_from_slice(link);
         } else {
-            binary |= std::str::from_utf8(link).is_err();
-            pax.push(("linkpath", link.to_vec()));
+            if std::str::from_utf8(link).is_ok() {
+                pax.push(("linkpath", link.to_vec()));
+            } else {
+                gnu_long.push((b'K', link));
+            }
             h[157..257].copy_from_slice(truncate_at_char(link, 100));
         }
         put_octal(&mut h[100..108], meta.mode as u64 & 0o7777);
@@ -175,10 +184,23 @@ impl<W: Write> TarWriter<W> {
             put_number(&mut h[329..337], meta.dev_major as u64);
             put_number(&mut h[337..345], meta.dev_minor as u64);
         }
-        let mut records = Vec::new();
-        if binary {
-            records.extend(pax_record(b"hdrcharset", b"BINARY"));
+        for (typeflag, long) in gnu_long {
+            let mut l = [0u8; BLOCK];
+            l[..13].copy_from_slice(b"././@LongLink");
+            put_octal(&mut l[100..108], 0o644);
+            put_octal(&mut l[108..116], 0);
+            put_octal(&mut l[116..124], 0);
+            put_number(&mut l[124..136], long.len() as u64 + 1);
+            put_octal(&mut l[136..148], 0);
+            l[156] = typeflag;
+            l[257..265].copy_from_slice(b"ustar  \0");
+            checksum(&mut l);
+            self.write(&l)?;
+            self.write(long)?;
+            self.write(&[0])?;
+            self.pad(long.len() as u64 + 1)?;
         }
+        let mut records = Vec::new();
         for (key, value) in &pax {
             records.extend(pax_record(key.as_bytes(), value));
         }
@@ -371,9 +393,10 @@ mod tests {
         assert_eq!(entries[0].5[0].0, "SCHILY.xattr.security.capability");
         assert_eq!(entries[1].0, split);
         assert_eq!(entries[2].1, tar::EntryType::Link);
-        // The binary PAX path needs hdrcharset so bsdtar does not try to convert it.
+        // A binary name must not reach a PAX path record (bsdtar would fail to convert it).
         let text = String::from_utf8_lossy(&bytes);
-        assert!(text.contains("hdrcharset=BINARY"));
+        assert!(!text.contains(" path="));
+        assert!(text.contains("././@LongLink"));
     }
 
     #[test]
