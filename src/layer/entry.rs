@@ -187,6 +187,18 @@ pub fn read_entry(raw: RawEntry) -> Result<Change> {
         ),
     };
 
+    // AUFS keeps hardlink and orphan bookkeeping in `.wh..wh.plnk/` and friends: everything
+    // at or below such a name is metadata. Below an ordinary whiteout nothing can exist.
+    let mut ancestors = path.split(|b| *b == b'/').rev().skip(1);
+    if let Some(c) = ancestors.find(|c| c.starts_with(WHITEOUT_PREFIX)) {
+        if c.starts_with(b".wh..wh.") {
+            return Ok(Change::Ignore);
+        }
+        bail!(
+            "entry {:?} lies below a whiteout, which cannot have children",
+            display_name(&raw.name)
+        );
+    }
     let base = base_name(&path);
     if let Some(rest) = base.strip_prefix(WHITEOUT_PREFIX) {
         let dir = parent_of(&path).to_vec();
