@@ -296,7 +296,7 @@ fn output_order_directories_first_and_links_after_targets() {
 
 #[test]
 fn same_image_gives_the_same_bytes() {
-    let layers = vec![
+    let layers = [
         vec![dir("d"), file("d/a", "a"), hardlink("h", "d/a")],
         vec![whiteout("d/a"), file("n", "n")],
     ];

@@ -142,6 +142,7 @@ fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
     [format!("{len} ").as_bytes(), key, b"=", value, b"\n"].concat()
 }
 
+#[allow(clippy::too_many_arguments)] // the ustar header fields, in order
 fn raw_header(
     name: &[u8],
     typeflag: u8,
