@@ -96,6 +96,28 @@ fn scan_layer(
 ) -> Result<LayerScan> {
     let mut stream = LayerStream::new(source.open_layer(layer)?, layer, max_expansion)?;
     let mut entries = Vec::new();
+    let scanned = read_entries(&mut stream, wanted, cancel, &mut entries);
+    if let Err(e) = scanned {
+        // A blob that does not match its digest explains any error inside it.
+        return Err(match stream.blob_mismatch() {
+            Some(mismatch) => anyhow::Error::new(mismatch),
+            None => e,
+        });
+    }
+    let (uncompressed, compressed) = stream.finish().context("reading the layer")?;
+    Ok(LayerScan {
+        entries,
+        compressed,
+        uncompressed,
+    })
+}
+
+fn read_entries(
+    stream: &mut LayerStream,
+    wanted: &HashSet<Vec<u8>>,
+    cancel: &AtomicBool,
+    entries: &mut Vec<ScannedEntry>,
+) -> Result<()> {
     {
         let tar = stream.tar();
         let mut ordinal: u64 = 0;
@@ -126,12 +148,7 @@ fn scan_layer(
             ordinal += 1;
         }
     }
-    let (uncompressed, compressed) = stream.finish().context("reading the layer")?;
-    Ok(LayerScan {
-        entries,
-        compressed,
-        uncompressed,
-    })
+    Ok(())
 }
 
 /// Pass 1: scans layers on `jobs` threads and applies them in order as they arrive.

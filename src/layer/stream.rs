@@ -221,6 +221,18 @@ impl LayerStream {
         &mut self.tar
     }
 
+    /// After a failure inside the layer (a corrupt tar, a broken gzip stream), reads the rest
+    /// of the blob itself: if the blob does not match its digest, that is the real cause and
+    /// the better message ("corrupted or tampered" rather than "checksum mismatch").
+    pub fn blob_mismatch(self) -> Option<io::Error> {
+        let raw = self.tar.into_inner().into_inner().into_inner();
+        let mut raw = raw;
+        match io::copy(&mut raw, &mut io::sink()) {
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Some(e),
+            _ => None,
+        }
+    }
+
     /// Reads the rest of both streams so that both digests are checked; returns the
     /// uncompressed and compressed byte counts.
     pub fn finish(self) -> io::Result<(u64, u64)> {

@@ -545,8 +545,8 @@ fn tar_members(members: &[(String, Vec<u8>)], symlinks: &[(String, String)]) -> 
 }
 
 /// A legacy `docker save` archive: `<id>/layer.tar` (uncompressed unless the layer says
-/// otherwise), `<config-hex>.json`, `manifest.json`. With `link_dup`, a second reference to
-/// the first layer's file is written as a symlink, as docker does for shared layers.
+/// otherwise), `<config-hex>.json`, `manifest.json`. With `link_dup`, a later layer identical
+/// to the first is written as a symlink to the first one's file, as docker does.
 pub fn docker_archive(images: &[(&Image, &[&str])], link_dup: bool) -> Vec<u8> {
     let mut members = Vec::new();
     let mut symlinks = Vec::new();
@@ -555,17 +555,18 @@ pub fn docker_archive(images: &[(&Image, &[&str])], link_dup: bool) -> Vec<u8> {
         let config = serde_json::to_vec(&img.config_json()).unwrap();
         let config_name = format!("{}.json", &sha256(&config)[7..]);
         members.push((config_name.clone(), config));
-        let mut layer_files = Vec::new();
+        let mut layer_files: Vec<String> = Vec::new();
         for (i, l) in img.layers.iter().enumerate() {
             let name = format!("{n}{i:063}/layer.tar");
-            members.push((name.clone(), compress(&l.tar, l.comp)));
+            let repeat_of_first =
+                i > 0 && l.tar == img.layers[0].tar && l.comp == img.layers[0].comp;
+            if link_dup && repeat_of_first {
+                // docker save writes a layer that repeats an earlier one as a symlink.
+                symlinks.push((name.clone(), format!("../{}", layer_files[0])));
+            } else {
+                members.push((name.clone(), compress(&l.tar, l.comp)));
+            }
             layer_files.push(name);
-        }
-        if link_dup {
-            let dup = format!("{n}dup{:060}/layer.tar", 0);
-            symlinks.push((dup.clone(), format!("../{}", layer_files[0])));
-            // Same content again on top: layer 0 repeated as the last layer.
-            layer_files.push(dup);
         }
         manifest.push(
             serde_json::json!({"Config": config_name, "RepoTags": tags, "Layers": layer_files}),

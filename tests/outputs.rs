@@ -1,0 +1,253 @@
+//! Output forms: file names pick the compression, flags override it, files appear only
+//! when complete, existing files are kept unless --force, and the compressed output is
+//! readable in full by every common reader.
+
+mod support;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use support::*;
+
+fn example_layout(dir: &Path) -> String {
+    // Big enough that gzip output has several members (blocks are 4 MiB).
+    let big: String = (0..1_200_000).map(|i| format!("{i} ")).collect();
+    let img = image(vec![
+        layer(&[dir_e("etc"), file("etc/big", &big), file("etc/small", "s")]),
+        layer(&[file("more", &big[..1_000_000])]),
+    ]);
+    layout_arg(&oci_layout(dir, &img, "t"), "t")
+}
+
+fn dir_e(name: &str) -> E {
+    support::dir(name)
+}
+
+fn run_ok(args: &[&str]) -> std::process::Output {
+    let o = run(args, None);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    o
+}
+
+#[test]
+fn extension_picks_compression_and_flags_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = example_layout(dir.path());
+    let plain = run_ok(&["-q", &src]).stdout;
+    for (name, check) in [
+        ("a.tar", "tar"),
+        ("a.tar.gz", "gz"),
+        ("a.tgz", "gz"),
+        ("a.tar.zst", "zst"),
+    ] {
+        let out = dir.path().join(name);
+        run_ok(&["-q", &src, "-o", out.to_str().unwrap()]);
+        let bytes = fs::read(&out).unwrap();
+        let tar = match check {
+            "tar" => bytes,
+            "gz" => gunzip(&bytes),
+            _ => zstd::decode_all(&bytes[..]).unwrap(),
+        };
+        assert_eq!(tar, plain, "{name}");
+    }
+    let out = dir.path().join("forced.tar");
+    run_ok(&[
+        "-q",
+        &src,
+        "-o",
+        out.to_str().unwrap(),
+        "--compression",
+        "zstd",
+        "--level",
+        "19",
+    ]);
+    assert_eq!(
+        zstd::decode_all(&fs::read(&out).unwrap()[..]).unwrap(),
+        plain
+    );
+    let o = run_ok(&["-q", &src, "--compression", "gzip"]);
+    assert_eq!(gunzip(&o.stdout), plain);
+    let o = run_ok(&["-q", &src, "-o", "-"]);
+    assert_eq!(o.stdout, plain);
+}
+
+#[test]
+fn gzip_levels_and_bad_levels() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = example_layout(dir.path());
+    let fast = dir.path().join("fast.tar.gz");
+    let best = dir.path().join("best.tar.gz");
+    run_ok(&["-q", &src, "-o", fast.to_str().unwrap(), "--level", "1"]);
+    run_ok(&["-q", &src, "-o", best.to_str().unwrap(), "--level", "9"]);
+    assert!(fs::metadata(&best).unwrap().len() < fs::metadata(&fast).unwrap().len());
+    assert_eq!(
+        gunzip(&fs::read(&fast).unwrap()),
+        gunzip(&fs::read(&best).unwrap())
+    );
+    let err = flatten_err(&[
+        &src,
+        "-o",
+        dir.path().join("x.tar.gz").to_str().unwrap(),
+        "--level",
+        "13",
+    ]);
+    assert!(err.contains("--level 13"), "{err}");
+    let err = flatten_err(&[
+        &src,
+        "-o",
+        dir.path().join("x.tar").to_str().unwrap(),
+        "--level",
+        "3",
+    ]);
+    assert!(err.contains("--level"), "{err}");
+}
+
+#[test]
+fn gzip_and_zstd_output_is_reproducible_and_independent_of_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = example_layout(dir.path());
+    for ext in ["tar.gz", "tar.zst"] {
+        let a = dir.path().join(format!("a.{ext}"));
+        let b = dir.path().join(format!("b.{ext}"));
+        run_ok(&["-q", &src, "-o", a.to_str().unwrap()]);
+        run_ok(&["-q", "-j", "1", &src, "-o", b.to_str().unwrap()]);
+        assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap(), "{ext}");
+    }
+}
+
+#[test]
+fn multi_member_gzip_is_read_in_full_by_gzip_python_bsdtar_and_gnu_tar() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = example_layout(dir.path());
+    let out = dir.path().join("o.tar.gz");
+    run_ok(&["-q", &src, "-o", out.to_str().unwrap()]);
+    let plain = run_ok(&["-q", &src]).stdout;
+    let members = fs::read(&out)
+        .unwrap()
+        .windows(3)
+        .filter(|w| w == &[0x1f, 0x8b, 8])
+        .count();
+    assert!(
+        members >= 2,
+        "expected several gzip members, found {members}"
+    );
+    let gz = Command::new("gzip").arg("-dc").arg(&out).output().unwrap();
+    assert!(gz.status.success());
+    assert_eq!(gz.stdout, plain, "gzip -dc");
+    let py = Command::new("python3")
+        .args([
+            "-c",
+            "import gzip,sys; sys.stdout.buffer.write(gzip.open(sys.argv[1]).read())",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(py.status.success());
+    assert_eq!(py.stdout, plain, "python gzip");
+    for tool in [["tar", "-tzf"], ["bsdtar", "-tzf"]] {
+        let listed = Command::new(tool[0]).arg(tool[1]).arg(&out).output();
+        let Ok(listed) = listed else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{} is missing on CI",
+                tool[0]
+            );
+            eprintln!("skipping {}: not installed", tool[0]);
+            continue;
+        };
+        assert!(
+            listed.status.success(),
+            "{}: {}",
+            tool[0],
+            String::from_utf8_lossy(&listed.stderr)
+        );
+        assert!(
+            listed.stderr.is_empty(),
+            "{} warned: {}",
+            tool[0],
+            String::from_utf8_lossy(&listed.stderr)
+        );
+        let names = String::from_utf8_lossy(&listed.stdout);
+        assert!(
+            names.contains("etc/big") && names.contains("more"),
+            "{}: {names}",
+            tool[0]
+        );
+    }
+}
+
+#[test]
+fn existing_target_is_kept_without_force_and_replaced_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = example_layout(dir.path());
+    let out = dir.path().join("out.tar");
+    fs::write(&out, b"precious").unwrap();
+    let err = flatten_err(&[&src, "-o", out.to_str().unwrap()]);
+    assert!(err.contains("exists") && err.contains("--force"), "{err}");
+    assert_eq!(fs::read(&out).unwrap(), b"precious");
+    run_ok(&["-q", &src, "-o", out.to_str().unwrap(), "--force"]);
+    assert_ne!(fs::read(&out).unwrap(), b"precious");
+}
+
+#[test]
+fn a_failing_run_leaves_the_old_file_and_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let img =
+        image(vec![layer(&[file("a", "a")]), layer(&[file("b", "b")])]).corrupt(Corrupt::DiffId);
+    let lay = oci_layout(dir.path(), &img, "t");
+    let outdir = dir.path().join("out");
+    fs::create_dir(&outdir).unwrap();
+    let out = outdir.join("good.tar.gz");
+    fs::write(&out, b"good old tarball").unwrap();
+    let err = flatten_err(&[
+        &layout_arg(&lay, "t"),
+        "-o",
+        out.to_str().unwrap(),
+        "--force",
+    ]);
+    assert!(err.contains("diff_id"), "{err}");
+    assert_eq!(fs::read(&out).unwrap(), b"good old tarball");
+    assert_eq!(fs::read_dir(&outdir).unwrap().count(), 1);
+}
+
+#[test]
+fn help_version_and_usage_errors() {
+    let o = run(&["--help"], None);
+    assert_eq!(o.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&o.stdout);
+    for flag in [
+        "--output",
+        "--compression",
+        "--level",
+        "--platform",
+        "--force",
+        "--quiet",
+        "--jobs",
+        "--max-expansion",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    let o = run(&["--version"], None);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(env!("CARGO_PKG_VERSION")));
+    assert_eq!(run(&["--no-such-flag", "x"], None).status.code(), Some(2));
+    assert_eq!(run(&[], None).status.code(), Some(2));
+    assert_eq!(
+        run(&["--compression", "lz4", "x"], None).status.code(),
+        Some(2)
+    );
+    let err = flatten_err(&["oci:"]);
+    assert!(err.contains("path"), "{err}");
+    let err = flatten_err(&["--platform", "linux", "oci:x"]);
+    assert!(err.contains("os/arch"), "{err}");
+}
+
+#[test]
+fn summary_line_on_stderr_and_quiet_silences_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = example_layout(dir.path());
+    let o = run_ok(&[&src]);
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("2 layers") && err.contains("sha256:"), "{err}");
+    assert!(run_ok(&["-q", &src]).stderr.is_empty());
+}
