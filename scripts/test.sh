@@ -8,3 +8,11 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --release
+
+# The small end-to-end benchmark (issue 5): prints timings and ratios against the
+# reference tools, asserts nothing. Needs root (debootstrap, umoci unpack).
+if [ "$(id -u)" -eq 0 ] && command -v umoci >/dev/null && command -v debootstrap >/dev/null; then
+  python3 scripts/bench.py --small
+else
+  echo "benchmark skipped: scripts/bench.py needs root, umoci and debootstrap"
+fi
