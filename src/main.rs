@@ -5,6 +5,8 @@ use oci2wsl::image::platform::Platform;
 use oci2wsl::image::PlatformChoice;
 use oci2wsl::output::{self, Destination, OutputCompression};
 use oci2wsl::pipeline::{self, Options};
+use oci2wsl::source::remote::auth::Credentials;
+use oci2wsl::source::remote::RegistryOptions;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,6 +20,7 @@ enum CompressionArg {
 /// Turn an OCI/Docker image into a WSL root file system tarball.
 ///
 /// IMAGE is one of:
+///   [docker://]NAME[:TAG|@DIGEST]   an image in a registry (postgres:16, ghcr.io/o/app@sha256:…)
 ///   oci:PATH[:TAG|@DIGEST]          OCI image layout directory
 ///   oci-archive:FILE[:TAG]          OCI layout in a tar (buildx -o type=oci); - is stdin
 ///   docker-archive:FILE[:REPO:TAG]  `docker save` / `podman save` tarball; - is stdin
@@ -62,6 +65,33 @@ struct Cli {
     #[arg(long, value_name = "RATIO", default_value_t = oci2wsl::limits::DEFAULT_MAX_EXPANSION,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_expansion: u64,
+
+    /// Registry credentials, USER:PASSWORD (else --authfile, $REGISTRY_AUTH_FILE, the
+    /// containers auth.json, Docker's config.json and credential helpers).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    creds: Option<String>,
+
+    /// Registry credentials file (containers auth.json / Docker config.json format).
+    #[arg(long, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+
+    /// Verify registry TLS certificates (--tls-verify=false to skip; insecure).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    tls_verify: bool,
+
+    /// Trust this CA certificate (PEM) for registries, besides the system's. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Vec<PathBuf>,
+
+    /// Trust the CA certificates (*.crt) in DIR, as docker's certs.d does.
+    #[arg(long, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
+
+    /// Allow plain HTTP (and unverified TLS) for this registry host. Repeatable. Loopback
+    /// registries may always fall back to HTTP.
+    #[arg(long, value_name = "HOST")]
+    insecure_registry: Vec<String>,
 }
 
 fn options(cli: &Cli) -> anyhow::Result<Options> {
@@ -106,6 +136,19 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
         platform,
         jobs: jobs.max(1),
         max_expansion: cli.max_expansion,
+        registry: RegistryOptions {
+            creds: cli
+                .creds
+                .as_deref()
+                .map(Credentials::parse_creds)
+                .transpose()?,
+            authfile: cli.authfile.clone(),
+            tls_verify: cli.tls_verify,
+            ca_files: cli.ca_file.clone(),
+            cert_dir: cli.cert_dir.clone(),
+            insecure_registries: cli.insecure_registry.clone(),
+            ..Default::default()
+        },
     })
 }
 

@@ -6,6 +6,7 @@ use crate::output::tar_writer::TarWriter;
 use crate::output::{self, Destination, OutputCompression, Sink};
 use crate::reference::SourceRef;
 use crate::source;
+use crate::source::remote::RegistryOptions;
 use anyhow::{Context, Result};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,8 @@ pub struct Options {
     pub jobs: usize,
     /// Ceiling of a layer's uncompressed size over its compressed size (`--max-expansion`).
     pub max_expansion: u64,
+    /// How to reach registries (credentials, TLS).
+    pub registry: RegistryOptions,
 }
 
 #[derive(Debug)]
@@ -76,7 +79,8 @@ pub fn run(opts: &Options) -> Result<Summary> {
     let start = Instant::now();
     output::check_destination(&opts.destination)?;
     let reference = SourceRef::parse(&opts.image)?;
-    let source = source::open(&reference).with_context(|| format!("{reference}"))?;
+    let source =
+        source::open(&reference, &opts.registry).with_context(|| format!("{reference}"))?;
     let image = source
         .resolve(&opts.platform)
         .with_context(|| format!("{reference}"))?;

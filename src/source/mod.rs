@@ -7,11 +7,12 @@
 pub mod docker_archive;
 pub mod layout;
 pub mod memory;
+pub mod remote;
 pub mod store;
 
 use crate::image::{Image, Layer, PlatformChoice};
 use crate::reference::SourceRef;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use std::path::Path;
 use store::{BlobReader, DirStore, TarStore};
 
@@ -24,7 +25,10 @@ pub trait ImageSource: Send + Sync {
 }
 
 /// Opens the source a reference names.
-pub fn open(reference: &SourceRef) -> Result<Box<dyn ImageSource>> {
+pub fn open(
+    reference: &SourceRef,
+    registry: &remote::RegistryOptions,
+) -> Result<Box<dyn ImageSource>> {
     let name = reference.to_string();
     Ok(match reference {
         SourceRef::OciLayout { path, selector } => Box::new(layout::LayoutSource::new(
@@ -44,8 +48,6 @@ pub fn open(reference: &SourceRef) -> Result<Box<dyn ImageSource>> {
                 repo_tag.clone(),
             ))
         }
-        SourceRef::Registry(r) => bail!(
-            "registry references ({r}) are not supported yet; use oci:, oci-archive: or docker-archive:"
-        ),
+        SourceRef::Registry(r) => Box::new(remote::RegistrySource::new(r, registry)?),
     })
 }

@@ -241,10 +241,20 @@ fn resolve_relative(link: &str, target: &str) -> String {
 }
 
 /// Reads a byte range of a shared file without moving a shared cursor.
-struct PositionedReader {
+pub struct PositionedReader {
     file: Arc<File>,
     pos: u64,
     end: u64,
+}
+
+impl PositionedReader {
+    pub fn new(file: Arc<File>, offset: u64, len: u64) -> PositionedReader {
+        PositionedReader {
+            file,
+            pos: offset,
+            end: offset + len,
+        }
+    }
 }
 
 impl Read for PositionedReader {

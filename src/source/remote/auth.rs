@@ -1,0 +1,399 @@
+//! Where registry credentials come from, and the `WWW-Authenticate` challenge.
+//!
+//! Precedence, first match wins (as podman/skopeo, then docker):
+//! 1. `--creds USER:PASS`
+//! 2. `--authfile FILE`
+//! 3. `$REGISTRY_AUTH_FILE`
+//! 4. `$XDG_RUNTIME_DIR/containers/auth.json`
+//! 5. Docker's `config.json` (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`):
+//!    `credHelpers[registry]`, then `credsStore`, then `auths[registry]`.
+//!
+//! Secrets live only in [`Credentials`], whose `Debug` hides them, and in request headers.
+
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    Basic {
+        username: String,
+        password: String,
+    },
+    /// An OAuth2 refresh token (`identitytoken`), exchanged at the token endpoint.
+    IdentityToken(String),
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::Basic { username, .. } => write!(f, "Basic({username}, <hidden>)"),
+            Credentials::IdentityToken(_) => write!(f, "IdentityToken(<hidden>)"),
+        }
+    }
+}
+
+impl Credentials {
+    pub fn parse_creds(text: &str) -> Result<Credentials> {
+        match text.split_once(':') {
+            Some((u, p)) if !u.is_empty() => Ok(Credentials::Basic {
+                username: u.to_string(),
+                password: p.to_string(),
+            }),
+            _ => bail!("--creds must be USER:PASSWORD"),
+        }
+    }
+
+    pub fn basic_header(&self) -> Option<String> {
+        match self {
+            Credentials::Basic { username, password } => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+            )),
+            Credentials::IdentityToken(_) => None,
+        }
+    }
+}
+
+/// The keys a registry may be stored under in auth files.
+fn keys_for(registry: &str) -> Vec<String> {
+    let mut keys = vec![
+        registry.to_string(),
+        format!("https://{registry}"),
+        format!("http://{registry}"),
+    ];
+    if registry == "docker.io" {
+        for k in [
+            "https://index.docker.io/v1/",
+            "index.docker.io",
+            "https://index.docker.io",
+            "registry-1.docker.io",
+            "https://registry-1.docker.io",
+        ] {
+            keys.push(k.to_string());
+        }
+    }
+    keys
+}
+
+fn decode_auth_entry(entry: &serde_json::Value) -> Result<Option<Credentials>> {
+    if let Some(token) = entry
+        .get("identitytoken")
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(Some(Credentials::IdentityToken(token.to_string())));
+    }
+    if let Some(auth) = entry
+        .get("auth")
+        .and_then(|a| a.as_str())
+        .filter(|a| !a.is_empty())
+    {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.trim())
+            .context("an \"auth\" entry is not valid base64")?;
+        let text = String::from_utf8(decoded).context("an \"auth\" entry is not UTF-8")?;
+        let (u, p) = text
+            .split_once(':')
+            .context("an \"auth\" entry is not USER:PASSWORD")?;
+        return Ok(Some(Credentials::Basic {
+            username: u.to_string(),
+            password: p.to_string(),
+        }));
+    }
+    if let (Some(u), Some(p)) = (
+        entry.get("username").and_then(|v| v.as_str()),
+        entry.get("password").and_then(|v| v.as_str()),
+    ) {
+        return Ok(Some(Credentials::Basic {
+            username: u.into(),
+            password: p.into(),
+        }));
+    }
+    Ok(None)
+}
+
+/// Looks `registry/repository` up in an auth file's `auths`, longest match first (podman
+/// allows entries for a namespace or repository).
+fn from_auths(
+    auths: &serde_json::Map<String, serde_json::Value>,
+    registry: &str,
+    repository: &str,
+) -> Result<Option<Credentials>> {
+    let mut scoped: Vec<String> = Vec::new();
+    let mut path = format!("{registry}/{repository}");
+    while let Some(i) = path.rfind('/') {
+        scoped.push(path.clone());
+        path.truncate(i);
+    }
+    for key in scoped.into_iter().chain(keys_for(registry)) {
+        if let Some(entry) = auths.get(&key) {
+            if let Some(c) = decode_auth_entry(entry)? {
+                return Ok(Some(c));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!("{} is not valid JSON", path.display())
+            })?))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Runs `docker-credential-NAME get` (the helper protocol Docker Desktop uses on Windows).
+fn from_helper(helper: &str, registry: &str) -> Result<Option<Credentials>> {
+    let program = format!("docker-credential-{helper}");
+    let server = if registry == "docker.io" {
+        "https://index.docker.io/v1/"
+    } else {
+        registry
+    };
+    let mut child = match Command::new(&program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => bail!("credential helper {program} could not be run: {e}"),
+    };
+    child.stdin.take().unwrap().write_all(server.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stdout);
+        if msg.contains("credentials not found") {
+            return Ok(None);
+        }
+        bail!(
+            "credential helper {program} failed for {registry} (exit {})",
+            out.status
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!("credential helper {program} answered something that is not JSON")
+    })?;
+    let user = v
+        .get("Username")
+        .and_then(|u| u.as_str())
+        .unwrap_or_default();
+    let secret = v.get("Secret").and_then(|s| s.as_str()).unwrap_or_default();
+    if secret.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(if user == "<token>" {
+        Credentials::IdentityToken(secret.to_string())
+    } else {
+        Credentials::Basic {
+            username: user.to_string(),
+            password: secret.to_string(),
+        }
+    }))
+}
+
+fn docker_config_path() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
+        return Some(PathBuf::from(dir).join("config.json"));
+    }
+    let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"))?;
+    Some(PathBuf::from(home).join(".docker").join("config.json"))
+}
+
+/// Finds credentials for a repository, in the documented order.
+pub fn lookup(
+    creds: Option<&Credentials>,
+    authfile: Option<&Path>,
+    registry: &str,
+    repository: &str,
+) -> Result<Option<Credentials>> {
+    if let Some(c) = creds {
+        return Ok(Some(c.clone()));
+    }
+    let mut files: Vec<PathBuf> = Vec::new();
+    if let Some(f) = authfile {
+        if !f.exists() {
+            bail!("--authfile {} does not exist", f.display());
+        }
+        files.push(f.to_path_buf());
+    }
+    if let Some(f) = std::env::var_os("REGISTRY_AUTH_FILE") {
+        files.push(PathBuf::from(f));
+    }
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR") {
+        files.push(PathBuf::from(dir).join("containers/auth.json"));
+    }
+    for f in &files {
+        if let Some(v) = read_json(f)? {
+            if let Some(auths) = v.get("auths").and_then(|a| a.as_object()) {
+                if let Some(c) = from_auths(auths, registry, repository)
+                    .with_context(|| format!("in {}", f.display()))?
+                {
+                    return Ok(Some(c));
+                }
+            }
+        }
+    }
+    let Some(path) = docker_config_path() else {
+        return Ok(None);
+    };
+    let Some(config) = read_json(&path)? else {
+        return Ok(None);
+    };
+    if let Some(helpers) = config.get("credHelpers").and_then(|h| h.as_object()) {
+        for key in keys_for(registry) {
+            if let Some(helper) = helpers.get(&key).and_then(|h| h.as_str()) {
+                return from_helper(helper, registry);
+            }
+        }
+    }
+    if let Some(store) = config
+        .get("credsStore")
+        .and_then(|s| s.as_str())
+        .filter(|s| !s.is_empty())
+    {
+        if let Some(c) = from_helper(store, registry)? {
+            return Ok(Some(c));
+        }
+    }
+    if let Some(auths) = config.get("auths").and_then(|a| a.as_object()) {
+        return from_auths(auths, registry, repository)
+            .with_context(|| format!("in {}", path.display()));
+    }
+    Ok(None)
+}
+
+/// A parsed `WWW-Authenticate` header.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Challenge {
+    pub scheme: String,
+    pub params: HashMap<String, String>,
+}
+
+/// Parses `Bearer realm="…",service="…",scope="repository:a:pull,push"`: quoted values may
+/// hold commas and escaped quotes.
+pub fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, rest) = match header.find(char::is_whitespace) {
+        Some(i) => (&header[..i], header[i..].trim_start()),
+        None => (header, ""),
+    };
+    if scheme.is_empty() {
+        return None;
+    }
+    let mut params = HashMap::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c == ',' {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        if key.trim().is_empty() {
+            break;
+        }
+        if chars.next() != Some('=') {
+            return None;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('\\') => value.extend(chars.next()),
+                    Some('"') => break,
+                    Some(c) => value.push(c),
+                    None => return None,
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                value.push(c);
+                chars.next();
+            }
+        }
+        params.insert(key.trim().to_ascii_lowercase(), value.trim().to_string());
+    }
+    Some(Challenge {
+        scheme: scheme.to_ascii_lowercase(),
+        params,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        let c = parse_challenge(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/postgres:pull,push""#).unwrap();
+        assert_eq!(c.scheme, "bearer");
+        assert_eq!(c.params["realm"], "https://auth.docker.io/token");
+        assert_eq!(c.params["scope"], "repository:library/postgres:pull,push");
+        let c = parse_challenge(r#"Basic realm="Registry Realm""#).unwrap();
+        assert_eq!(
+            (c.scheme.as_str(), c.params["realm"].as_str()),
+            ("basic", "Registry Realm")
+        );
+        let c = parse_challenge(r#"Bearer realm=http://x/token, service=svc"#).unwrap();
+        assert_eq!(c.params["service"], "svc");
+        assert!(parse_challenge(r#"Bearer realm="unterminated"#).is_none());
+        assert!(parse_challenge("").is_none());
+    }
+
+    #[test]
+    fn auth_files_and_precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("auth.json");
+        let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+        std::fs::write(
+            &file,
+            format!(r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{auth}"}},"reg.io/team":{{"auth":"{auth}"}},"tok.io":{{"identitytoken":"refresh"}}}}}}"#),
+        )
+        .unwrap();
+        let hub = lookup(None, Some(&file), "docker.io", "library/postgres")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            hub,
+            Credentials::Basic {
+                username: "alice".into(),
+                password: "s3cret".into()
+            }
+        );
+        assert!(lookup(None, Some(&file), "reg.io", "team/app")
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            lookup(None, Some(&file), "tok.io", "x").unwrap(),
+            Some(Credentials::IdentityToken("refresh".into()))
+        );
+        let explicit = Credentials::parse_creds("bob:pw").unwrap();
+        assert_eq!(
+            lookup(Some(&explicit), Some(&file), "docker.io", "x").unwrap(),
+            Some(explicit.clone())
+        );
+        assert!(!format!("{explicit:?}").contains("pw"));
+        assert!(Credentials::parse_creds("nopassword").is_err());
+    }
+}

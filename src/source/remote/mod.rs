@@ -1,0 +1,270 @@
+//! Images straight from a registry (distribution API v2).
+//!
+//! Each layer blob is downloaded once, into an anonymous temporary file (deleted by the OS
+//! when the process ends), with its digest and size checked on the way in; the flatten passes
+//! then read the spool. Downloads start as soon as the image is resolved, a few at a time
+//! and in layer order, so the index pass of one layer runs while the next downloads.
+
+pub mod auth;
+pub mod client;
+pub mod reference;
+
+use super::store::{BlobReader, PositionedReader};
+use super::ImageSource;
+use crate::image::digest::{Digest, Hasher};
+use crate::image::manifest::{self, Descriptor, MAX_JSON_SIZE};
+use crate::image::{self, Image, JsonFetcher, Layer, PlatformChoice};
+use anyhow::{anyhow, bail, Context, Result};
+use auth::Credentials;
+use client::Client;
+use reference::RegistryRef;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+
+/// How to reach registries: from the command line.
+#[derive(Clone, Debug)]
+pub struct RegistryOptions {
+    pub creds: Option<Credentials>,
+    pub authfile: Option<PathBuf>,
+    pub tls_verify: bool,
+    pub ca_files: Vec<PathBuf>,
+    pub cert_dir: Option<PathBuf>,
+    pub insecure_registries: Vec<String>,
+    /// Blobs downloaded at once.
+    pub parallel_downloads: usize,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            creds: None,
+            authfile: None,
+            tls_verify: true,
+            ca_files: Vec::new(),
+            cert_dir: None,
+            insecure_registries: Vec::new(),
+            parallel_downloads: 3,
+        }
+    }
+}
+
+type Slot = Option<Result<Arc<File>, String>>;
+
+struct Downloads {
+    slots: Mutex<Vec<Slot>>,
+    ready: Condvar,
+}
+
+pub struct RegistrySource {
+    reference: RegistryRef,
+    client: Arc<Client>,
+    parallel: usize,
+    downloads: Arc<Downloads>,
+}
+
+impl RegistrySource {
+    pub fn new(text: &str, opts: &RegistryOptions) -> Result<RegistrySource> {
+        let reference = RegistryRef::parse(text)?;
+        let client = Client::new(
+            &reference.registry,
+            reference.api_host(),
+            &reference.repository,
+            opts,
+        )?;
+        Ok(RegistrySource {
+            reference,
+            client: Arc::new(client),
+            parallel: opts.parallel_downloads.max(1),
+            downloads: Arc::new(Downloads {
+                slots: Mutex::new(Vec::new()),
+                ready: Condvar::new(),
+            }),
+        })
+    }
+
+    /// Starts downloading every layer in the background, `parallel` at a time, in order.
+    fn start_downloads(&self, layers: &[Layer]) {
+        {
+            let mut slots = self.downloads.slots.lock().unwrap();
+            *slots = (0..layers.len()).map(|_| None).collect();
+        }
+        let queue = Arc::new(Mutex::new(
+            layers
+                .iter()
+                .cloned()
+                .collect::<std::collections::VecDeque<_>>(),
+        ));
+        for _ in 0..self.parallel.min(layers.len().max(1)) {
+            let queue = queue.clone();
+            let client = self.client.clone();
+            let downloads = self.downloads.clone();
+            std::thread::spawn(move || loop {
+                let Some(layer) = queue.lock().unwrap().pop_front() else {
+                    break;
+                };
+                let result = download(&client, &layer)
+                    .map(Arc::new)
+                    .map_err(|e| format!("{:#}", e.context(layer.describe())));
+                downloads.slots.lock().unwrap()[layer.index] = Some(result);
+                downloads.ready.notify_all();
+            });
+        }
+    }
+}
+
+/// Downloads one blob into a spool file, verifying digest and size, resuming an interrupted
+/// transfer with a range request.
+fn download(client: &Client, layer: &Layer) -> Result<File> {
+    let digest = layer
+        .digest
+        .as_ref()
+        .ok_or_else(|| anyhow!("registry layer without digest"))?;
+    let size = layer.size.unwrap_or(u64::MAX);
+    let mut spool = tempfile::tempfile().context("creating a temporary file for a layer")?;
+    let mut hasher = Hasher::new(digest.algorithm());
+    let mut have: u64 = 0;
+    let mut interruptions = 0;
+    let mut buf = vec![0u8; 256 * 1024];
+    'attempts: loop {
+        let (mut body, resumed) = client.blob(&digest.to_string(), have)?;
+        if have > 0 && !resumed {
+            // The registry sent the whole blob again: start over.
+            spool.set_len(0)?;
+            spool.seek(SeekFrom::Start(0))?;
+            hasher = Hasher::new(digest.algorithm());
+            have = 0;
+        }
+        loop {
+            match body.read(&mut buf) {
+                Ok(0) => break 'attempts,
+                Ok(n) => {
+                    have += n as u64;
+                    if have > size {
+                        bail!("blob {digest} is longer than the {size} bytes its descriptor says");
+                    }
+                    hasher.update(&buf[..n]);
+                    spool.write_all(&buf[..n])?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    interruptions += 1;
+                    if interruptions > 5 {
+                        return Err(anyhow!(e).context(format!(
+                            "downloading blob {digest}: the connection broke {interruptions} times"
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200 * interruptions));
+                    continue 'attempts;
+                }
+            }
+        }
+    }
+    if have != size {
+        bail!("blob {digest} is {have} bytes, but its descriptor says {size} (truncated or wrong size)");
+    }
+    let actual = hasher.finish();
+    if &actual != digest {
+        bail!("blob has digest {actual}, expected {digest} (corrupted or tampered)");
+    }
+    spool.flush()?;
+    Ok(spool)
+}
+
+impl JsonFetcher for RegistrySource {
+    fn fetch_json(&self, desc: &Descriptor) -> Result<Vec<u8>> {
+        if desc.size > MAX_JSON_SIZE {
+            bail!(
+                "{} claims {} bytes, more than the {MAX_JSON_SIZE}-byte limit",
+                desc.digest,
+                desc.size
+            );
+        }
+        let is_manifest = manifest::ACCEPTED_MANIFEST_TYPES.contains(&desc.media_type.as_str());
+        let bytes = if is_manifest {
+            self.client
+                .manifest(
+                    &desc.digest.to_string(),
+                    &manifest::ACCEPTED_MANIFEST_TYPES.join(", "),
+                    MAX_JSON_SIZE,
+                )?
+                .0
+        } else {
+            let (mut body, _) = self.client.blob(&desc.digest.to_string(), 0)?;
+            let mut v = Vec::new();
+            (&mut body).take(MAX_JSON_SIZE + 1).read_to_end(&mut v)?;
+            v
+        };
+        if bytes.len() as u64 != desc.size {
+            bail!(
+                "{} is {} bytes, but its descriptor says {}",
+                desc.digest,
+                bytes.len(),
+                desc.size
+            );
+        }
+        desc.digest
+            .verify(&bytes)
+            .map_err(|e| anyhow!("{}: {e}", desc.digest))?;
+        Ok(bytes)
+    }
+}
+
+impl ImageSource for RegistrySource {
+    fn resolve(&self, choice: &PlatformChoice) -> Result<Image> {
+        let reference = self.reference.manifest_reference();
+        // Schema 1 is listed so that such an image is refused by name, not as "not found".
+        let accept = format!(
+            "{}, {};q=0.1",
+            manifest::ACCEPTED_MANIFEST_TYPES.join(", "),
+            manifest::DOCKER_SCHEMA1_SIGNED
+        );
+        let (bytes, media, header_digest) =
+            self.client.manifest(&reference, &accept, MAX_JSON_SIZE)?;
+        let digest = match &self.reference.digest {
+            Some(pinned) => {
+                pinned
+                    .verify(&bytes)
+                    .map_err(|e| anyhow!("manifest of {}: {e} (the registry sent other bytes than the pinned digest)", self.reference))?;
+                pinned.clone()
+            }
+            None => {
+                let computed = Digest::sha256_of(&bytes);
+                if let Some(h) = header_digest.as_deref().and_then(|h| Digest::parse(h).ok()) {
+                    if h.algorithm() == computed.algorithm() && h != computed {
+                        bail!("manifest of {}: the registry says its digest is {h} but the bytes hash to {computed}", self.reference);
+                    }
+                }
+                computed
+            }
+        };
+        let image = image::resolve(
+            &self.reference.to_string(),
+            self,
+            bytes,
+            media
+                .as_deref()
+                .filter(|m| !m.is_empty() && *m != "application/json" && *m != "text/plain"),
+            Some(digest),
+            choice,
+        )?;
+        self.start_downloads(&image.layers);
+        Ok(image)
+    }
+
+    fn open_layer(&self, layer: &Layer) -> Result<BlobReader> {
+        let mut slots = self.downloads.slots.lock().unwrap();
+        loop {
+            match slots.get(layer.index) {
+                None => bail!("layer {} was never scheduled for download", layer.index),
+                Some(Some(Ok(file))) => {
+                    let size = file.metadata()?.len();
+                    return Ok(Box::new(PositionedReader::new(file.clone(), 0, size)));
+                }
+                Some(Some(Err(e))) => return Err(anyhow!("{e}")),
+                Some(None) => slots = self.downloads.ready.wait(slots).unwrap(),
+            }
+        }
+    }
+}
