@@ -85,6 +85,11 @@ fn agent(opts: &RegistryOptions, verify: bool) -> Result<ureq::Agent> {
     Ok(ureq::Agent::new_with_config(config))
 }
 
+fn is_certificate_error(e: &ureq::Error) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    text.contains("certificate") || text.contains("unknownissuer")
+}
+
 fn retry_after(resp: &Response<Body>) -> Option<Duration> {
     let v = resp.headers().get("retry-after")?.to_str().ok()?;
     v.trim()
@@ -206,6 +211,9 @@ impl Client {
                     *self.scheme.lock().unwrap() = Some(scheme);
                     return Ok(resp);
                 }
+                // A server that speaks TLS but whose certificate we do not trust is not a
+                // plain-HTTP server: say so rather than trying http and hiding the cause.
+                Err(e) if is_certificate_error(&e) => return Err(e),
                 Err(e) => last = Some(e),
             }
         }
@@ -302,14 +310,14 @@ impl Client {
                 Ok(r) => r,
                 Err(e) => {
                     attempt += 1;
-                    if attempt >= MAX_ATTEMPTS
+                    let permanent = is_certificate_error(&e)
                         || matches!(
                             e,
                             ureq::Error::Tls(_)
                                 | ureq::Error::BadUri(_)
                                 | ureq::Error::HostNotFound
-                        )
-                    {
+                        );
+                    if attempt >= MAX_ATTEMPTS || permanent {
                         return Err(anyhow!("{what}: cannot reach {}: {e}", self.api_host));
                     }
                     std::thread::sleep(backoff(attempt));
@@ -382,37 +390,65 @@ impl Client {
         }
     }
 
-    /// A manifest (by tag or digest): bytes and the declared media type.
+    /// A small document (manifest or config) whole: bytes, Content-Type and
+    /// Docker-Content-Digest. A connection that breaks while the body is read is retried.
+    fn small(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+        limit: u64,
+        what: &str,
+    ) -> Result<(Vec<u8>, Option<String>, Option<String>)> {
+        let mut attempt = 0;
+        loop {
+            let resp = self.get(path, accept, 0, what)?;
+            let header = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            };
+            let media = header("content-type")
+                .map(|s| s.split(';').next().unwrap_or("").trim().to_string());
+            let digest = header("docker-content-digest");
+            match resp.into_body().with_config().limit(limit).read_to_vec() {
+                Ok(body) => return Ok((body, media, digest)),
+                Err(ureq::Error::BodyExceedsLimit(_)) => {
+                    bail!(
+                        "{what} of {} is larger than the {limit}-byte limit",
+                        self.what()
+                    )
+                }
+                Err(e) => {
+                    attempt += 1;
+                    if attempt >= MAX_ATTEMPTS {
+                        bail!("{what} of {}: {e}", self.what());
+                    }
+                    std::thread::sleep(backoff(attempt));
+                }
+            }
+        }
+    }
+
+    /// A manifest (by tag or digest): bytes, the declared media type, the registry's digest.
     pub fn manifest(
         &self,
         reference: &str,
         accept: &str,
         limit: u64,
     ) -> Result<(Vec<u8>, Option<String>, Option<String>)> {
-        let what = format!("manifest {reference}");
-        let resp = self.get(
+        self.small(
             &format!("/v2/{}/manifests/{reference}", self.repository),
             Some(accept),
-            0,
-            &what,
-        )?;
-        let media = resp
-            .headers()
-            .get("content-type")
-            .and_then(|h| h.to_str().ok())
-            .map(|s| s.split(';').next().unwrap_or("").trim().to_string());
-        let digest = resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string);
-        let body = resp
-            .into_body()
-            .with_config()
-            .limit(limit)
-            .read_to_vec()
-            .map_err(|e| anyhow!("{what} of {}: {e}", self.what()))?;
-        Ok((body, media, digest))
+            limit,
+            &format!("manifest {reference}"),
+        )
+    }
+
+    /// A small blob (a config) whole.
+    pub fn small_blob(&self, digest: &str, limit: u64) -> Result<Vec<u8>> {
+        let path = format!("/v2/{}/blobs/{digest}", self.repository);
+        Ok(self.small(&path, None, limit, &format!("blob {digest}"))?.0)
     }
 
     /// A blob's bytes from `offset` on, as a stream; `Ok(None)` if the registry ignored the

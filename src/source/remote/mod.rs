@@ -191,10 +191,8 @@ impl JsonFetcher for RegistrySource {
                 )?
                 .0
         } else {
-            let (mut body, _) = self.client.blob(&desc.digest.to_string(), 0)?;
-            let mut v = Vec::new();
-            (&mut body).take(MAX_JSON_SIZE + 1).read_to_end(&mut v)?;
-            v
+            self.client
+                .small_blob(&desc.digest.to_string(), MAX_JSON_SIZE)?
         };
         if bytes.len() as u64 != desc.size {
             bail!(

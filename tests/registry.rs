@@ -1,0 +1,565 @@
+//! Pulls from a real registry (Debian's docker-registry, the CNCF distribution registry) that
+//! the tests start on 127.0.0.1: plain HTTP, TLS with a CA the test makes, htpasswd basic
+//! auth behind TLS, and a fault-injecting proxy (a dropped connection mid-blob, a 500, a 429
+//! with Retry-After, a corrupted byte). Images are pushed with skopeo from OCI layouts the
+//! tests build. Needs docker-registry, skopeo, openssl and htpasswd; required under CI.
+
+mod support;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::*;
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn prerequisites() -> bool {
+    let ok = ["docker-registry", "skopeo", "openssl", "htpasswd"]
+        .iter()
+        .all(|t| have(t));
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the registry tests: scripts/install-test-deps.sh installs them"
+        );
+        eprintln!("SKIPPED: registry tests need docker-registry, skopeo, openssl, htpasswd");
+    }
+    ok
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Registry {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a registry; `extra` is YAML added under `http:` (tls) and at top level (auth).
+fn start_registry(dir: &Path, tls: Option<(&Path, &Path)>, htpasswd: Option<&Path>) -> Registry {
+    let port = free_port();
+    let mut cfg = format!(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+        dir.join("storage").display()
+    );
+    if let Some((cert, key)) = tls {
+        cfg += &format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        );
+    }
+    if let Some(p) = htpasswd {
+        cfg += &format!(
+            "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+            p.display()
+        );
+    }
+    let cfg_path = dir.join("registry.yml");
+    fs::write(&cfg_path, cfg).unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&cfg_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "registry did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Registry { child, port }
+}
+
+fn sh(cmd: &mut Command) {
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn push(layout: &Path, tag: &str, dest: &str, extra: &[&str]) {
+    sh(Command::new("skopeo")
+        .args(["copy", "-q", "--dest-tls-verify=false"])
+        .args(extra)
+        .arg(format!("oci:{}:{tag}", layout.display()))
+        .arg(format!("docker://{dest}")));
+}
+
+fn test_image() -> Image {
+    let big: String = (0..300_000).map(|i| format!("{i}\n")).collect();
+    image(vec![
+        layer(&[
+            dir("etc"),
+            file("etc/os-release", "ID=reg\n"),
+            file("etc/big", &big),
+        ]),
+        layer(&[file("usr/bin/app", "app"), whiteout("etc/os-release")]).comp(Comp::Zstd),
+    ])
+}
+
+/// CA and server certificate for 127.0.0.1.
+fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = dir.join("ca.key");
+    let ca = dir.join("ca.crt");
+    let key = dir.join("server.key");
+    let csr = dir.join("server.csr");
+    let cert = dir.join("server.crt");
+    let ext = dir.join("ext.cnf");
+    sh(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=oci2wsl test CA",
+        ])
+        .arg("-keyout")
+        .arg(&ca_key)
+        .arg("-out")
+        .arg(&ca));
+    sh(Command::new("openssl")
+        .args([
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr));
+    fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    sh(Command::new("openssl")
+        .args(["x509", "-req", "-days", "2"])
+        .arg("-in")
+        .arg(&csr)
+        .arg("-CA")
+        .arg(&ca)
+        .arg("-CAkey")
+        .arg(&ca_key)
+        .arg("-CAcreateserial")
+        .arg("-extfile")
+        .arg(&ext)
+        .arg("-out")
+        .arg(&cert));
+    (ca, cert, key)
+}
+
+fn layout_output(layout: &Path) -> Vec<u8> {
+    flatten_ok(&["-q", &layout_arg(layout, "t")])
+}
+
+#[test]
+fn plain_http_pull_is_byte_identical_to_the_layout() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lay = oci_layout(dir.path(), &test_image(), "t");
+    let reg = start_registry(dir.path(), None, None);
+    let name = format!("127.0.0.1:{}/team/app:1.0", reg.port);
+    push(&lay, "t", &name, &[]);
+    let expected = layout_output(&lay);
+    assert_eq!(flatten_ok(&["-q", &name]), expected);
+    assert_eq!(flatten_ok(&["-q", &format!("docker://{name}")]), expected);
+    // By digest, and a digest that does not exist.
+    let o = run(
+        &[&name, "-o", dir.path().join("x.tar").to_str().unwrap()],
+        None,
+    );
+    let summary = stderr(&o);
+    let digest = summary
+        .split('(')
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap()
+        .to_string();
+    let pinned = format!("127.0.0.1:{}/team/app@{digest}", reg.port);
+    assert_eq!(flatten_ok(&["-q", &pinned]), expected);
+    let err = flatten_err(&[&format!("127.0.0.1:{}/team/app:missing", reg.port)]);
+    assert!(
+        err.contains("not found") && err.contains("team/app"),
+        "{err}"
+    );
+}
+
+#[test]
+fn multi_arch_index_from_the_registry() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let amd = image(vec![layer(&[file("arch", "amd64")])]);
+    let arm = image(vec![layer(&[file("arch", "arm64")])]).arch("arm64");
+    let lay = oci_multiarch(dir.path(), &[amd, arm], "multi", false);
+    let reg = start_registry(dir.path(), None, None);
+    let name = format!("127.0.0.1:{}/multi:1", reg.port);
+    push(&lay, "multi", &name, &["--all"]);
+    let t = tree(&flatten_ok(&["-q", "--platform", "linux/arm64", &name]));
+    assert_eq!(content_of(&t, "arch"), b"arm64");
+    let t = tree(&flatten_ok(&["-q", "--platform", "linux/amd64", &name]));
+    assert_eq!(content_of(&t, "arch"), b"amd64");
+}
+
+#[test]
+fn tls_with_a_private_ca() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certs(dir.path());
+    let lay = oci_layout(dir.path(), &test_image(), "t");
+    let reg = start_registry(dir.path(), Some((&cert, &key)), None);
+    let name = format!("127.0.0.1:{}/secure/app:1", reg.port);
+    push(&lay, "t", &name, &[]);
+    let expected = layout_output(&lay);
+    // Loopback may fall back to HTTP, but a TLS server with an unknown CA is an error.
+    let err = flatten_err(&[&name]);
+    assert!(
+        err.to_lowercase().contains("certificate") || err.contains("tls") || err.contains("TLS"),
+        "{err}"
+    );
+    assert_eq!(
+        flatten_ok(&["-q", "--ca-file", ca.to_str().unwrap(), &name]),
+        expected
+    );
+    let certs_d = dir.path().join("certs.d");
+    fs::create_dir(&certs_d).unwrap();
+    fs::copy(&ca, certs_d.join("ca.crt")).unwrap();
+    assert_eq!(
+        flatten_ok(&["-q", "--cert-dir", certs_d.to_str().unwrap(), &name]),
+        expected
+    );
+    assert_eq!(flatten_ok(&["-q", "--tls-verify=false", &name]), expected);
+}
+
+#[test]
+fn basic_auth_behind_tls_and_secrets_never_printed() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certs(dir.path());
+    let pw = Command::new("htpasswd")
+        .args(["-Bbn", "tester", "Sup3rSecretPw"])
+        .output()
+        .unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    fs::write(&htpasswd, &pw.stdout).unwrap();
+    let lay = oci_layout(dir.path(), &test_image(), "t");
+    let reg = start_registry(dir.path(), Some((&cert, &key)), Some(&htpasswd));
+    let name = format!("127.0.0.1:{}/private/app:1", reg.port);
+    push(&lay, "t", &name, &["--dest-creds", "tester:Sup3rSecretPw"]);
+    let expected = layout_output(&lay);
+    let ca_arg = ["--ca-file", ca.to_str().unwrap()];
+    let ok = run(
+        &[
+            ca_arg[0],
+            ca_arg[1],
+            "--creds",
+            "tester:Sup3rSecretPw",
+            &name,
+        ],
+        None,
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(ok.stdout, expected);
+    assert!(!stderr(&ok).contains("Sup3rSecretPw"));
+
+    let err = flatten_err(&[ca_arg[0], ca_arg[1], &name]);
+    assert!(
+        err.contains("authentication required") && err.contains("private/app"),
+        "{err}"
+    );
+    let err = flatten_err(&[
+        ca_arg[0],
+        ca_arg[1],
+        "--creds",
+        "tester:WrongPassword1",
+        &name,
+    ]);
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(!err.contains("WrongPassword1"), "{err}");
+
+    // The same credentials from an auth file (containers auth.json / docker config format).
+    let authfile = dir.path().join("auth.json");
+    let b64 = {
+        let o = Command::new("sh")
+            .args(["-c", "printf %s tester:Sup3rSecretPw | base64 -w0"])
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap()
+    };
+    fs::write(
+        &authfile,
+        format!(
+            r#"{{"auths":{{"127.0.0.1:{}":{{"auth":"{b64}"}}}}}}"#,
+            reg.port
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        flatten_ok(&[
+            "-q",
+            ca_arg[0],
+            ca_arg[1],
+            "--authfile",
+            authfile.to_str().unwrap(),
+            &name
+        ]),
+        expected
+    );
+    let docker_config = dir.path().join("docker");
+    fs::create_dir(&docker_config).unwrap();
+    fs::copy(&authfile, docker_config.join("config.json")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
+        .args(["-q", ca_arg[0], ca_arg[1], &name])
+        .env("DOCKER_CONFIG", &docker_config)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.stdout, expected);
+}
+
+/// A loopback proxy in front of the registry that misbehaves on blob requests, once per
+/// kind of fault, in the order given.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    DropMidBody,
+    Status500,
+    Status429,
+    CorruptByte,
+}
+
+/// Returns the port, the number of faults injected and the number of ranged (resumed)
+/// blob requests seen.
+fn start_proxy(upstream: u16, faults: Vec<Fault>) -> (u16, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let faults = Arc::new(Mutex::new(faults));
+    let injected = Arc::new(AtomicUsize::new(0));
+    let ranged = Arc::new(AtomicUsize::new(0));
+    let counter = injected.clone();
+    let ranged_counter = ranged.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let faults = faults.clone();
+            let counter = counter.clone();
+            let ranged_counter = ranged_counter.clone();
+            std::thread::spawn(move || {
+                let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
+                // One request per connection; the response says Connection: close.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                // A TLS handshake (oci2wsl tries https first on loopback): plain HTTP only.
+                let mut first = [0u8; 1];
+                if client.peek(&mut first).unwrap_or(0) == 0 || first[0] == 0x16 {
+                    return;
+                }
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                if text.to_ascii_lowercase().contains("\r\nrange: bytes=") {
+                    ranged_counter.fetch_add(1, Ordering::SeqCst);
+                }
+                let is_layer_blob = text.starts_with("GET ")
+                    && text.contains("/blobs/sha256:")
+                    && !text.contains("Range:")
+                    && !text.contains("range:");
+                let fault = if is_layer_blob {
+                    let mut f = faults.lock().unwrap();
+                    if f.is_empty() {
+                        None
+                    } else {
+                        Some(f.remove(0))
+                    }
+                } else {
+                    None
+                };
+                match fault {
+                    Some(Fault::Status500) => {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let _ = client.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                        return;
+                    }
+                    Some(Fault::Status429) => {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let _ = client.write_all(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                        return;
+                    }
+                    _ => {}
+                }
+                let mut up = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                // Ask the registry to close after its answer, so read_to_end ends.
+                let mut lines: Vec<&str> = text
+                    .trim_end_matches("\r\n")
+                    .split("\r\n")
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                    .collect();
+                lines.push("Connection: close");
+                let head = format!("{}\r\n\r\n", lines.join("\r\n"));
+                up.write_all(head.as_bytes()).unwrap();
+                let mut response = Vec::new();
+                let _ = up.read_to_end(&mut response);
+                let split = response
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map(|p| p + 4)
+                    .unwrap_or(response.len());
+                let (h, body) = response.split_at(split);
+                let mut h = String::from_utf8_lossy(h).into_owned();
+                if !h.to_lowercase().contains("connection: close") {
+                    h = h.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+                }
+                let mut body = body.to_vec();
+                // Body faults only on layer-sized blobs (not the config): a dropped layer
+                // download must resume with a range request.
+                let fault = match fault {
+                    Some(f @ (Fault::DropMidBody | Fault::CorruptByte))
+                        if body.len() < 64 * 1024 =>
+                    {
+                        faults.lock().unwrap().insert(0, f);
+                        None
+                    }
+                    Some(f) => {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        Some(f)
+                    }
+                    None => None,
+                };
+                match fault {
+                    Some(Fault::DropMidBody) => {
+                        let _ = client.write_all(h.as_bytes());
+                        let _ = client.write_all(&body[..body.len() / 2]);
+                        let _ = client.flush();
+                        let _ = client.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                    Some(Fault::CorruptByte) if !body.is_empty() => {
+                        let mid = body.len() / 2;
+                        body[mid] ^= 0x01;
+                    }
+                    _ => {}
+                }
+                let _ = client.write_all(h.as_bytes());
+                let _ = client.write_all(&body);
+            });
+        }
+    });
+    (port, injected, ranged)
+}
+
+#[test]
+fn recovers_from_a_dropped_connection_a_500_and_a_429() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lay = oci_layout(dir.path(), &test_image(), "t");
+    let reg = start_registry(dir.path(), None, None);
+    push(
+        &lay,
+        "t",
+        &format!("127.0.0.1:{}/flaky/app:1", reg.port),
+        &[],
+    );
+    let (port, injected, ranged) = start_proxy(
+        reg.port,
+        vec![Fault::Status500, Fault::Status429, Fault::DropMidBody],
+    );
+    let out = dir.path().join("out.tar");
+    let o = run(
+        &[
+            "-q",
+            &format!("127.0.0.1:{port}/flaky/app:1"),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        injected.load(Ordering::SeqCst),
+        3,
+        "every fault was injected"
+    );
+    assert!(
+        ranged.load(Ordering::SeqCst) >= 1,
+        "the dropped download resumed with a Range request"
+    );
+    assert_eq!(fs::read(&out).unwrap(), layout_output(&lay));
+}
+
+#[test]
+fn refuses_a_corrupted_byte_and_leaves_no_output() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lay = oci_layout(dir.path(), &test_image(), "t");
+    let reg = start_registry(dir.path(), None, None);
+    push(
+        &lay,
+        "t",
+        &format!("127.0.0.1:{}/evil/app:1", reg.port),
+        &[],
+    );
+    let (port, injected, _) = start_proxy(reg.port, vec![Fault::CorruptByte]);
+    let outdir = dir.path().join("out");
+    fs::create_dir(&outdir).unwrap();
+    let out = outdir.join("app.tar.gz");
+    let err = flatten_err(&[
+        &format!("127.0.0.1:{port}/evil/app:1"),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(err.contains("digest") && err.contains("sha256:"), "{err}");
+    assert_eq!(injected.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        fs::read_dir(&outdir).unwrap().count(),
+        0,
+        "no output, no temporary file"
+    );
+}
