@@ -56,8 +56,21 @@ impl Drop for Registry {
     }
 }
 
-/// Starts a registry; `extra` is YAML added under `http:` (tls) and at top level (auth).
+/// Starts a registry, optionally with TLS and htpasswd basic auth.
 fn start_registry(dir: &Path, tls: Option<(&Path, &Path)>, htpasswd: Option<&Path>) -> Registry {
+    start_registry_with(
+        dir,
+        tls,
+        htpasswd.map(|p| {
+            format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                p.display()
+            )
+        }),
+    )
+}
+
+fn start_registry_with(dir: &Path, tls: Option<(&Path, &Path)>, auth: Option<String>) -> Registry {
     let port = free_port();
     let mut cfg = format!(
         "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
@@ -70,11 +83,8 @@ fn start_registry(dir: &Path, tls: Option<(&Path, &Path)>, htpasswd: Option<&Pat
             key.display()
         );
     }
-    if let Some(p) = htpasswd {
-        cfg += &format!(
-            "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
-            p.display()
-        );
+    if let Some(a) = auth {
+        cfg += &a;
     }
     let cfg_path = dir.join("registry.yml");
     fs::write(&cfg_path, cfg).unwrap();
@@ -561,5 +571,210 @@ fn refuses_a_corrupted_byte_and_leaves_no_output() {
         fs::read_dir(&outdir).unwrap().count(),
         0,
         "no output, no temporary file"
+    );
+}
+
+// ---------------------------------------------------------------- bearer tokens
+
+fn b64url(data: &[u8]) -> String {
+    let o = Command::new("sh")
+        .args(["-c", "base64 -w0 | tr '+/' '-_' | tr -d '='"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    o.stdin.as_ref().unwrap().write_all(data).unwrap();
+    let out = o.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A JWT for `access`, signed RS256 with the issuer key, its certificate in `x5c`.
+fn mint_token(key: &Path, cert_der_b64: &str, access: &serde_json::Value) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [cert_der_b64]});
+    let claims = serde_json::json!({"iss": "test-issuer", "sub": "tester", "aud": "test-registry",
+        "exp": now + 600, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", rand_suffix()), "access": access});
+    let input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let mut sign = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sign.stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let sig = sign.wait_with_output().unwrap().stdout;
+    format!("{input}.{}", b64url(&sig))
+}
+
+fn rand_suffix() -> u64 {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    N.fetch_add(1, Ordering::SeqCst) as u64
+}
+
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'?'));
+            i += 3;
+        } else {
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A token service: grants pull and push on `public/*` to anyone, and on everything to
+/// `tester:TokPass` (basic auth). Counts the tokens it issues.
+fn start_token_server(key: PathBuf, cert_der_b64: String) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let issued = Arc::new(AtomicUsize::new(0));
+    let counter = issued.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if client.read(&mut byte).unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            let text = String::from_utf8_lossy(&head).into_owned();
+            let target = text.split_whitespace().nth(1).unwrap_or("").to_string();
+            let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+            let good_creds = format!("Basic {}", {
+                let o = Command::new("sh")
+                    .args(["-c", "printf %s tester:TokPass | base64 -w0"])
+                    .output()
+                    .unwrap();
+                String::from_utf8(o.stdout).unwrap()
+            });
+            let authorized = text.lines().any(|l| {
+                l.trim() == format!("Authorization: {good_creds}")
+                    || l.trim() == format!("authorization: {good_creds}")
+            });
+            let has_creds = text.to_ascii_lowercase().contains("\r\nauthorization:");
+            if has_creds && !authorized {
+                let _ = client.write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                continue;
+            }
+            let mut access = Vec::new();
+            for pair in query.split('&') {
+                let Some(("scope", v)) = pair.split_once('=') else {
+                    continue;
+                };
+                let scope = url_decode(v);
+                let parts: Vec<&str> = scope.split(':').collect();
+                if parts.len() == 3
+                    && parts[0] == "repository"
+                    && (authorized || parts[1].starts_with("public/"))
+                {
+                    access.push(serde_json::json!({"type": "repository", "name": parts[1], "actions": ["pull", "push"]}));
+                }
+            }
+            let token = mint_token(&key, &cert_der_b64, &serde_json::Value::Array(access));
+            counter.fetch_add(1, Ordering::SeqCst);
+            let body =
+                serde_json::json!({"token": token, "access_token": token, "expires_in": 600})
+                    .to_string();
+            let _ = client.write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes());
+        }
+    });
+    (port, issued)
+}
+
+#[test]
+fn bearer_token_flow_anonymous_and_with_credentials() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("issuer.key");
+    let cert = dir.path().join("issuer.crt");
+    sh(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-issuer",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
+    let der = Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap()
+        .stdout;
+    let der_b64 = {
+        let mut c = Command::new("base64")
+            .arg("-w0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(&der).unwrap();
+        String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
+    };
+    let (token_port, issued) = start_token_server(key.clone(), der_b64);
+    let auth = format!(
+        "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
+        cert.display()
+    );
+    let lay = oci_layout(dir.path(), &test_image(), "t");
+    let reg = start_registry_with(dir.path(), None, Some(auth));
+    let public = format!("127.0.0.1:{}/public/app:1", reg.port);
+    let private = format!("127.0.0.1:{}/private/app:1", reg.port);
+    push(&lay, "t", &public, &["--dest-creds", "tester:TokPass"]);
+    push(&lay, "t", &private, &["--dest-creds", "tester:TokPass"]);
+    let expected = layout_output(&lay);
+
+    let before = issued.load(Ordering::SeqCst);
+    assert_eq!(flatten_ok(&["-q", &public]), expected, "anonymous token");
+    let used = issued.load(Ordering::SeqCst) - before;
+    assert!(
+        (1..=2).contains(&used),
+        "tokens are cached: {used} issued for one pull"
+    );
+
+    let err = flatten_err(&[&private]);
+    assert!(
+        err.contains("authentication") && err.contains("private/app"),
+        "{err}"
+    );
+    let o = run(&["-q", "--creds", "tester:TokPass", &private], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout, expected);
+    let err = flatten_err(&["--creds", "tester:NotThePass", &private]);
+    assert!(
+        err.contains("authentication failed") && !err.contains("NotThePass"),
+        "{err}"
     );
 }
