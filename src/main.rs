@@ -7,6 +7,7 @@ use oci2wsl::output::{self, Destination, OutputCompression};
 use oci2wsl::pipeline::{self, Options};
 use oci2wsl::source::remote::auth::Credentials;
 use oci2wsl::source::remote::RegistryOptions;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -147,6 +148,7 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
             ca_files: cli.ca_file.clone(),
             cert_dir: cli.cert_dir.clone(),
             insecure_registries: cli.insecure_registry.clone(),
+            progress: !cli.quiet && std::io::stderr().is_terminal(),
             ..Default::default()
         },
     })

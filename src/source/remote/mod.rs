@@ -34,6 +34,8 @@ pub struct RegistryOptions {
     pub insecure_registries: Vec<String>,
     /// Blobs downloaded at once.
     pub parallel_downloads: usize,
+    /// Draw download progress bars on standard error (a terminal, and not --quiet).
+    pub progress: bool,
 }
 
 impl Default for RegistryOptions {
@@ -46,6 +48,7 @@ impl Default for RegistryOptions {
             cert_dir: None,
             insecure_registries: Vec::new(),
             parallel_downloads: 3,
+            progress: false,
         }
     }
 }
@@ -62,6 +65,7 @@ pub struct RegistrySource {
     client: Arc<Client>,
     parallel: usize,
     downloads: Arc<Downloads>,
+    progress: bool,
 }
 
 impl RegistrySource {
@@ -81,6 +85,7 @@ impl RegistrySource {
                 slots: Mutex::new(Vec::new()),
                 ready: Condvar::new(),
             }),
+            progress: opts.progress,
         })
     }
 
@@ -96,15 +101,49 @@ impl RegistrySource {
                 .cloned()
                 .collect::<std::collections::VecDeque<_>>(),
         ));
+        let bars = self.progress.then(|| {
+            let multi = indicatif::MultiProgress::new();
+            let total: u64 = layers.iter().filter_map(|l| l.size).sum();
+            let bar = multi.add(indicatif::ProgressBar::new(total));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:>14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap()
+                .progress_chars("=> "),
+            );
+            bar.set_message(format!("{} layers", layers.len()));
+            (multi, bar)
+        });
         for _ in 0..self.parallel.min(layers.len().max(1)) {
             let queue = queue.clone();
             let client = self.client.clone();
             let downloads = self.downloads.clone();
+            let bars = bars.clone();
             std::thread::spawn(move || loop {
                 let Some(layer) = queue.lock().unwrap().pop_front() else {
                     break;
                 };
-                let result = download(&client, &layer)
+                let bar = bars.as_ref().map(|(multi, total)| {
+                    let bar = multi
+                        .insert_before(total, indicatif::ProgressBar::new(layer.size.unwrap_or(0)));
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{msg:>14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                        )
+                        .unwrap()
+                        .progress_chars("=> "),
+                    );
+                    bar.set_message(
+                        layer
+                            .digest
+                            .as_ref()
+                            .map(|d| d.hex()[..12].to_string())
+                            .unwrap_or_default(),
+                    );
+                    (bar, total.clone())
+                });
+                let result = download(&client, &layer, bar.as_ref())
                     .map(Arc::new)
                     .map_err(|e| format!("{:#}", e.context(layer.describe())));
                 downloads.slots.lock().unwrap()[layer.index] = Some(result);
@@ -116,7 +155,11 @@ impl RegistrySource {
 
 /// Downloads one blob into a spool file, verifying digest and size, resuming an interrupted
 /// transfer with a range request.
-fn download(client: &Client, layer: &Layer) -> Result<File> {
+fn download(
+    client: &Client,
+    layer: &Layer,
+    bars: Option<&(indicatif::ProgressBar, indicatif::ProgressBar)>,
+) -> Result<File> {
     let digest = layer
         .digest
         .as_ref()
@@ -134,6 +177,10 @@ fn download(client: &Client, layer: &Layer) -> Result<File> {
             spool.set_len(0)?;
             spool.seek(SeekFrom::Start(0))?;
             hasher = Hasher::new(digest.algorithm());
+            if let Some((bar, total)) = bars {
+                bar.set_position(0);
+                total.dec(have);
+            }
             have = 0;
         }
         loop {
@@ -146,6 +193,10 @@ fn download(client: &Client, layer: &Layer) -> Result<File> {
                     }
                     hasher.update(&buf[..n]);
                     spool.write_all(&buf[..n])?;
+                    if let Some((bar, total)) = bars {
+                        bar.inc(n as u64);
+                        total.inc(n as u64);
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -169,6 +220,12 @@ fn download(client: &Client, layer: &Layer) -> Result<File> {
         bail!("blob has digest {actual}, expected {digest} (corrupted or tampered)");
     }
     spool.flush()?;
+    if let Some((bar, total)) = bars {
+        bar.finish_and_clear();
+        if total.length().is_some_and(|len| total.position() >= len) {
+            total.finish_and_clear();
+        }
+    }
     Ok(spool)
 }
 
