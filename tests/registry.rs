@@ -366,6 +366,48 @@ fn basic_auth_behind_tls_and_secrets_never_printed() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(o.stdout, expected);
+
+    // And from a credential helper (`docker-credential-NAME get`, what Docker Desktop uses).
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    let helper = bin.join("docker-credential-oci2wsltest");
+    fs::write(
+        &helper,
+        "#!/bin/sh\nread server\necho \"{\\\"ServerURL\\\":\\\"$server\\\",\\\"Username\\\":\\\"tester\\\",\\\"Secret\\\":\\\"Sup3rSecretPw\\\"}\"\n",
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&helper)
+        .status()
+        .unwrap();
+    let helper_config = dir.path().join("docker-helper");
+    fs::create_dir(&helper_config).unwrap();
+    fs::write(
+        helper_config.join("config.json"),
+        format!(
+            r#"{{"credHelpers":{{"127.0.0.1:{}":"oci2wsltest"}}}}"#,
+            reg.port
+        ),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
+        .args(["-q", ca_arg[0], ca_arg[1], &name])
+        .env("DOCKER_CONFIG", &helper_config)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "credential helper: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.stdout, expected);
 }
 
 /// A loopback proxy in front of the registry that misbehaves on blob requests, once per
@@ -380,7 +422,11 @@ enum Fault {
 
 /// Returns the port, the number of faults injected and the number of ranged (resumed)
 /// blob requests seen.
-fn start_proxy(upstream: u16, faults: Vec<Fault>) -> (u16, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+fn start_proxy(
+    upstream: u16,
+    faults: Vec<Fault>,
+    big_blob: String,
+) -> (u16, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let faults = Arc::new(Mutex::new(faults));
@@ -394,6 +440,7 @@ fn start_proxy(upstream: u16, faults: Vec<Fault>) -> (u16, Arc<AtomicUsize>, Arc
             let faults = faults.clone();
             let counter = counter.clone();
             let ranged_counter = ranged_counter.clone();
+            let big_blob = big_blob.clone();
             std::thread::spawn(move || {
                 let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
                 // One request per connection; the response says Connection: close.
@@ -418,12 +465,18 @@ fn start_proxy(upstream: u16, faults: Vec<Fault>) -> (u16, Arc<AtomicUsize>, Arc
                     && text.contains("/blobs/sha256:")
                     && !text.contains("Range:")
                     && !text.contains("range:");
+                // Body faults only on the big layer blob (so that a dropped download must
+                // resume with a range request); status faults on any blob.
                 let fault = if is_layer_blob {
                     let mut f = faults.lock().unwrap();
-                    if f.is_empty() {
-                        None
-                    } else {
-                        Some(f.remove(0))
+                    match f.first() {
+                        Some(Fault::DropMidBody | Fault::CorruptByte)
+                            if !text.contains(&big_blob) =>
+                        {
+                            None
+                        }
+                        Some(_) => Some(f.remove(0)),
+                        None => None,
                     }
                 } else {
                     None
@@ -464,21 +517,9 @@ fn start_proxy(upstream: u16, faults: Vec<Fault>) -> (u16, Arc<AtomicUsize>, Arc
                     h = h.replacen("\r\n", "\r\nConnection: close\r\n", 1);
                 }
                 let mut body = body.to_vec();
-                // Body faults only on layer-sized blobs (not the config): a dropped layer
-                // download must resume with a range request.
-                let fault = match fault {
-                    Some(f @ (Fault::DropMidBody | Fault::CorruptByte))
-                        if body.len() < 64 * 1024 =>
-                    {
-                        faults.lock().unwrap().insert(0, f);
-                        None
-                    }
-                    Some(f) => {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        Some(f)
-                    }
-                    None => None,
-                };
+                if fault.is_some() {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
                 match fault {
                     Some(Fault::DropMidBody) => {
                         let _ = client.write_all(h.as_bytes());
@@ -501,6 +542,21 @@ fn start_proxy(upstream: u16, faults: Vec<Fault>) -> (u16, Arc<AtomicUsize>, Arc
     (port, injected, ranged)
 }
 
+/// The digest of the image's first (largest) layer blob.
+fn first_layer_digest(layout: &Path) -> String {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(layout.join("blobs/sha256").join(&manifest_digest[7..])).unwrap(),
+    )
+    .unwrap();
+    manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[test]
 fn recovers_from_a_dropped_connection_a_500_and_a_429() {
     if !prerequisites() {
@@ -518,6 +574,7 @@ fn recovers_from_a_dropped_connection_a_500_and_a_429() {
     let (port, injected, ranged) = start_proxy(
         reg.port,
         vec![Fault::Status500, Fault::Status429, Fault::DropMidBody],
+        first_layer_digest(&lay),
     );
     let out = dir.path().join("out.tar");
     let o = run(
@@ -556,7 +613,8 @@ fn refuses_a_corrupted_byte_and_leaves_no_output() {
         &format!("127.0.0.1:{}/evil/app:1", reg.port),
         &[],
     );
-    let (port, injected, _) = start_proxy(reg.port, vec![Fault::CorruptByte]);
+    let (port, injected, _) =
+        start_proxy(reg.port, vec![Fault::CorruptByte], first_layer_digest(&lay));
     let outdir = dir.path().join("out");
     fs::create_dir(&outdir).unwrap();
     let out = outdir.join("app.tar.gz");

@@ -94,7 +94,12 @@ fn scan_layer(
     max_expansion: u64,
     cancel: &AtomicBool,
 ) -> Result<LayerScan> {
-    let mut stream = LayerStream::new(source.open_layer(layer)?, layer, max_expansion)?;
+    let mut stream = LayerStream::new(
+        source.open_layer(layer)?,
+        layer,
+        max_expansion,
+        source.blobs_verified(),
+    )?;
     let mut entries = Vec::new();
     let scanned = read_entries(&mut stream, wanted, cancel, &mut entries);
     if let Err(e) = scanned {

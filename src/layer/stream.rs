@@ -184,11 +184,23 @@ impl<R: BufRead> Decoded<R> {
 }
 
 impl LayerStream {
-    pub fn new(blob: BlobReader, layer: &Layer, max_expansion: u64) -> Result<LayerStream> {
+    /// `blob_verified`: the source already checked the blob's digest on these very bytes
+    /// (a registry download into our own spool), so it is not hashed a second time; its size
+    /// still is, and the diff_id always.
+    pub fn new(
+        blob: BlobReader,
+        layer: &Layer,
+        max_expansion: u64,
+        blob_verified: bool,
+    ) -> Result<LayerStream> {
         let raw = VerifyingReader::new(
             blob,
             Expected {
-                digest: layer.digest.clone(),
+                digest: if blob_verified {
+                    None
+                } else {
+                    layer.digest.clone()
+                },
                 size: layer.size,
                 max: None,
                 what: "blob".into(),

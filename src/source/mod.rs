@@ -22,6 +22,13 @@ pub trait ImageSource: Send + Sync {
 
     /// Opens a layer blob as stored (compressed). Callable from several threads at once.
     fn open_layer(&self, layer: &Layer) -> Result<BlobReader>;
+
+    /// True when `open_layer` only ever returns bytes this process already checked against
+    /// the blob digest (and that nobody else can change), so the layer stage need not hash
+    /// them again.
+    fn blobs_verified(&self) -> bool {
+        false
+    }
 }
 
 /// Opens the source a reference names.
