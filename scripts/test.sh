@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every test (unit, integration, the differential
-# test against umoci, the registry tests), then the small end-to-end benchmark, which prints
-# and never fails on a time. What CI runs.
+# test against umoci, the registry tests), each fuzz target briefly, then the small
+# end-to-end benchmark, which prints and never fails on a time. What CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --release
+
+# Every fuzz target briefly (issue 6); a crash fails the run. Longer: scripts/fuzz.sh 600.
+scripts/fuzz.sh "${OCI2WSL_FUZZ_SECONDS:-10}"
 
 # The small end-to-end benchmark (issue 5): prints timings and ratios against the
 # reference tools, asserts nothing. Needs root (debootstrap, umoci unpack).
