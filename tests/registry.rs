@@ -15,13 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::*;
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn prerequisites() -> bool {
     let ok = ["docker-registry", "skopeo", "openssl", "htpasswd"]
         .iter()
@@ -101,15 +94,6 @@ fn start_registry_with(dir: &Path, tls: Option<(&Path, &Path)>, auth: Option<Str
         std::thread::sleep(Duration::from_millis(50));
     }
     Registry { child, port }
-}
-
-fn sh(cmd: &mut Command) {
-    let o = cmd.output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 fn push(layout: &Path, tag: &str, dest: &str, extra: &[&str]) {

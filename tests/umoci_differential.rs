@@ -8,24 +8,13 @@
 //! non-root user skips with a message; under CI (CI=true) both are required.
 #![cfg(unix)]
 
+mod support;
+use support::{have, is_root, sh};
+
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n")
-}
 
 /// Whether the test can run; under CI it must.
 fn prerequisites() -> bool {
@@ -38,16 +27,6 @@ fn prerequisites() -> bool {
         eprintln!("SKIPPED: the umoci differential test needs umoci, python3 and root");
     }
     ok
-}
-
-fn sh(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 struct Builder {

@@ -150,6 +150,21 @@ impl JsonFetcher for LayoutSource {
     }
 }
 
+impl LayoutSource {
+    fn resolve_descriptor(&self, desc: &Descriptor, choice: &PlatformChoice) -> Result<Image> {
+        let bytes = self.fetch_json(desc)?;
+        let media = Some(desc.media_type.as_str()).filter(|m| !m.is_empty());
+        image::resolve(
+            &self.name,
+            self,
+            bytes,
+            media,
+            Some(desc.digest.clone()),
+            choice,
+        )
+    }
+}
+
 impl ImageSource for LayoutSource {
     fn resolve(&self, choice: &PlatformChoice) -> Result<Image> {
         let entries = self.index()?;
@@ -169,31 +184,10 @@ impl ImageSource for LayoutSource {
                 d.verify(&bytes).map_err(|e| anyhow!("blob {d}: {e}"))?;
                 image::resolve(&self.name, self, bytes, None, Some(d.clone()), choice)
             }
-            [one] => {
-                let bytes = self.fetch_json(one)?;
-                let media = Some(one.media_type.as_str()).filter(|m| !m.is_empty());
-                image::resolve(
-                    &self.name,
-                    self,
-                    bytes,
-                    media,
-                    Some(one.digest.clone()),
-                    choice,
-                )
-            }
+            [one] => self.resolve_descriptor(one, choice),
             several => {
                 let list: Vec<Descriptor> = several.iter().map(|d| (*d).clone()).collect();
-                let one = manifest::select_platform(&list, &choice.platform)?;
-                let bytes = self.fetch_json(one)?;
-                let media = Some(one.media_type.as_str()).filter(|m| !m.is_empty());
-                image::resolve(
-                    &self.name,
-                    self,
-                    bytes,
-                    media,
-                    Some(one.digest.clone()),
-                    choice,
-                )
+                self.resolve_descriptor(manifest::select_platform(&list, &choice.platform)?, choice)
             }
         }
     }

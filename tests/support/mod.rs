@@ -613,6 +613,35 @@ pub fn docker_archive_oci(img: &Image, tag: &str) -> Vec<u8> {
     tar_members(&members, &[])
 }
 
+// ------------------------------------------------------------------ external tools
+
+/// Whether a program is on PATH.
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n")
+}
+
+/// Runs a command that must succeed; returns its standard output.
+pub fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 // ------------------------------------------------------------------ running the binary
 
 pub fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
