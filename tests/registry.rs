@@ -820,3 +820,108 @@ fn bearer_token_flow_anonymous_and_with_credentials() {
         "{err}"
     );
 }
+
+// ---------------------------------------------------------------- hostile registries
+
+/// A server that answers every request with `respond(request_head)`, closing after each.
+fn start_scripted(respond: impl Fn(&str, u16) -> String + Send + Sync + 'static) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let respond = Arc::new(respond);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let respond = respond.clone();
+            std::thread::spawn(move || {
+                let mut first = [0u8; 1];
+                if client.peek(&mut first).unwrap_or(0) == 0 || first[0] == 0x16 {
+                    return; // TLS probe: this server speaks plain HTTP only
+                }
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let answer = respond(&String::from_utf8_lossy(&head), port);
+                let _ = client.write_all(answer.as_bytes());
+            });
+        }
+    });
+    port
+}
+
+fn http(status: &str, headers: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn a_registry_that_answers_401_forever_ends_in_a_clear_error() {
+    let start = Instant::now();
+    let port = start_scripted(|head, port| {
+        if head.starts_with("GET /token") {
+            http(
+                "200 OK",
+                "Content-Type: application/json\r\n",
+                r#"{"token":"tok-that-never-works"}"#,
+            )
+        } else {
+            http(
+                "401 Unauthorized",
+                &format!("WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"s\"\r\n"),
+                "",
+            )
+        }
+    });
+    let err = flatten_err(&[&format!("127.0.0.1:{port}/loop/app:1")]);
+    assert!(
+        err.contains("authentication failed") && err.contains("loop/app"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("tok-that-never-works"),
+        "the token leaked: {err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "bounded, not an endless loop"
+    );
+}
+
+#[test]
+fn redirect_loops_html_manifests_and_unknown_types_are_refused() {
+    let port = start_scripted(|head, port| {
+        if head.contains("/redirect/") {
+            http(
+                "302 Found",
+                &format!("Location: http://127.0.0.1:{port}/v2/redirect/app/manifests/1\r\n"),
+                "",
+            )
+        } else if head.contains("/html/") {
+            http(
+                "200 OK",
+                "Content-Type: text/html\r\n",
+                "<html><body>Sign in</body></html>",
+            )
+        } else if head.contains("/weird/") {
+            http(
+                "200 OK",
+                "Content-Type: application/x-weird\r\n",
+                r#"{"schemaVersion":2,"mediaType":"application/x-weird"}"#,
+            )
+        } else {
+            http("200 OK", "", "{}")
+        }
+    });
+    let err = flatten_err(&[&format!("127.0.0.1:{port}/redirect/app:1")]);
+    assert!(err.to_lowercase().contains("redirect"), "{err}");
+    let err = flatten_err(&[&format!("127.0.0.1:{port}/html/app:1")]);
+    assert!(err.contains("HTML"), "{err}");
+    let err = flatten_err(&[&format!("127.0.0.1:{port}/weird/app:1")]);
+    assert!(err.contains("application/x-weird"), "{err}");
+}

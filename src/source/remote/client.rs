@@ -316,6 +316,8 @@ impl Client {
                             ureq::Error::Tls(_)
                                 | ureq::Error::BadUri(_)
                                 | ureq::Error::HostNotFound
+                                | ureq::Error::TooManyRedirects
+                                | ureq::Error::RedirectFailed
                         );
                     if attempt >= MAX_ATTEMPTS || permanent {
                         return Err(anyhow!("{what}: cannot reach {}: {e}", self.api_host));
