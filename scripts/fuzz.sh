@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 command -v cargo-fuzz >/dev/null || cargo install --quiet --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
+export ASAN_OPTIONS="detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 for target in $(cargo fuzz list); do
   mkdir -p "fuzz/corpus/$target"
   echo "fuzzing $target for ${seconds}s"
