@@ -225,7 +225,7 @@ impl<R: Read> Read for VerifyingReader<R> {
         if let Some(size) = self.expected.size {
             if self.read > size {
                 return Err(invalid(format!(
-                    "{} is longer than the {size} bytes its descriptor says",
+                    "{} is longer than the size its descriptor says ({size} bytes): wrong size or tampered",
                     self.expected.what
                 )));
             }

@@ -189,7 +189,7 @@ fn download(
                 Ok(n) => {
                     have += n as u64;
                     if have > size {
-                        bail!("blob {digest} is longer than the {size} bytes its descriptor says");
+                        bail!("blob {digest} is longer than the size its descriptor says ({size} bytes): wrong size or tampered");
                     }
                     hasher.update(&buf[..n]);
                     spool.write_all(&buf[..n])?;
