@@ -1,9 +1,9 @@
-//! WWW-Authenticate challenge parsing on arbitrary text.
+//! `WWW-Authenticate` challenge parsing: what parses, written back quoted, parses the same.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = oci2wsl::source::remote::auth::parse_challenge(text);
+    if let Err(broken) = oci2wsl_fuzz::run_www_authenticate(data) {
+        panic!("{broken}");
     }
 });
