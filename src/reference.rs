@@ -67,12 +67,11 @@ impl SourceRef {
                 );
             }
         }
-        if text.is_empty() {
+        let name = text.strip_prefix("docker://").unwrap_or(text);
+        if name.is_empty() {
             bail!("empty image reference");
         }
-        Ok(SourceRef::Registry(
-            text.strip_prefix("docker://").unwrap_or(text).to_string(),
-        ))
+        Ok(SourceRef::Registry(name.to_string()))
     }
 }
 
@@ -92,6 +91,10 @@ impl fmt::Display for SourceRef {
                 Some(t) => write!(f, "docker-archive:{path}:{t}"),
                 None => write!(f, "docker-archive:{path}"),
             },
+            // A name that would read back as another transport keeps its scheme.
+            SourceRef::Registry(r) if SourceRef::parse(r).ok().as_ref() != Some(self) => {
+                write!(f, "docker://{r}")
+            }
             SourceRef::Registry(r) => write!(f, "{r}"),
         }
     }
@@ -211,5 +214,14 @@ mod tests {
             SourceRef::parse("docker://postgres").unwrap(),
             SourceRef::Registry("postgres".into())
         );
+    }
+
+    #[test]
+    fn printed_registry_names_read_back_as_registry_names() {
+        for text in ["postgres:16", "docker://oci:x:y", "docker://docker://x", "docker://dir:x"] {
+            let r = SourceRef::parse(text).unwrap();
+            assert_eq!(SourceRef::parse(&r.to_string()).unwrap(), r, "{text}");
+        }
+        assert_eq!(SourceRef::parse("postgres:16").unwrap().to_string(), "postgres:16");
     }
 }

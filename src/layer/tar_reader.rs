@@ -399,6 +399,14 @@ impl<R: Read> TarReader<R> {
                 None => (number(&h[136..148], "mtime")? as i64, None),
             };
             let size = ext.size.unwrap_or(size);
+            // No real entry comes near 2^63 bytes; a size whose padding overflows would
+            // otherwise wrap the skip and let the next "entry" start inside this one's content.
+            if size > i64::MAX as u64 {
+                return Err(invalid(format!(
+                    "{:?} claims an impossible size of {size} bytes",
+                    show(&name)
+                )));
+            }
             // Only regular files (and old-style ones) carry content; a size on a link or a
             // directory is skipped as tar does.
             let entry = RawEntry {
