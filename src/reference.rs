@@ -218,10 +218,18 @@ mod tests {
 
     #[test]
     fn printed_registry_names_read_back_as_registry_names() {
-        for text in ["postgres:16", "docker://oci:x:y", "docker://docker://x", "docker://dir:x"] {
+        for text in [
+            "postgres:16",
+            "docker://oci:x:y",
+            "docker://docker://x",
+            "docker://dir:x",
+        ] {
             let r = SourceRef::parse(text).unwrap();
             assert_eq!(SourceRef::parse(&r.to_string()).unwrap(), r, "{text}");
         }
-        assert_eq!(SourceRef::parse("postgres:16").unwrap().to_string(), "postgres:16");
+        assert_eq!(
+            SourceRef::parse("postgres:16").unwrap().to_string(),
+            "postgres:16"
+        );
     }
 }

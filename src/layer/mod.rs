@@ -53,6 +53,15 @@ pub trait Augment {
     ) -> Result<Vec<(EntryMeta, Vec<u8>)>>;
 }
 
+/// A wanted path, or one that may become it through a symlinked ancestor (`etc` linked to
+/// `private/etc`): which one the final tree shows is only known after every layer.
+fn is_wanted(wanted: &HashSet<Vec<u8>>, path: &[u8]) -> bool {
+    wanted.contains(path)
+        || wanted.iter().any(|w| {
+            path.len() > w.len() && path.ends_with(w) && path[path.len() - w.len() - 1] == b'/'
+        })
+}
+
 /// Files we capture for an [`Augment`] are configuration files; anything larger is not read.
 const MAX_CAPTURE: u64 = 4 * 1024 * 1024;
 
@@ -137,7 +146,7 @@ fn read_entries(
                 Change::Add(m)
                     if m.kind == EntryKind::Regular
                         && m.size <= MAX_CAPTURE
-                        && wanted.contains(&m.path) =>
+                        && is_wanted(wanted, &m.path) =>
                 {
                     let mut data = Vec::with_capacity(m.size as usize);
                     tar.content().read_to_end(&mut data)?;

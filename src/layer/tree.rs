@@ -241,19 +241,66 @@ impl Tree {
 
     /// Adds (or replaces) a regular file whose content is in memory, after all layers:
     /// how configuration generated from the image gets into the output.
-    pub fn add_extra(&mut self, layers: usize, meta: EntryMeta, content: Vec<u8>) -> Result<()> {
+    ///
+    /// A symlinked parent (`etc -> private/etc`) is followed inside the image, as a program
+    /// writing the file in the running distribution would, instead of being replaced by a
+    /// directory that would hide everything the link pointed at.
+    pub fn add_extra(
+        &mut self,
+        layers: usize,
+        mut meta: EntryMeta,
+        content: Vec<u8>,
+    ) -> Result<()> {
         if meta.kind != EntryKind::Regular || meta.size != content.len() as u64 {
             bail!("internal: an added file must be a regular file of its content's size");
         }
+        meta.path = self.follow_parents(&meta.path);
         let ordinal = self.next_inode as u64;
         self.add(layers, ordinal, meta, Some(Arc::new(content)))
+    }
+
+    /// `path` with every symlinked ancestor replaced by its target, at most 16 links; past
+    /// that, or when a target leaves the tree's names behind, the path as given.
+    fn follow_parents(&self, path: &[u8]) -> Vec<u8> {
+        let mut current = path.to_vec();
+        let mut hops = 0;
+        'restart: loop {
+            let mut end = 0;
+            while let Some(slash) = current[end..].iter().position(|b| *b == b'/') {
+                end += slash;
+                let ancestor = &current[..end];
+                if let Some(Node::Leaf(id)) = self.nodes.get(ancestor) {
+                    let inode = &self.inodes[id];
+                    if inode.meta.kind == EntryKind::Symlink {
+                        hops += 1;
+                        let target = &inode.meta.link;
+                        let base: &[u8] = if target.starts_with(b"/") {
+                            b""
+                        } else {
+                            super::entry::parent_of(ancestor)
+                        };
+                        match resolve_lexically(base, target) {
+                            Some(resolved) if hops <= 16 && !resolved.is_empty() => {
+                                let mut next = resolved;
+                                next.extend_from_slice(&current[end..]);
+                                current = next;
+                                continue 'restart;
+                            }
+                            _ => return path.to_vec(),
+                        }
+                    }
+                }
+                end += 1;
+            }
+            return current;
+        }
     }
 
     /// The content of a regular file in the final tree, if it was captured in the index
     /// pass. Symlinks are followed (absolute ones from the root of the image, never the
     /// host's), at most 16 of them.
     pub fn captured(&self, path: &[u8]) -> Option<Arc<Vec<u8>>> {
-        let mut path = path.to_vec();
+        let mut path = self.follow_parents(path);
         for _ in 0..16 {
             let Node::Leaf(id) = self.nodes.get(&path)? else {
                 return None;
@@ -268,7 +315,7 @@ impl Tree {
                     } else {
                         super::entry::parent_of(&path)
                     };
-                    path = resolve_lexically(base, target)?;
+                    path = self.follow_parents(&resolve_lexically(base, target)?);
                 }
                 _ => return None,
             }
@@ -715,6 +762,52 @@ mod tests {
             .iter()
             .all(|f| f.paths[0] != b"etc/wsl.conf"));
         assert!(plan.contentless.iter().any(|(p, _, _)| p == b"opt/new"));
+    }
+
+    #[test]
+    fn added_files_follow_symlinked_parents_and_stop_at_loops() {
+        let mut tree = Tree::new();
+        tree.apply_layer(
+            0,
+            vec![
+                ScannedEntry {
+                    ordinal: 0,
+                    change: Change::Add(meta("private/etc", EntryKind::Directory)),
+                    content: None,
+                },
+                ScannedEntry {
+                    ordinal: 1,
+                    change: symlink("etc", "private/etc"),
+                    content: None,
+                },
+                ScannedEntry {
+                    ordinal: 2,
+                    change: symlink("loop", "loop2"),
+                    content: None,
+                },
+                ScannedEntry {
+                    ordinal: 3,
+                    change: symlink("loop2", "/loop"),
+                    content: None,
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            tree.follow_parents(b"etc/wsl.conf"),
+            b"private/etc/wsl.conf"
+        );
+        assert_eq!(tree.follow_parents(b"loop/x"), b"loop/x");
+        assert!(tree.captured(b"loop").is_none());
+        let mut conf = meta("etc/wsl.conf", EntryKind::Regular);
+        conf.size = 1;
+        tree.add_extra(1, conf, b"x".to_vec()).unwrap();
+        let plan = tree.plan(1);
+        assert_eq!(plan.regular[1][0].paths[0], b"private/etc/wsl.conf");
+        assert!(plan
+            .contentless
+            .iter()
+            .any(|(p, m, _)| p == b"etc" && m.kind == EntryKind::Symlink));
     }
 
     #[test]
