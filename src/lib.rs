@@ -6,7 +6,8 @@
 //! - [`image`]: manifests, indexes, platforms, configs and digests: the resolved [`image::Image`];
 //! - [`layer`]: the OCI layer semantics that stack the layers into one tree, and the two-pass
 //!   flatten that streams it out;
-//! - [`output`]: tar writing, compression and the atomic output file.
+//! - [`output`]: tar writing, compression and the atomic output file;
+//! - [`wsl`]: the image config as WSL configuration, and `wsl.exe --import`.
 //!
 //! [`pipeline::run`] wires them together; `main.rs` only parses the command line.
 
@@ -17,3 +18,4 @@ pub mod output;
 pub mod pipeline;
 pub mod reference;
 pub mod source;
+pub mod wsl;

@@ -7,6 +7,7 @@ use oci2wsl::output::{self, Destination, OutputCompression};
 use oci2wsl::pipeline::{self, Options};
 use oci2wsl::source::remote::auth::Credentials;
 use oci2wsl::source::remote::RegistryOptions;
+use oci2wsl::wsl::{ImportOptions, WslOptions};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,7 +33,8 @@ struct Cli {
     image: String,
 
     /// Write to FILE instead of standard output; compression follows the extension
-    /// (.tar, .tar.gz/.tgz, .tar.zst). `-` means standard output.
+    /// (.tar, .tar.gz/.tgz, .tar.zst, and .wsl: a gzip tar with /etc/wsl-distribution.conf
+    /// for `wsl --install --from-file`). `-` means standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<String>,
 
@@ -93,6 +95,49 @@ struct Cli {
     /// registries may always fall back to HTTP.
     #[arg(long, value_name = "HOST")]
     insecure_registry: Vec<String>,
+
+    /// The plain flattened file system: no /etc/wsl.conf user, no environment script, no
+    /// image metadata.
+    #[arg(long, help_heading = "WSL")]
+    no_wsl_config: bool,
+
+    /// The distribution's default user (a name or uid in the image's /etc/passwd) instead
+    /// of the image's User.
+    #[arg(
+        long,
+        value_name = "NAME",
+        help_heading = "WSL",
+        conflicts_with = "no_wsl_config"
+    )]
+    user: Option<String>,
+
+    /// Start the image's Entrypoint and Cmd when the distribution boots ([boot] command).
+    #[arg(long, help_heading = "WSL", conflicts_with = "no_wsl_config")]
+    boot: bool,
+
+    /// Import the result as WSL distribution NAME (wsl --import). Without -o the tar is
+    /// streamed into WSL and nothing is written to disk.
+    #[arg(long, value_name = "NAME", help_heading = "WSL")]
+    import: Option<String>,
+
+    /// Where the imported distribution's disk lives [default: %LOCALAPPDATA%\Wsl\NAME].
+    #[arg(long, value_name = "DIR", help_heading = "WSL", requires = "import")]
+    install_dir: Option<PathBuf>,
+
+    /// WSL version of the imported distribution [default: WSL's default].
+    #[arg(long, value_name = "1|2", help_heading = "WSL", requires = "import",
+          value_parser = clap::value_parser!(u8).range(1..=2))]
+    wsl_version: Option<u8>,
+
+    /// The wsl.exe to run for --import.
+    #[arg(
+        long,
+        value_name = "PATH",
+        help_heading = "WSL",
+        env = "OCI2WSL_WSL_EXE",
+        default_value = "wsl.exe"
+    )]
+    wsl_exe: PathBuf,
 }
 
 fn options(cli: &Cli) -> anyhow::Result<Options> {
@@ -151,6 +196,43 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
             progress: !cli.quiet && std::io::stderr().is_terminal(),
             ..Default::default()
         },
+        wsl: (!cli.no_wsl_config).then(|| WslOptions {
+            user: cli.user.clone(),
+            boot: cli.boot,
+            distribution_name: cli.output.as_deref().and_then(distribution_name),
+        }),
+        import: cli.import.as_ref().map(|name| ImportOptions {
+            name: name.clone(),
+            install_dir: cli.install_dir.clone(),
+            version: cli.wsl_version,
+            wsl_exe: cli.wsl_exe.clone(),
+        }),
+    })
+}
+
+/// For `-o NAME.wsl`: the default distribution name, from the file name, in the characters
+/// WSL allows.
+fn distribution_name(output: &str) -> Option<String> {
+    let file = std::path::Path::new(output).file_name()?.to_string_lossy();
+    let stem = file.strip_suffix(".wsl").or_else(|| {
+        file.to_ascii_lowercase()
+            .ends_with(".wsl")
+            .then(|| &file[..file.len() - 4])
+    })?;
+    let name: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    Some(if name.trim_matches('-').is_empty() {
+        "oci2wsl".to_string()
+    } else {
+        name
     })
 }
 
@@ -161,6 +243,23 @@ fn main() -> ExitCode {
         let summary = pipeline::run(&opts)?;
         if !cli.quiet {
             eprintln!("{}", summary.line(&opts.destination));
+            if !summary.wsl.set.is_empty() {
+                eprintln!("  WSL: {}", summary.wsl.set.join("; "));
+            }
+            for warning in &summary.wsl.warnings {
+                eprintln!("oci2wsl: warning: {warning}");
+            }
+            if let Some((name, dir, said)) = &summary.imported {
+                eprintln!(
+                    "  imported as WSL distribution {name} in {}{}; start it with: wsl -d {name}",
+                    dir.display(),
+                    if said.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (wsl: {said})")
+                    }
+                );
+            }
         }
         Ok(())
     });

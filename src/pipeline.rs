@@ -7,7 +7,12 @@ use crate::output::{self, Destination, OutputCompression, Sink};
 use crate::reference::SourceRef;
 use crate::source;
 use crate::source::remote::RegistryOptions;
+use crate::wsl::{self, ImportOptions, WslOptions};
 use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ChildStdin;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -23,6 +28,11 @@ pub struct Options {
     pub max_expansion: u64,
     /// How to reach registries (credentials, TLS).
     pub registry: RegistryOptions,
+    /// The image config as WSL configuration; `None` for `--no-wsl-config`.
+    pub wsl: Option<WslOptions>,
+    /// `--import NAME`: hand the result to `wsl.exe --import`. With `Destination::Stdout`
+    /// the tar streams into WSL and nothing is written to disk.
+    pub import: Option<ImportOptions>,
 }
 
 #[derive(Debug)]
@@ -34,14 +44,19 @@ pub struct Summary {
     pub tar_bytes: u64,
     pub bytes_out: u64,
     pub elapsed: Duration,
+    /// What the WSL translation set and warned about.
+    pub wsl: wsl::Report,
+    /// `--import`: the distribution, where it lives, and what WSL said.
+    pub imported: Option<(String, PathBuf, String)>,
 }
 
 impl Summary {
     /// The one line printed at the end of a run.
     pub fn line(&self, destination: &Destination) -> String {
-        let dest = match destination {
-            Destination::Stdout => "standard output".to_string(),
-            Destination::File { path, .. } => path.display().to_string(),
+        let dest = match (destination, &self.imported) {
+            (Destination::Stdout, Some((name, _, _))) => format!("wsl --import {name}"),
+            (Destination::Stdout, None) => "standard output".to_string(),
+            (Destination::File { path, .. }, _) => path.display().to_string(),
         };
         let id = self
             .manifest_digest
@@ -75,18 +90,89 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
+/// `--import` without `-o`: the tar goes straight into `wsl --import NAME DIR -`, which is
+/// started only when the first byte is ready, that is after every layer verified, so a bad
+/// image never starts an import at all.
+struct ImportStream {
+    options: ImportOptions,
+    dir: PathBuf,
+    started: Arc<Mutex<Option<wsl::import::StreamingImport>>>,
+    stdin: Option<ChildStdin>,
+}
+
+impl Write for ImportStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.stdin.is_none() {
+            let mut import = self
+                .options
+                .start_streaming(&self.dir)
+                .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+            self.stdin = Some(import.take_stdin());
+            *self.started.lock().unwrap() = Some(import);
+        }
+        self.stdin.as_mut().expect("started").write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.stdin {
+            Some(s) => s.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+fn pipe_closed(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 pub fn run(opts: &Options) -> Result<Summary> {
     let start = Instant::now();
-    output::check_destination(&opts.destination)?;
+    // Before any download: the name is free, WSL answers, the destination is writable.
+    let import_dir = opts
+        .import
+        .as_ref()
+        .map(|i| {
+            i.preflight()
+                .with_context(|| format!("--import {}", i.name))
+        })
+        .transpose()?;
+    let streaming = opts.import.is_some() && matches!(opts.destination, Destination::Stdout);
+    if !streaming {
+        output::check_destination(&opts.destination)?;
+    }
     let reference = SourceRef::parse(&opts.image)?;
     let source =
         source::open(&reference, &opts.registry).with_context(|| format!("{reference}"))?;
     let image = source
         .resolve(&opts.platform)
         .with_context(|| format!("{reference}"))?;
-    let sink = Sink::open(&opts.destination, opts.compression, opts.level, opts.jobs)?;
+    let mut translation = opts
+        .wsl
+        .clone()
+        .map(|w| wsl::Translation::new(&image, reference.to_string(), w));
+
+    let started = Arc::new(Mutex::new(None));
+    let sink = match (&opts.import, &import_dir) {
+        (Some(import), Some(dir)) if streaming => Sink::to_writer(
+            Box::new(std::io::BufWriter::with_capacity(
+                1 << 20,
+                ImportStream {
+                    options: import.clone(),
+                    dir: dir.clone(),
+                    started: started.clone(),
+                    stdin: None,
+                },
+            )),
+            opts.compression,
+            opts.level,
+            opts.jobs,
+        )?,
+        _ => Sink::open(&opts.destination, opts.compression, opts.level, opts.jobs)?,
+    };
     let mut tar = TarWriter::new(sink);
-    let stats = layer::flatten(
+    let flattened = layer::flatten(
         source.as_ref(),
         &image,
         &mut tar,
@@ -94,11 +180,54 @@ pub fn run(opts: &Options) -> Result<Summary> {
             jobs: opts.jobs,
             max_expansion: opts.max_expansion,
         },
-        None,
-    )?;
+        translation.as_mut().map(|t| t as &mut dyn layer::Augment),
+    );
+    let stats = match flattened {
+        Ok(stats) => stats,
+        Err(e) => {
+            // Stop WSL before the stream closes: a clean end of input could let it register
+            // what it has so far.
+            let wsl_said = started
+                .lock()
+                .unwrap()
+                .take()
+                .and_then(|s| s.abort(pipe_closed(&e)));
+            drop(tar);
+            return Err(match wsl_said {
+                Some(said) => anyhow::anyhow!(said),
+                None => e,
+            });
+        }
+    };
     let tar_bytes = tar.bytes_written();
-    let sink = tar.finish().context("writing the output")?;
-    let bytes_out = sink.commit()?;
+    let committed = tar
+        .finish()
+        .context("writing the output")
+        .and_then(|sink| sink.commit());
+    let running = started.lock().unwrap().take();
+    let bytes_out = match committed {
+        Ok(n) => n,
+        Err(e) => {
+            let wsl_said = running.and_then(|s| s.abort(pipe_closed(&e)));
+            return Err(match wsl_said {
+                Some(said) => anyhow::anyhow!(said),
+                None => e,
+            });
+        }
+    };
+    let imported = match (&opts.import, import_dir) {
+        (Some(import), Some(dir)) => {
+            let said = match (running, &opts.destination) {
+                (Some(stream), _) => stream.finish()?,
+                (None, Destination::File { path, .. }) => import.import_file(&dir, path)?,
+                (None, Destination::Stdout) => {
+                    anyhow::bail!("internal: the import stream never started")
+                }
+            };
+            Some((import.name.clone(), dir, said))
+        }
+        _ => None,
+    };
     Ok(Summary {
         image: reference.to_string(),
         manifest_digest: image.manifest_digest.as_ref().map(|d| d.to_string()),
@@ -107,5 +236,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         tar_bytes,
         bytes_out,
         elapsed: start.elapsed(),
+        wsl: translation.map(|t| t.report).unwrap_or_default(),
+        imported,
     })
 }

@@ -172,7 +172,6 @@ impl Sink {
         threads: usize,
     ) -> Result<Sink> {
         check_destination(dest)?;
-        let counter = CountingShared::default();
         let (raw, temp, target): (Box<dyn Write + Send>, _, _) = match dest {
             Destination::Stdout => (Box::new(io::stdout()), None, None),
             Destination::File { path, force } => {
@@ -205,6 +204,29 @@ impl Sink {
                 )
             }
         };
+        Sink::wrap(raw, temp, target, compression, level, threads)
+    }
+
+    /// A sink into any stream (a child process's stdin): no file to commit, so a failure
+    /// is the caller's to signal to the reader.
+    pub fn to_writer(
+        raw: Box<dyn Write + Send>,
+        compression: OutputCompression,
+        level: i32,
+        threads: usize,
+    ) -> Result<Sink> {
+        Sink::wrap(raw, None, None, compression, level, threads)
+    }
+
+    fn wrap(
+        raw: Box<dyn Write + Send>,
+        temp: Option<tempfile::NamedTempFile>,
+        target: Option<(PathBuf, bool)>,
+        compression: OutputCompression,
+        level: i32,
+        threads: usize,
+    ) -> Result<Sink> {
+        let counter = CountingShared::default();
         let counted = Counting {
             inner: raw,
             count: counter.clone(),

@@ -50,7 +50,9 @@ pub fn oci2wsl_in<S: AsRef<OsStr>>(cwd: &Path, args: &[S]) -> Run {
 
 fn run_with<S: AsRef<OsStr>>(args: &[S], stdin: Option<Vec<u8>>, cwd: Option<&Path>) -> Run {
     let mut cmd = Command::new(bin());
-    cmd.args(args)
+    // These suites test the flattened file system; tests/wsl.rs tests what WSL adds to it.
+    cmd.arg("--no-wsl-config")
+        .args(args)
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
         .stdin(if stdin.is_some() {

@@ -644,9 +644,12 @@ pub fn sh(cmd: &mut Command) -> String {
 
 // ------------------------------------------------------------------ running the binary
 
+/// Runs the binary on the plain flattened file system (`--no-wsl-config`): what these
+/// suites check. tests/wsl.rs runs it without.
 pub fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci2wsl"));
-    cmd.args(args)
+    cmd.arg("--no-wsl-config")
+        .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {

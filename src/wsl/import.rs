@@ -1,0 +1,325 @@
+//! `wsl.exe --import`: the hand-off to WSL, checked before anything is downloaded.
+
+use anyhow::{bail, Context, Result};
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+
+/// Where and how to import.
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    pub name: String,
+    /// `--install-dir`; default `%LOCALAPPDATA%\Wsl\NAME`.
+    pub install_dir: Option<PathBuf>,
+    /// `--wsl-version 1|2`; WSL's own default when absent.
+    pub version: Option<u8>,
+    /// `--wsl-exe` / `OCI2WSL_WSL_EXE`; `wsl.exe` from the PATH otherwise.
+    pub wsl_exe: PathBuf,
+}
+
+/// WSL's rule for distribution names (`wsl --import` refuses anything else).
+pub fn check_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 256
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !valid {
+        bail!("{name:?} is not a valid WSL distribution name (letters, digits, '.', '_' and '-', at most 256)");
+    }
+    if name.eq_ignore_ascii_case("legacy") {
+        bail!("\"{name}\" is a name WSL reserves");
+    }
+    Ok(())
+}
+
+/// What `wsl.exe` printed: UTF-16LE unless `WSL_UTF8=1` took effect, so both are read.
+pub fn decode_output(bytes: &[u8]) -> String {
+    let looks_utf16 = bytes.len() >= 2
+        && bytes.len() % 2 == 0
+        && bytes.chunks(2).filter(|c| c[1] == 0).count() * 2 >= bytes.len() / 2;
+    let text = if looks_utf16 {
+        let units: Vec<u16> = bytes
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        String::from_utf16_lossy(&units)
+    } else {
+        String::from_utf8_lossy(bytes).into_owned()
+    };
+    text.trim_start_matches('\u{feff}').replace('\0', "")
+}
+
+/// One line for an error message: WSL's own words, lines joined.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl ImportOptions {
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.wsl_exe);
+        // Ask for UTF-8 output (WSL 0.64 and later honour it); decode_output copes either way.
+        cmd.env("WSL_UTF8", "1");
+        cmd
+    }
+
+    fn describe_exe(&self) -> String {
+        self.wsl_exe.display().to_string()
+    }
+
+    /// The registered distribution names (`wsl --list --quiet`).
+    pub fn registered(&self) -> Result<Vec<String>> {
+        let out = self
+            .command()
+            .args(["--list", "--quiet"])
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| {
+                format!(
+                    "cannot run {} (is WSL installed? --wsl-exe or OCI2WSL_WSL_EXE name another)",
+                    self.describe_exe()
+                )
+            })?;
+        if !out.status.success() {
+            // With no distribution at all, `wsl --list` fails ("has no installed
+            // distributions"): there is nothing to clash with.
+            return Ok(Vec::new());
+        }
+        Ok(decode_output(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+
+    /// Everything that can be checked before a download: the name, that WSL runs, that
+    /// the name is free, and where the distribution will live.
+    pub fn preflight(&self) -> Result<PathBuf> {
+        check_name(&self.name)?;
+        let taken = self.registered()?;
+        if taken.iter().any(|t| t.eq_ignore_ascii_case(&self.name)) {
+            bail!(
+                "a WSL distribution named {} already exists (wsl --unregister {} removes it)",
+                self.name,
+                self.name
+            );
+        }
+        let dir = match &self.install_dir {
+            Some(d) => d.clone(),
+            None => default_install_dir(&self.name)?,
+        };
+        if dir.join("ext4.vhdx").exists() {
+            bail!(
+                "{} already holds a WSL disk (ext4.vhdx); choose another --install-dir",
+                dir.display()
+            );
+        }
+        // wsl.exe creates only the last component of the install directory.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        Ok(dir)
+    }
+
+    fn import_args(&self, dir: &Path, file: &Path) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![
+            "--import".into(),
+            self.name.clone().into(),
+            dir.as_os_str().into(),
+            file.as_os_str().into(),
+        ];
+        if let Some(v) = self.version {
+            args.push("--version".into());
+            args.push(v.to_string().into());
+        }
+        args
+    }
+
+    /// Imports a finished file. Returns what WSL printed.
+    pub fn import_file(&self, dir: &Path, file: &Path) -> Result<String> {
+        let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+        let out = self
+            .command()
+            .args(self.import_args(dir, &file))
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {}", self.describe_exe()))?;
+        finish(&self.name, out.status, &out.stdout, &out.stderr)
+    }
+
+    /// Starts `wsl --import NAME DIR -`; the tar goes to the returned stream's stdin.
+    pub fn start_streaming(&self, dir: &Path) -> Result<StreamingImport> {
+        let mut child = self
+            .command()
+            .args(self.import_args(dir, Path::new("-")))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run {}", self.describe_exe()))?;
+        let stdin = child.stdin.take().expect("piped");
+        let collect = |r: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let stdout = collect(
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        );
+        let stderr = collect(
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        );
+        Ok(StreamingImport {
+            options: self.clone(),
+            child,
+            stdin: Some(stdin),
+            stdout,
+            stderr,
+        })
+    }
+
+    /// After a failed streaming import: make sure no half-imported distribution stays
+    /// registered under the name (it was free when we started).
+    fn clean_up(&self) {
+        if let Ok(names) = self.registered() {
+            if names.iter().any(|n| n.eq_ignore_ascii_case(&self.name)) {
+                let _ = self
+                    .command()
+                    .args(["--unregister", &self.name])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+fn finish(name: &str, status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> Result<String> {
+    let said = format!("{}\n{}", decode_output(stdout), decode_output(stderr));
+    if !status.success() {
+        let code = status
+            .code()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "a signal".into());
+        let said = one_line(&said);
+        bail!(
+            "wsl --import {name} failed (exit {code}){}",
+            if said.is_empty() {
+                String::new()
+            } else {
+                format!(": {said}")
+            }
+        );
+    }
+    Ok(one_line(&said))
+}
+
+/// The default install location, as Wsl-Manager lays it out.
+pub fn default_install_dir(name: &str) -> Result<PathBuf> {
+    match std::env::var_os("LOCALAPPDATA") {
+        Some(base) if !base.is_empty() => Ok(PathBuf::from(base).join("Wsl").join(name)),
+        _ => bail!("--install-dir is needed: LOCALAPPDATA is not set, so there is no default (%LOCALAPPDATA%\\Wsl\\{name})"),
+    }
+}
+
+/// A running `wsl --import … -` that reads the tar from us.
+pub struct StreamingImport {
+    options: ImportOptions,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: JoinHandle<Vec<u8>>,
+    stderr: JoinHandle<Vec<u8>>,
+}
+
+impl StreamingImport {
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.stdin.take().expect("taken once")
+    }
+
+    /// Waits for WSL after the whole tar was written and stdin closed.
+    pub fn finish(mut self) -> Result<String> {
+        drop(self.stdin.take());
+        let status = self.child.wait().context("waiting for wsl --import")?;
+        let stdout = self.stdout.join().unwrap_or_default();
+        let stderr = self.stderr.join().unwrap_or_default();
+        let result = finish(&self.options.name, status, &stdout, &stderr);
+        if result.is_err() {
+            self.options.clean_up();
+        }
+        result
+    }
+
+    /// Our side failed: stop WSL before it sees an end of input (a clean end would let it
+    /// register a partial distribution), then remove anything it registered. When WSL had
+    /// already failed on its own, its message is what the user needs, so it is returned.
+    ///
+    /// `pipe_closed`: our write failed because WSL stopped reading, so it is exiting on
+    /// its own and has the message that matters; it gets a moment to finish.
+    pub fn abort(mut self, pipe_closed: bool) -> Option<String> {
+        let mut exited = self.child.try_wait().ok().flatten();
+        if pipe_closed {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while exited.is_none() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                exited = self.child.try_wait().ok().flatten();
+            }
+        }
+        if exited.is_none() {
+            let _ = self.child.kill();
+        }
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+        let stdout = self.stdout.join().unwrap_or_default();
+        let stderr = self.stderr.join().unwrap_or_default();
+        self.options.clean_up();
+        let status = exited.filter(|s| !s.success())?;
+        finish(&self.options.name, status, &stdout, &stderr)
+            .err()
+            .map(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["pg", "Ubuntu-22.04", "a_b.c-d"] {
+            check_name(ok).unwrap();
+        }
+        for bad in ["", "a b", "x/y", "é", "legacy", "LEGACY"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_name(&"a".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn utf16_and_utf8_listings() {
+        let utf16: Vec<u8> = "\u{feff}Ubuntu\r\npg\r\n"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        assert_eq!(decode_output(&utf16), "Ubuntu\r\npg\r\n");
+        assert_eq!(decode_output(b"Ubuntu\npg\n"), "Ubuntu\npg\n");
+        assert_eq!(decode_output(b""), "");
+    }
+}

@@ -1,0 +1,687 @@
+//! The image config as WSL configuration in the output, `.wsl` files, and `--import` into a
+//! stand-in `wsl.exe` (tests/wsl-stand-in, built here) that checks the whole tarball.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use support::*;
+
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:App:/home/app:/bin/sh\npostgres:x:999:999::/var/lib/postgresql:/bin/bash\n";
+const PROFILE: &str = "for i in /etc/profile.d/*.sh; do . \"$i\"; done\n";
+
+fn base_layer(extra: &[E]) -> Layer {
+    let mut entries = vec![
+        dir("etc"),
+        file("etc/passwd", PASSWD),
+        file("etc/profile", PROFILE),
+        dir("usr"),
+        dir("usr/bin"),
+        file("usr/bin/sh", "#!/bin/false\n").mode(0o755),
+    ];
+    entries.extend_from_slice(extra);
+    layer(&entries)
+}
+
+fn image_with(config: Value, extra: &[E]) -> support::Image {
+    let mut img = image(vec![base_layer(extra)]);
+    img.config_extra = json!({ "config": config, "created": "2024-05-06T07:08:09Z" });
+    img
+}
+
+/// Runs oci2wsl with extra environment variables.
+fn oci2wsl(args: &[&str], envs: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci2wsl"));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("OCI2WSL_WSL_EXE");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// Runs oci2wsl, expects exit 1, no output and a one-line error; returns the error.
+fn failure(args: &[&str]) -> String {
+    let o = oci2wsl(args, &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(o.stdout.is_empty());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
+}
+
+struct Flattened {
+    tree: BTreeMap<String, Out>,
+    stderr: String,
+}
+
+fn flatten(img: &support::Image, extra_args: &[&str]) -> Flattened {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = oci_layout(tmp.path(), img, "t");
+    let arg = layout_arg(&layout, "t");
+    let mut args = vec![arg.as_str()];
+    args.extend_from_slice(extra_args);
+    let o = oci2wsl(&args, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    Flattened {
+        tree: tree(&o.stdout),
+        stderr: stderr(&o),
+    }
+}
+
+fn text(f: &Flattened, path: &str) -> String {
+    String::from_utf8(content_of(&f.tree, path)).unwrap()
+}
+
+fn metadata(f: &Flattened) -> Value {
+    serde_json::from_str(&text(f, "etc/oci2wsl/image.json")).unwrap()
+}
+
+#[test]
+fn named_user_env_and_metadata() {
+    let img = image_with(
+        json!({
+            "User": "app",
+            "Env": ["PATH=/opt/app/bin:/usr/bin:/bin", "LANG=C.UTF-8", "TRICKY=it's `x` $HOME \"q\"\nline 2", "HOME=/build", "A-B=x"],
+            "WorkingDir": "/home/app",
+            "Entrypoint": ["/entry.sh"],
+            "Cmd": ["serve", "--port", "80"],
+            "Labels": {"org.opencontainers.image.version": "1.2"},
+            "ExposedPorts": {"80/tcp": {}, "53/udp": {}},
+            "StopSignal": "SIGINT"
+        }),
+        &[],
+    );
+    let f = flatten(&img, &[]);
+    let conf = text(&f, "etc/wsl.conf");
+    assert!(conf.contains("[user]\ndefault = app\n"), "{conf}");
+    assert!(!conf.contains("[boot]"), "{conf}");
+    for generated in [
+        "etc/wsl.conf",
+        "etc/profile.d/oci2wsl-env.sh",
+        "etc/oci2wsl/image.json",
+    ] {
+        let e = &f.tree[generated];
+        assert_eq!(
+            (e.kind, e.mode, e.uid, e.gid),
+            ('f', 0o644, 0, 0),
+            "{generated}"
+        );
+        assert_eq!(
+            e.mtime, 1714979289,
+            "{generated}: the image's creation time"
+        );
+    }
+    assert_eq!(f.tree["etc/profile.d"].kind, 'd');
+
+    let m = metadata(&f);
+    assert_eq!(m["user"], "app");
+    assert_eq!(m["defaultUser"], "app");
+    assert_eq!(m["workingDir"], "/home/app");
+    assert_eq!(m["entrypoint"], json!(["/entry.sh"]));
+    assert_eq!(m["cmd"], json!(["serve", "--port", "80"]));
+    assert_eq!(m["labels"]["org.opencontainers.image.version"], "1.2");
+    assert_eq!(m["exposedPorts"], json!(["53/udp", "80/tcp"]));
+    assert_eq!(m["stopSignal"], "SIGINT");
+    assert_eq!(m["platform"], "linux/amd64");
+    assert!(m["source"].as_str().unwrap().starts_with("oci:"));
+    assert!(m["manifestDigest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(m["configDigest"].as_str().unwrap().starts_with("sha256:"));
+
+    // The summary says what was set; names that are not the image's to set are reported.
+    assert!(
+        f.stderr.contains("default user app (uid 1000)"),
+        "{}",
+        f.stderr
+    );
+    assert!(f.stderr.contains("environment variables"), "{}", f.stderr);
+    assert!(f.stderr.contains("HOME, A-B"), "{}", f.stderr);
+
+    // The script, run by a real POSIX shell the way a login shell sources it: every value
+    // exact, the image's PATH first and WSL's Windows directories kept after it.
+    let script = text(&f, "etc/profile.d/oci2wsl-env.sh");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("env.sh");
+    fs::write(&path, &script).unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            ". '{}' && printf '%s\\0' \"$PATH\" \"$LANG\" \"$TRICKY\" \"$HOME\"",
+            path.display()
+        ))
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/bin:/mnt/c/Windows/system32:/mnt/c/Program Files/Git/cmd:/bin",
+        )
+        .env("HOME", "/home/app")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let values: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .split('\0')
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        values[0],
+        "/opt/app/bin:/usr/bin:/bin:/mnt/c/Windows/system32:/mnt/c/Program Files/Git/cmd"
+    );
+    assert_eq!(values[1], "C.UTF-8");
+    assert_eq!(values[2], "it's `x` $HOME \"q\"\nline 2");
+    assert_eq!(
+        values[3], "/home/app",
+        "HOME is the session's, not the image's"
+    );
+}
+
+#[test]
+fn numeric_users_resolve_through_passwd() {
+    for spec in ["1000", "1000:1000", "app:app", "999"] {
+        let img = image_with(json!({ "User": spec }), &[]);
+        let f = flatten(&img, &[]);
+        let want = if spec == "999" { "postgres" } else { "app" };
+        assert!(
+            text(&f, "etc/wsl.conf").contains(&format!("default = {want}\n")),
+            "{spec}"
+        );
+        assert!(!f.stderr.contains("warning"), "{spec}: {}", f.stderr);
+    }
+    // A group other than the user's own cannot be carried: said, not fatal.
+    let f = flatten(&image_with(json!({ "User": "app:0" }), &[]), &[]);
+    assert!(text(&f, "etc/wsl.conf").contains("default = app\n"));
+    assert!(f.stderr.contains("primary group"), "{}", f.stderr);
+}
+
+#[test]
+fn user_without_passwd_entry_is_a_warning_not_a_broken_distribution() {
+    let f = flatten(&image_with(json!({ "User": "4242:4242" }), &[]), &[]);
+    assert!(!f.tree.contains_key("etc/wsl.conf"));
+    assert!(
+        f.stderr
+            .contains("warning: the image's user \"4242\" has no entry in its /etc/passwd"),
+        "{}",
+        f.stderr
+    );
+    assert_eq!(metadata(&f)["user"], "4242:4242");
+    assert_eq!(metadata(&f)["defaultUser"], Value::Null);
+}
+
+#[test]
+fn no_user_means_root_and_no_wsl_conf() {
+    let f = flatten(&image_with(json!({ "Env": ["X=1"] }), &[]), &[]);
+    assert!(!f.tree.contains_key("etc/wsl.conf"));
+    assert!(text(&f, "etc/profile.d/oci2wsl-env.sh").contains("export X='1'\n"));
+    assert_eq!(metadata(&f)["user"], Value::Null);
+    // An image without any config section still gets its metadata, and nothing else.
+    let mut bare = image(vec![base_layer(&[])]);
+    bare.config_extra = json!({ "config": {} });
+    let f = flatten(&bare, &[]);
+    assert!(!f.tree.contains_key("etc/profile.d/oci2wsl-env.sh"));
+    assert!(f.tree.contains_key("etc/oci2wsl/image.json"));
+}
+
+#[test]
+fn the_images_own_wsl_conf_is_merged() {
+    let own = "# shipped by the image\n[boot]\nsystemd=true\n\n[network]\nhostname = box\n";
+    let f = flatten(
+        &image_with(json!({ "User": "app" }), &[file("etc/wsl.conf", own)]),
+        &[],
+    );
+    let conf = text(&f, "etc/wsl.conf");
+    assert!(
+        conf.contains("# shipped by the image\n[boot]\nsystemd=true\n"),
+        "{conf}"
+    );
+    assert!(conf.contains("[network]\nhostname = box\n"), "{conf}");
+    assert!(conf.contains("[user]\ndefault = app\n"), "{conf}");
+
+    // An image that names its WSL user keeps it; --user overrides it.
+    let own = "[user]\ndefault=postgres\n";
+    let img = image_with(json!({ "User": "app" }), &[file("etc/wsl.conf", own)]);
+    let f = flatten(&img, &[]);
+    assert!(!f.tree.contains_key("etc/oci2wsl/../wsl.conf"));
+    assert_eq!(text(&f, "etc/wsl.conf"), own);
+    assert!(
+        f.stderr.contains("default user postgres kept"),
+        "{}",
+        f.stderr
+    );
+    let f = flatten(&img, &["--user", "app"]);
+    assert!(text(&f, "etc/wsl.conf").contains("[user]\ndefault = app\n"));
+    assert!(!text(&f, "etc/wsl.conf").contains("postgres"));
+}
+
+#[test]
+fn user_flag_must_name_a_user_of_the_image() {
+    let f = flatten(&image_with(json!({}), &[]), &["--user", "postgres"]);
+    assert!(text(&f, "etc/wsl.conf").contains("default = postgres\n"));
+    let f = flatten(&image_with(json!({}), &[]), &["--user", "999"]);
+    assert!(text(&f, "etc/wsl.conf").contains("default = postgres\n"));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = oci_layout(tmp.path(), &image_with(json!({}), &[]), "t");
+    let err = failure(&[&layout_arg(&layout, "t"), "--user", "nobody"]);
+    assert!(
+        err.contains("--user nobody: the image's /etc/passwd has no such user"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_wsl_config_gives_the_plain_file_system() {
+    let img = image_with(json!({ "User": "app", "Env": ["X=1"] }), &[]);
+    let f = flatten(&img, &["--no-wsl-config"]);
+    let names: Vec<&String> = f.tree.keys().collect();
+    assert_eq!(
+        names,
+        [
+            "./",
+            "etc",
+            "etc/passwd",
+            "etc/profile",
+            "usr",
+            "usr/bin",
+            "usr/bin/sh"
+        ]
+    );
+    assert!(!f.stderr.contains("WSL:"), "{}", f.stderr);
+}
+
+#[test]
+fn boot_runs_the_entrypoint() {
+    let img = image_with(
+        json!({ "User": "postgres", "WorkingDir": "/var/lib/postgresql",
+                "Entrypoint": ["docker-entrypoint.sh"], "Cmd": ["postgres", "-c", "it's"] }),
+        &[],
+    );
+    let f = flatten(&img, &["--boot"]);
+    let conf = text(&f, "etc/wsl.conf");
+    let command = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("command = "))
+        .unwrap_or_else(|| panic!("{conf}"));
+    assert!(conf.contains("[boot]\ncommand = "), "{conf}");
+    assert_eq!(
+        command,
+        "cd '/var/lib/postgresql' && [ ! -r /etc/profile.d/oci2wsl-env.sh ] || . /etc/profile.d/oci2wsl-env.sh; exec 'docker-entrypoint.sh' 'postgres' '-c' 'it'\\''s'"
+    );
+    // WSL runs it with /bin/sh -c: it must parse, and run the right argv.
+    let traced = Command::new("sh")
+        .arg("-c")
+        .arg(command.replace("exec ", "printf '%s|' "))
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&traced.stdout),
+        "docker-entrypoint.sh|postgres|-c|it's|"
+    );
+    assert!(f
+        .stderr
+        .contains("runs [boot] command as root, not as postgres"));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = oci_layout(tmp.path(), &image_with(json!({}), &[]), "t");
+    let err = failure(&[&layout_arg(&layout, "t"), "--boot"]);
+    assert!(
+        err.contains("--boot: the image has neither Entrypoint nor Cmd"),
+        "{err}"
+    );
+}
+
+#[test]
+fn generated_files_follow_a_symlinked_etc() {
+    let mut img = image(vec![layer(&[
+        dir("private"),
+        dir("private/etc"),
+        file("private/etc/passwd", PASSWD),
+        symlink("etc", "private/etc"),
+        file("bin-sh-stand-in", ""),
+    ])]);
+    img.config_extra = json!({ "config": { "User": "app", "Env": ["X=1"] } });
+    let f = flatten(&img, &[]);
+    assert_eq!(f.tree["etc"].kind, 'l');
+    assert!(text(&f, "private/etc/wsl.conf").contains("default = app"));
+    assert!(f.tree.contains_key("private/etc/oci2wsl/image.json"));
+    assert!(f.tree.contains_key("private/etc/profile.d/oci2wsl-env.sh"));
+    assert!(!f.tree.keys().any(|k| k.starts_with("etc/")));
+}
+
+#[test]
+fn wsl_file_has_a_distribution_conf() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = oci_layout(tmp.path(), &image_with(json!({ "User": "app" }), &[]), "t");
+    let out = tmp.path().join("my app.wsl");
+    let o = oci2wsl(
+        &[&layout_arg(&layout, "t"), "-o", out.to_str().unwrap()],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = fs::read(&out).unwrap();
+    assert_eq!(&bytes[..2], [0x1f, 0x8b], "a .wsl file is a gzip tar");
+    let t = tree(&gunzip(&bytes));
+    let conf = String::from_utf8(content_of(&t, "etc/wsl-distribution.conf")).unwrap();
+    let sections = ini(&conf);
+    assert_eq!(sections["oobe"]["defaultUid"], "1000");
+    assert_eq!(sections["oobe"]["defaultName"], "my-app");
+    assert_eq!(sections["shortcut"]["enabled"], "true");
+    assert_eq!(sections["windowsterminal"]["enabled"], "true");
+    assert!(stderr(&o).contains("/etc/wsl-distribution.conf (name my-app, uid 1000)"));
+    // Other outputs do not get one.
+    let f = flatten(&image_with(json!({ "User": "app" }), &[]), &[]);
+    assert!(!f.tree.contains_key("etc/wsl-distribution.conf"));
+}
+
+/// A strict reader of the INI dialect: every non-comment line a section or `key = value`.
+fn ini(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut section = None;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = Some(s.to_string());
+            continue;
+        }
+        let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("{line}"));
+        out.entry(section.clone().expect("key before any section"))
+            .or_default()
+            .insert(k.trim().into(), v.trim().into());
+    }
+    out
+}
+
+// ------------------------------------------------------------------ --import
+
+fn stand_in() -> &'static PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target = root.join("target/wsl-stand-in");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let o = Command::new(cargo)
+            .args(["build", "--release", "--quiet", "--manifest-path"])
+            .arg(root.join("tests/wsl-stand-in/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        target.join("release/wsl-stand-in")
+    })
+}
+
+struct Wsl {
+    _tmp: tempfile::TempDir,
+    state: PathBuf,
+    local: PathBuf,
+    layout: String,
+}
+
+impl Wsl {
+    fn new(img: &support::Image) -> Wsl {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = layout_arg(&oci_layout(&tmp.path().join("image"), img, "t"), "t");
+        let state = tmp.path().join("wsl state");
+        let local = tmp.path().join("Local App Data ü");
+        Wsl {
+            _tmp: tmp,
+            state,
+            local,
+            layout,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    fn run_env(&self, args: &[&str], extra: &[(&str, &Path)]) -> Output {
+        let mut envs: Vec<(&str, &Path)> = vec![
+            ("OCI2WSL_WSL_EXE", stand_in()),
+            ("WSL_STAND_IN_DIR", &self.state),
+            ("LOCALAPPDATA", &self.local),
+        ];
+        envs.extend_from_slice(extra);
+        oci2wsl(args, &envs)
+    }
+
+    fn calls(&self) -> Vec<Vec<String>> {
+        fs::read_to_string(self.state.join("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect()
+    }
+
+    fn imports(&self) -> Vec<Vec<String>> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c[0] == "--import")
+            .collect()
+    }
+
+    fn record(&self, name: &str) -> Option<String> {
+        fs::read_to_string(self.state.join("distros").join(name)).ok()
+    }
+
+    fn received(&self, name: &str) -> Vec<u8> {
+        fs::read(self.state.join(format!("{name}.tar"))).unwrap()
+    }
+}
+
+fn example_image() -> support::Image {
+    image_with(json!({ "User": "app", "Env": ["X=1"] }), &[])
+}
+
+#[test]
+fn import_streams_the_tar_into_wsl() {
+    let wsl = Wsl::new(&example_image());
+    let o = wsl.run(&[&wsl.layout, "--import", "pg"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = wsl.local.join("Wsl").join("pg");
+    assert_eq!(
+        wsl.imports(),
+        [vec!["--import", "pg", dir.to_str().unwrap(), "-"]]
+    );
+    // The name was checked first.
+    assert_eq!(wsl.calls()[0], ["--list", "--quiet"]);
+    assert!(dir.is_dir());
+    // WSL received exactly what -o would have written, plain tar, and checked all of it.
+    let direct = oci2wsl(&[&wsl.layout], &[]);
+    assert_eq!(wsl.received("pg"), direct.stdout);
+    let t = tree(&wsl.received("pg"));
+    assert!(content_of(&t, "etc/wsl.conf").starts_with(b"#"));
+    assert!(wsl.record("pg").unwrap().contains("version=default"));
+    let err = stderr(&o);
+    assert!(err.contains("written to wsl --import pg"), "{err}");
+    assert!(err.contains("imported as WSL distribution pg"), "{err}");
+    assert!(
+        err.contains("The operation completed successfully."),
+        "{err}"
+    );
+}
+
+#[test]
+fn import_from_a_written_file_with_version_and_directory() {
+    let wsl = Wsl::new(&example_image());
+    let out = wsl
+        .local
+        .parent()
+        .unwrap()
+        .join("out dir é/pg.rootfs.tar.gz");
+    fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let dir = wsl.local.join("deep/er/Distros ü/pg");
+    let o = wsl.run(&[
+        &wsl.layout,
+        "-o",
+        out.to_str().unwrap(),
+        "--import",
+        "pg-16",
+        "--install-dir",
+        dir.to_str().unwrap(),
+        "--wsl-version",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        wsl.imports(),
+        [vec![
+            "--import",
+            "pg-16",
+            dir.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--version",
+            "2"
+        ]]
+    );
+    let record = wsl.record("pg-16").unwrap();
+    assert!(record.contains("version=2"), "{record}");
+    // The file stays, and WSL read the same bytes.
+    assert_eq!(wsl.received("pg-16"), gunzip(&fs::read(&out).unwrap()));
+}
+
+#[test]
+fn an_existing_name_is_refused_before_the_image_is_read() {
+    let wsl = Wsl::new(&example_image());
+    assert!(wsl.run(&[&wsl.layout, "--import", "pg"]).status.success());
+    // Any case: WSL's names are case-insensitive. The image does not even exist.
+    let o = wsl.run(&["oci:/nonexistent/layout", "--import", "PG"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(
+        err.trim_end(),
+        "oci2wsl: error: --import PG: a WSL distribution named PG already exists (wsl --unregister PG removes it)"
+    );
+    assert_eq!(wsl.imports().len(), 1);
+}
+
+#[test]
+fn wsl_errors_are_relayed_and_nothing_stays_registered() {
+    let wsl = Wsl::new(&example_image());
+    let o = wsl.run_env(
+        &[&wsl.layout, "--import", "pg"],
+        &[(
+            "WSL_STAND_IN_FAIL",
+            Path::new("The operation ran out of disk space.\nError code: Wsl/Service/RegisterDistro/ERROR_DISK_FULL"),
+        )],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o).trim_end(),
+        "oci2wsl: error: wsl --import pg failed (exit 1): The operation ran out of disk space. Error code: Wsl/Service/RegisterDistro/ERROR_DISK_FULL"
+    );
+    assert!(wsl.record("pg").is_none());
+}
+
+#[test]
+fn wsl_failing_mid_stream_is_relayed_not_a_broken_pipe() {
+    let big: String = "0123456789abcdef".repeat(1 << 16);
+    let wsl = Wsl::new(&image_with(json!({}), &[file("big", &big)]));
+    let o = wsl.run_env(
+        &[&wsl.layout, "--import", "pg"],
+        &[("WSL_STAND_IN_FAIL_AFTER", Path::new("10000"))],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o).trim_end(),
+        "oci2wsl: error: wsl --import pg failed (exit 1): bsdtar: Write failed: No space left on device Error code: Wsl/Service/RegisterDistro/0x8007006e"
+    );
+    assert!(wsl.record("pg").is_none());
+}
+
+#[test]
+fn a_bad_image_never_starts_an_import() {
+    let img = example_image().corrupt(Corrupt::BlobByte);
+    let wsl = Wsl::new(&img);
+    let o = wsl.run(&[&wsl.layout, "--import", "pg"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("digest"), "{}", stderr(&o));
+    assert!(wsl.imports().is_empty(), "{:?}", wsl.calls());
+}
+
+#[test]
+fn import_arguments_are_checked() {
+    let wsl = Wsl::new(&example_image());
+    for (name, want) in [
+        ("my distro", "is not a valid WSL distribution name"),
+        ("Legacy", "a name WSL reserves"),
+    ] {
+        let o = wsl.run(&[&wsl.layout, "--import", name]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains(want), "{}", stderr(&o));
+    }
+    let o = oci2wsl(
+        &[&wsl.layout, "--import", "pg"],
+        &[("OCI2WSL_WSL_EXE", Path::new("/nonexistent/wsl.exe"))],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cannot run /nonexistent/wsl.exe (is WSL installed?"),
+        "{}",
+        stderr(&o)
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci2wsl"));
+    let o = cmd
+        .args([&wsl.layout, "--import", "pg"])
+        .env("OCI2WSL_WSL_EXE", stand_in())
+        .env("WSL_STAND_IN_DIR", &wsl.state)
+        .env_remove("LOCALAPPDATA")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--install-dir is needed"),
+        "{}",
+        stderr(&o)
+    );
+    let o = wsl.run(&[&wsl.layout, "--import", "pg", "--wsl-version", "3"]);
+    assert_eq!(o.status.code(), Some(2), "clap refuses it");
+    assert!(wsl.imports().is_empty());
+}
+
+#[test]
+fn listing_in_utf16_is_understood() {
+    // WSL before 0.64 ignores WSL_UTF8 and lists names in UTF-16LE.
+    let wsl = Wsl::new(&example_image());
+    assert!(wsl
+        .run(&[&wsl.layout, "--import", "first"])
+        .status
+        .success());
+    let utf16 = Path::new("1");
+    let o = wsl.run_env(
+        &[&wsl.layout, "--import", "first"],
+        &[("WSL_STAND_IN_UTF16", utf16)],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("named first already exists"),
+        "{}",
+        stderr(&o)
+    );
+    let listed = Command::new(stand_in())
+        .args(["--list", "--quiet"])
+        .env("WSL_STAND_IN_DIR", &wsl.state)
+        .env("WSL_STAND_IN_UTF16", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        &listed.stdout[..4],
+        b"f\0i\0",
+        "the stand-in really spoke UTF-16"
+    );
+}
