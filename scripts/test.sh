@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every test (unit, integration, the differential
-# test against umoci, the registry tests), each fuzz target briefly, then the small
+# test against umoci, the registry tests), the Windows build under Wine, each fuzz target
+# briefly, then the small
 # end-to-end benchmark, which prints and never fails on a time. What CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,10 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --release
+
+# The Windows build and its smoke test under Wine (issue 4): flatten, and --import into a
+# stand-in wsl.exe, streamed and from a file.
+scripts/build-windows.sh --wine
 
 # Every fuzz target briefly (issue 6); a crash fails the run. Longer: scripts/fuzz.sh 600.
 scripts/fuzz.sh "${OCI2WSL_FUZZ_SECONDS:-10}"
