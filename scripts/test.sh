@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every test (unit, integration, the differential
-# test against umoci, the registry tests), the Windows build under Wine, each fuzz target
-# briefly, then the small
-# end-to-end benchmark, which prints and never fails on a time. What CI runs.
+# test against umoci, the registry tests, the WSL hand-off), the Windows build under Wine,
+# each fuzz target briefly, then the small end-to-end benchmark, which prints and never
+# fails on a time. What CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
