@@ -119,9 +119,22 @@ fn debian_image_extracts_cleanly_and_verifies() {
         fs::write(&motd, "changed by the third layer\n").unwrap();
     });
 
+    // A config as a real image has one: a user, an environment, a working directory.
+    sh(Command::new("umoci")
+        .args(["config", "--image"])
+        .arg(format!("{}:t", layout.display()))
+        .args([
+            "--config.user=daemon",
+            "--config.env=PATH=/opt/app/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "--config.env=GREETING=it's $HOME in `quotes`",
+            "--config.workingdir=/opt/app",
+        ]));
+
+    // The flattened file system itself, for the extractors, dpkg and umoci.
     let out = tmp.path().join("debian.rootfs.tar");
     let o = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
         .arg(format!("oci:{}:t", layout.display()))
+        .arg("--no-wsl-config")
         .arg("-o")
         .arg(&out)
         .output()
@@ -203,4 +216,45 @@ fn debian_image_extracts_cleanly_and_verifies() {
         .arg(&out)
         .arg(reference.join("rootfs")));
     eprintln!("{cmp}");
+
+    // With the WSL configuration, as imported: Debian's own /etc/profile sources the
+    // environment script in a login shell, and the default user is a user of the image.
+    let wsl_out = tmp.path().join("debian-wsl.rootfs.tar");
+    let o = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
+        .arg(format!("oci:{}:t", layout.display()))
+        .arg("-o")
+        .arg(&wsl_out)
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{summary}");
+    assert!(summary.contains("default user daemon (uid 1)"), "{summary}");
+    assert!(!summary.contains("warning"), "{summary}");
+    let wsl = tmp.path().join("wsl");
+    fs::create_dir(&wsl).unwrap();
+    sh(Command::new("bsdtar")
+        .args(["-x", "-p", "--xattrs", "--numeric-owner", "-f"])
+        .arg(&wsl_out)
+        .arg("-C")
+        .arg(&wsl));
+    let conf = fs::read_to_string(wsl.join("etc/wsl.conf")).unwrap();
+    assert!(conf.contains("[user]\ndefault = daemon\n"), "{conf}");
+    let login = sh(Command::new("chroot")
+        .arg(&wsl)
+        .args(["/usr/bin/env", "-i", "HOME=/root", "PATH=/usr/bin:/bin"])
+        .args([
+            "/bin/bash",
+            "-l",
+            "-c",
+            r#"printf '%s\n' "$GREETING" "$PATH""#,
+        ]));
+    let mut lines = login.lines();
+    assert_eq!(lines.next(), Some("it's $HOME in `quotes`"), "{login}");
+    let path = lines.next().unwrap();
+    assert!(path.starts_with("/opt/app/bin:/usr/local/sbin:"), "{path}");
+    let metadata = fs::read_to_string(wsl.join("etc/oci2wsl/image.json")).unwrap();
+    assert!(
+        metadata.contains(r#""workingDir": "/opt/app""#),
+        "{metadata}"
+    );
 }
