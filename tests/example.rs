@@ -76,6 +76,10 @@ fn readme_command_flattens_the_example() {
         "usr/bin/hello-again",
         "etc/motd",
         "usr/share/doc/example/NEWS",
+        // The image config (User app, Env) as WSL configuration.
+        "etc/wsl.conf",
+        "etc/profile.d/oci2wsl-env.sh",
+        "etc/oci2wsl/image.json",
     ] {
         assert!(
             listing.iter().any(|n| n == expected),
