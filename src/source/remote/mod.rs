@@ -1,15 +1,17 @@
 //! Images straight from a registry (distribution API v2).
 //!
 //! Each layer blob is downloaded once, into an anonymous temporary file (deleted by the OS
-//! when the process ends), with its digest and size checked on the way in; the flatten passes
-//! then read the spool. Downloads start as soon as the image is resolved, a few at a time
-//! and in layer order, so the index pass of one layer runs while the next downloads.
+//! when the process ends), with its digest and size checked on the way in. Downloads start
+//! as soon as the image is resolved, a few at a time and in layer order. The index pass
+//! reads each spool *while it grows*, so inflating and parsing a layer overlaps its
+//! download; its reader ends only when the download has verified the whole blob, and fails
+//! when the download does. The emit pass reads the finished spools.
 
 pub mod auth;
 pub mod client;
 pub mod reference;
 
-use super::store::{BlobReader, PositionedReader};
+use super::store::{read_at, write_at, BlobReader, PositionedReader};
 use super::ImageSource;
 use crate::image::digest::{Digest, Hasher};
 use crate::image::manifest::{self, Descriptor, MAX_JSON_SIZE};
@@ -19,7 +21,7 @@ use auth::Credentials;
 use client::Client;
 use reference::RegistryRef;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -53,7 +55,21 @@ impl Default for RegistryOptions {
     }
 }
 
-type Slot = Option<Result<Arc<File>, String>>;
+/// Where one layer's download is.
+enum Slot {
+    Pending,
+    /// The first `written` bytes of the spool are this attempt's bytes of the blob.
+    Growing {
+        file: Arc<File>,
+        written: u64,
+    },
+    /// Complete, digest and size checked.
+    Done {
+        file: Arc<File>,
+        size: u64,
+    },
+    Failed(String),
+}
 
 struct Downloads {
     slots: Mutex<Vec<Slot>>,
@@ -93,7 +109,7 @@ impl RegistrySource {
     fn start_downloads(&self, layers: &[Layer]) {
         {
             let mut slots = self.downloads.slots.lock().unwrap();
-            *slots = (0..layers.len()).map(|_| None).collect();
+            *slots = (0..layers.len()).map(|_| Slot::Pending).collect();
         }
         let queue = Arc::new(Mutex::new(
             layers
@@ -143,56 +159,73 @@ impl RegistrySource {
                     );
                     (bar, total.clone())
                 });
-                let result = download(&client, &layer, bar.as_ref())
-                    .map(Arc::new)
-                    .map_err(|e| format!("{:#}", e.context(layer.describe())));
-                downloads.slots.lock().unwrap()[layer.index] = Some(result);
-                downloads.ready.notify_all();
+                let publish = |state: Slot| {
+                    downloads.slots.lock().unwrap()[layer.index] = state;
+                    downloads.ready.notify_all();
+                };
+                let result = download(&client, &layer, bar.as_ref(), &publish);
+                publish(match result {
+                    Ok((file, size)) => Slot::Done { file, size },
+                    Err(e) => Slot::Failed(format!("{e:#}")),
+                });
             });
         }
     }
 }
 
 /// Downloads one blob into a spool file, verifying digest and size, resuming an interrupted
-/// transfer with a range request.
+/// transfer with a range request. `publish` hears of every stretch written.
 fn download(
     client: &Client,
     layer: &Layer,
     bars: Option<&(indicatif::ProgressBar, indicatif::ProgressBar)>,
-) -> Result<File> {
+    publish: &dyn Fn(Slot),
+) -> Result<(Arc<File>, u64)> {
     let digest = layer
         .digest
         .as_ref()
         .ok_or_else(|| anyhow!("registry layer without digest"))?;
     let size = layer.size.unwrap_or(u64::MAX);
-    let mut spool = tempfile::tempfile().context("creating a temporary file for a layer")?;
+    let spool = Arc::new(tempfile::tempfile().context("creating a temporary file for a layer")?);
     let mut hasher = Hasher::new(digest.algorithm());
     let mut have: u64 = 0;
     let mut interruptions = 0;
     let mut buf = vec![0u8; 256 * 1024];
+    publish(Slot::Growing {
+        file: spool.clone(),
+        written: 0,
+    });
     'attempts: loop {
         let (mut body, resumed) = client.blob(&digest.to_string(), have)?;
         if have > 0 && !resumed {
-            // The registry sent the whole blob again: start over.
-            spool.set_len(0)?;
-            spool.seek(SeekFrom::Start(0))?;
+            // The registry sent the whole blob again: start over. Readers wait until this
+            // attempt has written past where they are.
             hasher = Hasher::new(digest.algorithm());
             if let Some((bar, total)) = bars {
                 bar.set_position(0);
                 total.dec(have);
             }
             have = 0;
+            publish(Slot::Growing {
+                file: spool.clone(),
+                written: 0,
+            });
         }
         loop {
             match body.read(&mut buf) {
                 Ok(0) => break 'attempts,
                 Ok(n) => {
-                    have += n as u64;
-                    if have > size {
+                    if have + n as u64 > size {
                         bail!("blob {digest} is longer than the size its descriptor says ({size} bytes): wrong size or tampered");
                     }
                     hasher.update(&buf[..n]);
-                    spool.write_all(&buf[..n])?;
+                    // Positioned writes: readers use positioned reads of the same file.
+                    write_at(&spool, &buf[..n], have)?;
+                    have += n as u64;
+                    publish(Slot::Growing {
+                        file: spool.clone(),
+                        written: have,
+                    });
                     if let Some((bar, total)) = bars {
                         bar.inc(n as u64);
                         total.inc(n as u64);
@@ -219,14 +252,59 @@ fn download(
     if &actual != digest {
         bail!("blob has digest {actual}, expected {digest} (corrupted or tampered)");
     }
-    spool.flush()?;
     if let Some((bar, total)) = bars {
         bar.finish_and_clear();
         if total.length().is_some_and(|len| total.position() >= len) {
             total.finish_and_clear();
         }
     }
-    Ok(spool)
+    Ok((spool, have))
+}
+
+/// A layer's spool as it downloads: blocks for bytes not yet written, ends only when the
+/// download verified the whole blob, and fails when it failed.
+struct GrowingReader {
+    downloads: Arc<Downloads>,
+    index: usize,
+    pos: u64,
+}
+
+impl Read for GrowingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut slots = self.downloads.slots.lock().unwrap();
+        loop {
+            let (file, available) = match &slots[self.index] {
+                Slot::Failed(e) => return Err(std::io::Error::other(e.clone())),
+                Slot::Done { file, size } => {
+                    if self.pos >= *size {
+                        return Ok(0);
+                    }
+                    (file.clone(), size - self.pos)
+                }
+                Slot::Growing { file, written } if *written > self.pos => {
+                    (file.clone(), written - self.pos)
+                }
+                Slot::Growing { .. } | Slot::Pending => {
+                    slots = self.downloads.ready.wait(slots).unwrap();
+                    continue;
+                }
+            };
+            drop(slots);
+            let want = available.min(buf.len() as u64) as usize;
+            let n = read_at(&file, &mut buf[..want], self.pos)?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the layer's temporary file is shorter than what was written to it",
+                ));
+            }
+            self.pos += n as u64;
+            return Ok(n);
+        }
+    }
 }
 
 impl JsonFetcher for RegistrySource {
@@ -309,23 +387,24 @@ impl ImageSource for RegistrySource {
     }
 
     /// Spools are anonymous files of this process, filled by `download`, which checks the
-    /// digest of every byte written.
+    /// digest of every byte written; a reader sees the end of a layer only after that check.
     fn blobs_verified(&self) -> bool {
         true
     }
 
     fn open_layer(&self, layer: &Layer) -> Result<BlobReader> {
-        let mut slots = self.downloads.slots.lock().unwrap();
-        loop {
-            match slots.get(layer.index) {
-                None => bail!("layer {} was never scheduled for download", layer.index),
-                Some(Some(Ok(file))) => {
-                    let size = file.metadata()?.len();
-                    return Ok(Box::new(PositionedReader::new(file.clone(), 0, size)));
-                }
-                Some(Some(Err(e))) => return Err(anyhow!("{e}")),
-                Some(None) => slots = self.downloads.ready.wait(slots).unwrap(),
+        let slots = self.downloads.slots.lock().unwrap();
+        match slots.get(layer.index) {
+            None => bail!("layer {} was never scheduled for download", layer.index),
+            Some(Slot::Done { file, size }) => {
+                Ok(Box::new(PositionedReader::new(file.clone(), 0, *size)))
             }
+            Some(Slot::Failed(e)) => Err(anyhow!("{e}")),
+            Some(Slot::Growing { .. } | Slot::Pending) => Ok(Box::new(GrowingReader {
+                downloads: self.downloads.clone(),
+                index: layer.index,
+                pos: 0,
+            })),
         }
     }
 }
