@@ -195,7 +195,7 @@ impl ImportOptions {
         })
     }
 
-    /// After a failed streaming import: make sure no half-imported distribution stays
+    /// After we stopped a streaming import: make sure no half-imported distribution stays
     /// registered under the name (it was free when we started).
     fn clean_up(&self) {
         if let Ok(names) = self.registered() {
@@ -260,11 +260,9 @@ impl StreamingImport {
         let status = self.child.wait().context("waiting for wsl --import")?;
         let stdout = self.stdout.join().unwrap_or_default();
         let stderr = self.stderr.join().unwrap_or_default();
-        let result = finish(&self.options.name, status, &stdout, &stderr);
-        if result.is_err() {
-            self.options.clean_up();
-        }
-        result
+        // A failure WSL reports is WSL's to roll back; unregistering here could remove a
+        // distribution someone else created under the name meanwhile (ERROR_ALREADY_EXISTS).
+        finish(&self.options.name, status, &stdout, &stderr)
     }
 
     /// Our side failed: stop WSL before it sees an end of input (a clean end would let it
@@ -289,7 +287,10 @@ impl StreamingImport {
         let _ = self.child.wait();
         let stdout = self.stdout.join().unwrap_or_default();
         let stderr = self.stderr.join().unwrap_or_default();
-        self.options.clean_up();
+        if exited.is_none() {
+            // We stopped it mid-import: whatever it registered is ours to remove.
+            self.options.clean_up();
+        }
         let status = exited.filter(|s| !s.success())?;
         finish(&self.options.name, status, &stdout, &stderr)
             .err()
