@@ -277,14 +277,23 @@ fn symlink_loops_are_kept_verbatim_and_never_followed() {
         vec![whiteout("a/x"), file("b/new", "n")],
     ]);
     // Whiting out something absent is a no-op, even through a link.
-    assert_eq!((t["a"].kind, t["a"].link.as_slice()), ('l', b"b".as_slice()));
+    assert_eq!(
+        (t["a"].kind, t["a"].link.as_slice()),
+        ('l', b"b".as_slice())
+    );
     // A new entry below a lower layer's symlink: overlay makes the path a directory.
     assert_eq!(t["b"].kind, 'd');
     assert_eq!(t["b/new"].content, b"n");
-    assert_eq!((t["self"].kind, t["self"].link.as_slice()), ('l', b"self".as_slice()));
+    assert_eq!(
+        (t["self"].kind, t["self"].link.as_slice()),
+        ('l', b"self".as_slice())
+    );
     assert_eq!(t["up"].link, b"../../up");
     // A hardlink to a symlink stays one, after it (check_invariants saw to the order).
-    assert_eq!((t["a-again"].kind, t["a-again"].link.as_slice()), ('h', b"a".as_slice()));
+    assert_eq!(
+        (t["a-again"].kind, t["a-again"].link.as_slice()),
+        ('h', b"a".as_slice())
+    );
 }
 
 #[test]

@@ -248,7 +248,7 @@ fn entry_below_a_symlink_overlay_semantics_not_umoci() {
         .arg(&layer_tar));
     let out = tmp.path().join("o.tar");
     let o = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
-            .arg("--no-wsl-config")
+        .arg("--no-wsl-config")
         .arg(format!("oci:{}:t", b.layout.display()))
         .arg("-o")
         .arg(&out)

@@ -365,14 +365,24 @@ fn hostile_passwd_links_end_in_a_warning() {
     // /etc/passwd as a symlink loop, and as a link out of the image: neither is followed
     // on the host, neither hangs; the user is just not found.
     for (passwd, other) in [
-        (symlink("etc/passwd", "passwd2"), symlink("etc/passwd2", "/etc/passwd")),
-        (symlink("etc/passwd", "/../../../../etc/passwd"), dir("unused")),
+        (
+            symlink("etc/passwd", "passwd2"),
+            symlink("etc/passwd2", "/etc/passwd"),
+        ),
+        (
+            symlink("etc/passwd", "/../../../../etc/passwd"),
+            dir("unused"),
+        ),
     ] {
         let mut img = image(vec![layer(&[dir("etc"), passwd, other])]);
         img.config_extra = json!({ "config": { "User": "root" } });
         let f = flatten(&img, &[]);
         assert!(!f.tree.contains_key("etc/wsl.conf"));
-        assert!(f.stderr.contains("has no entry in its /etc/passwd"), "{}", f.stderr);
+        assert!(
+            f.stderr.contains("has no entry in its /etc/passwd"),
+            "{}",
+            f.stderr
+        );
     }
 }
 

@@ -296,7 +296,10 @@ pub fn write_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> 
         #[cfg(windows)]
         let n = std::os::windows::fs::FileExt::seek_write(file, buf, offset)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "the disk took no bytes"));
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "the disk took no bytes",
+            ));
         }
         buf = &buf[n..];
         offset += n as u64;
