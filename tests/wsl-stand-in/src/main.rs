@@ -72,7 +72,10 @@ fn pax_records(data: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut rest = data;
     while let Some(space) = rest.iter().position(|b| *b == b' ') {
-        let Ok(len) = std::str::from_utf8(&rest[..space]).unwrap_or("x").parse::<usize>() else {
+        let Ok(len) = std::str::from_utf8(&rest[..space])
+            .unwrap_or("x")
+            .parse::<usize>()
+        else {
             break;
         };
         if len > rest.len() || len <= space + 1 {
@@ -112,7 +115,10 @@ fn check_tar(data: &[u8]) -> Result<Vec<String>, String> {
             .get(pos..pos + 512)
             .ok_or("bsdtar: Truncated tar archive (no end-of-archive marker)")?;
         if header.iter().all(|b| *b == 0) {
-            if data.get(pos + 512..pos + 1024).is_none_or(|b| b.iter().any(|x| *x != 0)) {
+            if data
+                .get(pos + 512..pos + 1024)
+                .is_none_or(|b| b.iter().any(|x| *x != 0))
+            {
                 return Err("bsdtar: Truncated tar archive (one end block)".into());
             }
             break;
@@ -121,10 +127,18 @@ fn check_tar(data: &[u8]) -> Result<Vec<String>, String> {
         let sum: u64 = header
             .iter()
             .enumerate()
-            .map(|(i, b)| if (148..156).contains(&i) { 32 } else { u64::from(*b) })
+            .map(|(i, b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u64::from(*b)
+                }
+            })
             .sum();
         if sum != stored {
-            return Err(format!("bsdtar: Damaged tar archive (bad header checksum at {pos})"));
+            return Err(format!(
+                "bsdtar: Damaged tar archive (bad header checksum at {pos})"
+            ));
         }
         let size = octal(&header[124..136])?;
         let typeflag = header[156];
@@ -143,11 +157,19 @@ fn check_tar(data: &[u8]) -> Result<Vec<String>, String> {
             }
             b'g' => continue,
             b'L' => {
-                long_name = Some(String::from_utf8_lossy(content).trim_end_matches('\0').into());
+                long_name = Some(
+                    String::from_utf8_lossy(content)
+                        .trim_end_matches('\0')
+                        .into(),
+                );
                 continue;
             }
             b'K' => {
-                long_link = Some(String::from_utf8_lossy(content).trim_end_matches('\0').into());
+                long_link = Some(
+                    String::from_utf8_lossy(content)
+                        .trim_end_matches('\0')
+                        .into(),
+                );
                 continue;
             }
             _ => {}
@@ -195,11 +217,18 @@ fn import(args: &[String]) -> ExitCode {
     let version = match &args[3..] {
         [] => "default".to_string(),
         [flag, v] if flag == "--version" && (v == "1" || v == "2") => v.clone(),
-        other => return fail(&format!("Invalid command line argument: {}", other.join(" "))),
+        other => {
+            return fail(&format!(
+                "Invalid command line argument: {}",
+                other.join(" ")
+            ))
+        }
     };
     let valid = !name.is_empty()
         && name.len() <= 256
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if !valid {
         return fail("The supplied distribution name is invalid.\nError code: Wsl/Service/RegisterDistro/E_INVALIDARG");
     }
@@ -261,7 +290,9 @@ fn import(args: &[String]) -> ExitCode {
     );
     fs::write(distros.join(name), record).unwrap();
     fs::write(dir.join("ext4.vhdx"), b"stand-in disk\n").unwrap();
-    say("Import in progress, this may take a few minutes.\nThe operation completed successfully.\n");
+    say(
+        "Import in progress, this may take a few minutes.\nThe operation completed successfully.\n",
+    );
     ExitCode::SUCCESS
 }
 
@@ -294,6 +325,9 @@ fn main() -> ExitCode {
             say("Unregistering.\nThe operation completed successfully.\n");
             ExitCode::SUCCESS
         }
-        _ => fail(&format!("wsl-stand-in: unsupported arguments: {}", args.join(" "))),
+        _ => fail(&format!(
+            "wsl-stand-in: unsupported arguments: {}",
+            args.join(" ")
+        )),
     }
 }
