@@ -630,6 +630,49 @@ fn wsl_failing_mid_stream_is_relayed_not_a_broken_pipe() {
     assert!(wsl.record("pg").is_none());
 }
 
+/// SIGTERM while WSL reads the stream: oci2wsl exits 130 and kills the import first, so WSL
+/// never sees an end of input (a tar cut at an entry boundary could pass for a whole one).
+#[cfg(unix)]
+#[test]
+fn interrupted_streaming_import_is_killed_not_ended() {
+    let big: String = "0123456789abcdef".repeat(1 << 18);
+    let wsl = Wsl::new(&image_with(json!({}), &[file("big", &big)]));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
+        .args([&wsl.layout, "--import", "pg"])
+        .env("OCI2WSL_WSL_EXE", stand_in())
+        .env("WSL_STAND_IN_DIR", &wsl.state)
+        .env("LOCALAPPDATA", &wsl.local)
+        .env("WSL_STAND_IN_SLOW", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while wsl.imports().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    // The stand-in is gone without ever reading an end of input, and registered nothing.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        !wsl.state.join("pg.eof").exists(),
+        "WSL saw a clean end of input"
+    );
+    assert!(wsl.record("pg").is_none());
+}
+
 #[test]
 fn a_bad_image_never_starts_an_import() {
     let img = example_image().corrupt(Corrupt::BlobByte);

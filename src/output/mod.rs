@@ -63,10 +63,28 @@ pub enum Destination {
 /// Temporary files that a Ctrl-C must not leave behind (see `install_interrupt_cleanup`).
 static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+type Stop = Box<dyn Fn() + Send>;
+
+/// What to stop before exiting on an interrupt: a `wsl --import` reading our stream must
+/// be killed, not shown a clean end of input (see `wsl::import`).
+static STOP_ON_INTERRUPT: Mutex<Vec<Stop>> = Mutex::new(Vec::new());
+
+/// Registers `stop` to run if the process is interrupted, for the rest of the run.
+pub fn stop_on_interrupt(stop: Stop) {
+    if let Ok(mut stops) = STOP_ON_INTERRUPT.lock() {
+        stops.push(stop);
+    }
+}
+
 /// On Ctrl-C (or SIGTERM, or closing the console on Windows) remove our temporary output
 /// files and exit 130, so an interrupted run leaves the directory as it found it.
 pub fn install_interrupt_cleanup() {
     let _ = ctrlc::set_handler(|| {
+        if let Ok(stops) = STOP_ON_INTERRUPT.lock() {
+            for stop in stops.iter() {
+                stop();
+            }
+        }
         if let Ok(pending) = PENDING.lock() {
             for p in pending.iter() {
                 let _ = fs::remove_file(p);

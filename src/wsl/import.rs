@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Where and how to import.
@@ -186,6 +187,17 @@ impl ImportOptions {
                 .take()
                 .map(|s| Box::new(s) as Box<dyn Read + Send>),
         );
+        let child = Arc::new(Mutex::new(child));
+        // Interrupted (SIGTERM, a closed console) while WSL reads: it must not see our exit
+        // as a clean end of input, which a tar cut at an entry boundary would look like.
+        let on_interrupt = Arc::downgrade(&child);
+        crate::output::stop_on_interrupt(Box::new(move || {
+            if let Some(child) = on_interrupt.upgrade() {
+                if let Ok(mut child) = child.try_lock() {
+                    let _ = child.kill();
+                }
+            }
+        }));
         Ok(StreamingImport {
             options: self.clone(),
             child,
@@ -243,7 +255,7 @@ pub fn default_install_dir(name: &str) -> Result<PathBuf> {
 /// A running `wsl --import … -` that reads the tar from us.
 pub struct StreamingImport {
     options: ImportOptions,
-    child: Child,
+    child: Arc<Mutex<Child>>,
     stdin: Option<ChildStdin>,
     stdout: JoinHandle<Vec<u8>>,
     stderr: JoinHandle<Vec<u8>>,
@@ -257,7 +269,13 @@ impl StreamingImport {
     /// Waits for WSL after the whole tar was written and stdin closed.
     pub fn finish(mut self) -> Result<String> {
         drop(self.stdin.take());
-        let status = self.child.wait().context("waiting for wsl --import")?;
+        // Not holding the lock while WSL finishes: an interrupt can still stop it.
+        let status = loop {
+            if let Some(status) = self.child.lock().unwrap().try_wait()? {
+                break status;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
         let stdout = self.stdout.join().unwrap_or_default();
         let stderr = self.stderr.join().unwrap_or_default();
         // A failure WSL reports is WSL's to roll back; unregistering here could remove a
@@ -272,19 +290,23 @@ impl StreamingImport {
     /// `pipe_closed`: our write failed because WSL stopped reading, so it is exiting on
     /// its own and has the message that matters; it gets a moment to finish.
     pub fn abort(mut self, pipe_closed: bool) -> Option<String> {
-        let mut exited = self.child.try_wait().ok().flatten();
+        let try_wait = |child: &Mutex<Child>| child.lock().unwrap().try_wait().ok().flatten();
+        let mut exited = try_wait(&self.child);
         if pipe_closed {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             while exited.is_none() && std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(20));
-                exited = self.child.try_wait().ok().flatten();
+                exited = try_wait(&self.child);
             }
         }
-        if exited.is_none() {
-            let _ = self.child.kill();
+        {
+            let mut child = self.child.lock().unwrap();
+            if exited.is_none() {
+                let _ = child.kill();
+            }
+            drop(self.stdin.take());
+            let _ = child.wait();
         }
-        drop(self.stdin.take());
-        let _ = self.child.wait();
         let stdout = self.stdout.join().unwrap_or_default();
         let stderr = self.stderr.join().unwrap_or_default();
         if exited.is_none() {

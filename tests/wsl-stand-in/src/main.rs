@@ -5,7 +5,8 @@
 //! tar's entries) and `NAME.tar` (the uncompressed tar it received). Like WSL it prints
 //! UTF-16LE unless `WSL_UTF8=1` (and `WSL_STAND_IN_UTF16` is unset). `WSL_STAND_IN_FAIL=MESSAGE` makes an import read all of
 //! its input and then fail with MESSAGE, as WSL relays errors from inside the VM;
-//! `WSL_STAND_IN_FAIL_AFTER=N` fails after reading N bytes of a streamed tar.
+//! `WSL_STAND_IN_FAIL_AFTER=N` fails after reading N bytes of a streamed tar;
+//! `WSL_STAND_IN_SLOW` reads a streamed tar slowly. `NAME.eof` records that the input ended.
 
 use std::collections::HashSet;
 use std::fs;
@@ -256,7 +257,18 @@ fn import(args: &[String]) -> ExitCode {
         return fail("bsdtar: Write failed: No space left on device\nError code: Wsl/Service/RegisterDistro/0x8007006e");
     }
     let mut data = Vec::new();
-    let read = if file == "-" {
+    let read = if file == "-" && std::env::var_os("WSL_STAND_IN_SLOW").is_some() {
+        // A slow disk: 64 KiB every 20 ms, so a test can interrupt the writer mid-stream.
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match io::stdin().lock().read(&mut chunk) {
+                Ok(0) => break Ok(data.len()),
+                Ok(n) => data.extend_from_slice(&chunk[..n]),
+                Err(e) => break Err(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    } else if file == "-" {
         io::stdin().lock().read_to_end(&mut data)
     } else {
         fs::File::open(file).and_then(|mut f| f.read_to_end(&mut data))
@@ -264,6 +276,8 @@ fn import(args: &[String]) -> ExitCode {
     if let Err(e) = read {
         return fail(&format!("The system cannot find the file specified.\nError code: Wsl/Service/RegisterDistro/ERROR_FILE_NOT_FOUND ({file}: {e})"));
     }
+    // Seeing the end of the input is what a killed import never does.
+    fs::write(state().join(format!("{name}.eof")), data.len().to_string()).unwrap();
     let compressed = data.len();
     if data.starts_with(&[0x1f, 0x8b]) {
         let mut plain = Vec::new();
