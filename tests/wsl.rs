@@ -637,7 +637,7 @@ fn wsl_failing_mid_stream_is_relayed_not_a_broken_pipe() {
 fn interrupted_streaming_import_is_killed_not_ended() {
     let big: String = "0123456789abcdef".repeat(1 << 18);
     let wsl = Wsl::new(&image_with(json!({}), &[file("big", &big)]));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
+    let child = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
         .args([&wsl.layout, "--import", "pg"])
         .env("OCI2WSL_WSL_EXE", stand_in())
         .env("WSL_STAND_IN_DIR", &wsl.state)
