@@ -116,7 +116,7 @@ struct Cli {
     boot: bool,
 
     /// Import the result as WSL distribution NAME (wsl --import). Without -o the tar is
-    /// streamed into WSL and nothing is written to disk.
+    /// streamed into WSL and no tarball is written to disk.
     #[arg(long, value_name = "NAME", help_heading = "WSL")]
     import: Option<String>,
 
