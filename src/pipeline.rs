@@ -31,7 +31,7 @@ pub struct Options {
     /// The image config as WSL configuration; `None` for `--no-wsl-config`.
     pub wsl: Option<WslOptions>,
     /// `--import NAME`: hand the result to `wsl.exe --import`. With `Destination::Stdout`
-    /// the tar streams into WSL and nothing is written to disk.
+    /// the tar streams into WSL and no tarball is written to disk.
     pub import: Option<ImportOptions>,
 }
 
@@ -120,11 +120,17 @@ impl Write for ImportStream {
     }
 }
 
-fn pipe_closed(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
+/// Our run failed with `e`: stop a running import, and report WSL's own failure instead
+/// when WSL stopped reading first (our broken pipe was only its consequence).
+fn abort_import(running: Option<wsl::import::StreamingImport>, e: anyhow::Error) -> anyhow::Error {
+    let pipe_closed = e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    });
+    match running.and_then(|s| s.abort(pipe_closed)) {
+        Some(said) => anyhow::anyhow!(said),
+        None => e,
+    }
 }
 
 pub fn run(opts: &Options) -> Result<Summary> {
@@ -185,18 +191,11 @@ pub fn run(opts: &Options) -> Result<Summary> {
     let stats = match flattened {
         Ok(stats) => stats,
         Err(e) => {
-            // Stop WSL before the stream closes: a clean end of input could let it register
-            // what it has so far.
-            let wsl_said = started
-                .lock()
-                .unwrap()
-                .take()
-                .and_then(|s| s.abort(pipe_closed(&e)));
+            // Stop WSL before the stream closes (`tar` still holds it open): a clean end of
+            // input could let it register what it has so far.
+            let e = abort_import(started.lock().unwrap().take(), e);
             drop(tar);
-            return Err(match wsl_said {
-                Some(said) => anyhow::anyhow!(said),
-                None => e,
-            });
+            return Err(e);
         }
     };
     let tar_bytes = tar.bytes_written();
@@ -207,13 +206,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
     let running = started.lock().unwrap().take();
     let bytes_out = match committed {
         Ok(n) => n,
-        Err(e) => {
-            let wsl_said = running.and_then(|s| s.abort(pipe_closed(&e)));
-            return Err(match wsl_said {
-                Some(said) => anyhow::anyhow!(said),
-                None => e,
-            });
-        }
+        Err(e) => return Err(abort_import(running, e)),
     };
     let imported = match (&opts.import, import_dir) {
         (Some(import), Some(dir)) => {

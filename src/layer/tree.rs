@@ -273,13 +273,7 @@ impl Tree {
                     let inode = &self.inodes[id];
                     if inode.meta.kind == EntryKind::Symlink {
                         hops += 1;
-                        let target = &inode.meta.link;
-                        let base: &[u8] = if target.starts_with(b"/") {
-                            b""
-                        } else {
-                            super::entry::parent_of(ancestor)
-                        };
-                        match resolve_lexically(base, target) {
+                        match link_target(ancestor, &inode.meta.link) {
                             Some(resolved) if hops <= 16 && !resolved.is_empty() => {
                                 let mut next = resolved;
                                 next.extend_from_slice(&current[end..]);
@@ -309,13 +303,7 @@ impl Tree {
             match inode.meta.kind {
                 EntryKind::Regular => return inode.content.clone(),
                 EntryKind::Symlink => {
-                    let target = &inode.meta.link;
-                    let base: &[u8] = if target.starts_with(b"/") {
-                        b""
-                    } else {
-                        super::entry::parent_of(&path)
-                    };
-                    path = self.follow_parents(&resolve_lexically(base, target)?);
+                    path = self.follow_parents(&link_target(&path, &inode.meta.link)?);
                 }
                 _ => return None,
             }
@@ -386,6 +374,17 @@ impl Tree {
 }
 
 /// Joins a symlink target onto a directory, resolving `.` and `..` without leaving the root.
+/// Where the symlink at `at` points, as a tree path: absolute targets from the image's root
+/// (never the host's), relative ones from the link's directory.
+fn link_target(at: &[u8], target: &[u8]) -> Option<Vec<u8>> {
+    let base: &[u8] = if target.starts_with(b"/") {
+        b""
+    } else {
+        super::entry::parent_of(at)
+    };
+    resolve_lexically(base, target)
+}
+
 fn resolve_lexically(base: &[u8], target: &[u8]) -> Option<Vec<u8>> {
     let mut parts: Vec<&[u8]> = base
         .split(|b| *b == b'/')
