@@ -71,6 +71,9 @@ pub fn reread(blob: BlobReader, layer: &Layer) -> Result<Decoded<BufReader<BlobR
 /// that decompressing a layer overlaps with writing the previous one.
 pub struct ReadAhead {
     chunks: mpsc::Receiver<io::Result<Vec<u8>>>,
+    /// Read chunks go back to the producer to be filled again: a fresh zeroed MiB for every
+    /// MiB of every layer cost more than the copy out of it.
+    spent: mpsc::Sender<Vec<u8>>,
     current: Vec<u8>,
     pos: usize,
 }
@@ -89,6 +92,7 @@ impl ReadAhead {
         R: Read,
     {
         let (tx, rx) = mpsc::sync_channel(depth.max(1));
+        let (spent, recycled) = mpsc::channel::<Vec<u8>>();
         scope.spawn(move || {
             let mut reader = match open() {
                 Ok(r) => r,
@@ -98,7 +102,8 @@ impl ReadAhead {
                 }
             };
             loop {
-                let mut chunk = vec![0u8; CHUNK];
+                let mut chunk = recycled.try_recv().unwrap_or_default();
+                chunk.resize(CHUNK, 0);
                 let mut filled = 0;
                 while filled < CHUNK {
                     match reader.read(&mut chunk[filled..]) {
@@ -123,6 +128,7 @@ impl ReadAhead {
         });
         ReadAhead {
             chunks: rx,
+            spent,
             current: Vec::new(),
             pos: 0,
         }
@@ -134,7 +140,9 @@ impl Read for ReadAhead {
         if self.pos == self.current.len() {
             match self.chunks.recv() {
                 Ok(Ok(chunk)) => {
-                    self.current = chunk;
+                    let spent = std::mem::replace(&mut self.current, chunk);
+                    // The producer may be gone already; then the buffer is simply freed.
+                    let _ = self.spent.send(spent);
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),
