@@ -137,6 +137,65 @@ impl<W: Write + Send> FinishWrite for zstd::stream::write::Encoder<'static, W> {
     }
 }
 
+/// The output file, with the kernel told to start writing it to disk as it grows, so that
+/// the `fsync` before the rename (which makes the new file durable before it replaces an old
+/// one) finds little left to do instead of the whole file. Elsewhere than Linux it is the
+/// plain file and the `fsync` does all the work.
+struct Writeback {
+    file: fs::File,
+    written: u64,
+    started: u64,
+}
+
+/// How much written data may wait before its write-back is started.
+#[cfg(target_os = "linux")]
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
+impl Writeback {
+    fn new(file: fs::File) -> Writeback {
+        Writeback {
+            file,
+            written: 0,
+            started: 0,
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn start_writeback(&mut self) {
+        use std::os::fd::AsRawFd;
+        if self.written - self.started < WRITEBACK_EVERY {
+            return;
+        }
+        // SAFETY: plain system call on a file descriptor we own; no memory is passed. It only
+        // starts asynchronous write-back: a failure changes nothing that the fsync at commit
+        // does not check, so its result is ignored.
+        unsafe {
+            libc::sync_file_range(
+                self.file.as_raw_fd(),
+                self.started as libc::off64_t,
+                (self.written - self.started) as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+        self.started = self.written;
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn start_writeback(&mut self) {}
+}
+
+impl Write for Writeback {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(b)?;
+        self.written += n as u64;
+        self.start_writeback();
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// Counts the bytes that reach the destination (after compression).
 #[derive(Clone, Default)]
 struct CountingShared(std::sync::Arc<std::sync::atomic::AtomicU64>);
@@ -231,7 +290,7 @@ impl Sink {
                     .reopen()
                     .context("reopening the temporary output file")?;
                 (
-                    Box::new(io::BufWriter::with_capacity(1 << 20, file)),
+                    Box::new(io::BufWriter::with_capacity(1 << 20, Writeback::new(file))),
                     Some(temp),
                     Some((path.clone(), *force)),
                 )
