@@ -261,6 +261,11 @@ pub fn flatten<W: Write>(
         }
     }
     let plan = tree.plan(count);
+    for (index, layer) in image.layers.iter().enumerate() {
+        if plan.regular[index].is_empty() {
+            source.release_layer(layer);
+        }
+    }
 
     for (path, meta, link) in &plan.contentless {
         match link {
@@ -283,7 +288,7 @@ pub fn flatten<W: Write>(
             while next_to_start < needed.len() && readers.len() < jobs.max(1) {
                 let layer = &image.layers[needed[next_to_start]];
                 let reader = stream::ReadAhead::spawn(scope, 8, move || {
-                    stream::reread(source.open_layer(layer)?, layer)
+                    stream::reread(source.open_layer_last(layer)?, layer)
                 });
                 readers.push_back((needed[next_to_start], reader));
                 next_to_start += 1;

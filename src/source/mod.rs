@@ -29,6 +29,16 @@ pub trait ImageSource: Send + Sync {
     fn blobs_verified(&self) -> bool {
         false
     }
+
+    /// Opens a layer blob for the last time. A source that holds a private copy (a registry
+    /// download) may free each part of it once read, so that the memory and disk it held
+    /// serve the output instead.
+    fn open_layer_last(&self, layer: &Layer) -> Result<BlobReader> {
+        self.open_layer(layer)
+    }
+
+    /// The layer stage will not open this layer again (see `open_layer_last`).
+    fn release_layer(&self, _layer: &Layer) {}
 }
 
 /// Opens the source a reference names.

@@ -275,6 +275,56 @@ impl Read for PositionedReader {
     }
 }
 
+/// Reads a private spool file front to back, freeing what it has read (on Linux, by
+/// punching holes; elsewhere the file is freed whole when the last handle closes).
+pub struct ConsumingReader {
+    inner: PositionedReader,
+    freed: u64,
+}
+
+/// How much read data may wait before it is freed.
+const FREE_EVERY: u64 = 4 << 20;
+
+impl ConsumingReader {
+    pub fn new(file: Arc<File>, size: u64) -> ConsumingReader {
+        ConsumingReader {
+            inner: PositionedReader::new(file, 0, size),
+            freed: 0,
+        }
+    }
+}
+
+impl Read for ConsumingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let read = self.inner.pos;
+        if read - self.freed >= FREE_EVERY {
+            // Whole pages only; a failure only means the space is freed later, at close.
+            let upto = read & !0xfff;
+            free_range(&self.inner.file, self.freed, upto - self.freed);
+            self.freed = upto;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn free_range(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain system call on a descriptor we own; no memory is passed.
+    unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset as libc::off_t,
+            len as libc::off_t,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn free_range(_file: &File, _offset: u64, _len: u64) {}
+
 /// A read at `offset` that does not depend on (or, on Unix, move) the file's cursor.
 #[cfg(unix)]
 pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -336,6 +386,34 @@ fn copy_large(r: &mut dyn Read, w: &mut dyn Write) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consuming_reader_reads_everything_and_frees_what_it_read() {
+        let data: Vec<u8> = (0..(12u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&data).unwrap();
+        file.sync_all().unwrap();
+        let file = Arc::new(file);
+        let mut reader = ConsumingReader::new(file.clone(), data.len() as u64);
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 100_000];
+        loop {
+            let n = reader.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got == data, "content changed on the way");
+        assert_eq!(file.metadata().unwrap().len(), data.len() as u64, "size kept");
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::MetadataExt;
+            // 512-byte blocks still allocated: at most the last, not yet freed, stretch.
+            let held = file.metadata().unwrap().blocks() * 512;
+            assert!(held <= FREE_EVERY, "{held} bytes still held after reading");
+        }
+    }
 
     #[test]
     fn unsafe_paths_refused() {

@@ -11,7 +11,7 @@ pub mod auth;
 pub mod client;
 pub mod reference;
 
-use super::store::{read_at, write_at, BlobReader, PositionedReader};
+use super::store::{read_at, write_at, BlobReader, ConsumingReader, PositionedReader};
 use super::ImageSource;
 use crate::image::digest::{Digest, Hasher};
 use crate::image::manifest::{self, Descriptor, MAX_JSON_SIZE};
@@ -69,6 +69,8 @@ enum Slot {
         size: u64,
     },
     Failed(String),
+    /// The layer stage is done with it; the spool is closed (and so gone).
+    Released,
 }
 
 struct Downloads {
@@ -278,6 +280,7 @@ impl Read for GrowingReader {
         loop {
             let (file, available) = match &slots[self.index] {
                 Slot::Failed(e) => return Err(std::io::Error::other(e.clone())),
+                Slot::Released => return Err(std::io::Error::other(RELEASED)),
                 Slot::Done { file, size } => {
                     if self.pos >= *size {
                         return Ok(0);
@@ -306,6 +309,8 @@ impl Read for GrowingReader {
         }
     }
 }
+
+const RELEASED: &str = "internal: the layer was read after its download was released";
 
 impl JsonFetcher for RegistrySource {
     fn fetch_json(&self, desc: &Descriptor) -> Result<Vec<u8>> {
@@ -392,6 +397,32 @@ impl ImageSource for RegistrySource {
         true
     }
 
+    /// The spool frees what has been read: its pages (never written to disk, the file being
+    /// anonymous and short-lived) go straight to the output written next.
+    fn open_layer_last(&self, layer: &Layer) -> Result<BlobReader> {
+        let mut slots = self.downloads.slots.lock().unwrap();
+        match slots.get_mut(layer.index) {
+            Some(slot @ Slot::Done { .. }) => {
+                let Slot::Done { file, size } = std::mem::replace(slot, Slot::Released) else {
+                    unreachable!()
+                };
+                Ok(Box::new(ConsumingReader::new(file, size)))
+            }
+            _ => {
+                drop(slots);
+                self.open_layer(layer)
+            }
+        }
+    }
+
+    /// Closing the last handle of an anonymous spool frees its pages at once, unwritten.
+    fn release_layer(&self, layer: &Layer) {
+        let mut slots = self.downloads.slots.lock().unwrap();
+        if let Some(slot @ Slot::Done { .. }) = slots.get_mut(layer.index) {
+            *slot = Slot::Released;
+        }
+    }
+
     fn open_layer(&self, layer: &Layer) -> Result<BlobReader> {
         let slots = self.downloads.slots.lock().unwrap();
         match slots.get(layer.index) {
@@ -400,6 +431,7 @@ impl ImageSource for RegistrySource {
                 Ok(Box::new(PositionedReader::new(file.clone(), 0, *size)))
             }
             Some(Slot::Failed(e)) => Err(anyhow!("{e}")),
+            Some(Slot::Released) => Err(anyhow!(RELEASED)),
             Some(Slot::Growing { .. } | Slot::Pending) => Ok(Box::new(GrowingReader {
                 downloads: self.downloads.clone(),
                 index: layer.index,
