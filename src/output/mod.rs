@@ -35,7 +35,10 @@ impl OutputCompression {
         match self {
             OutputCompression::None => 0,
             OutputCompression::Gzip => 6,
-            OutputCompression::Zstd => 3,
+            // Not zstd's own 3: 2 spends a quarter less CPU for 2.8% more output (measured
+            // on the benchmark image), which keeps `.tar.zst` within 1.2x of a plain tar on
+            // two cores, where 3 took 1.25-1.3x. `--level 3` (or 19) is one flag away.
+            OutputCompression::Zstd => 2,
         }
     }
 
