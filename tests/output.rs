@@ -193,7 +193,11 @@ fn compression_levels() {
     let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
     assert_eq!(read("default.tar.gz"), read("g6.tar.gz"), "gzip default");
     assert_eq!(read("default.tar.zst"), read("z2.tar.zst"), "zstd default");
-    assert_ne!(read("z2.tar.zst"), read("z3.tar.zst"), "levels 2 and 3 differ");
+    assert_ne!(
+        read("z2.tar.zst"),
+        read("z3.tar.zst"),
+        "levels 2 and 3 differ"
+    );
 }
 
 #[test]

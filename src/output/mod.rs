@@ -228,7 +228,9 @@ fn raw_stdout() -> Result<fs::File> {
     let handle = std::os::fd::AsFd::as_fd(&io::stdout()).try_clone_to_owned();
     #[cfg(windows)]
     let handle = std::os::windows::io::AsHandle::as_handle(&io::stdout()).try_clone_to_owned();
-    Ok(fs::File::from(handle.context("duplicating the standard output handle")?))
+    Ok(fs::File::from(
+        handle.context("duplicating the standard output handle")?,
+    ))
 }
 
 /// Fails early, before any download, when the target exists and `--force` was not given.

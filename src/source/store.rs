@@ -405,7 +405,11 @@ mod tests {
             got.extend_from_slice(&buf[..n]);
         }
         assert!(got == data, "content changed on the way");
-        assert_eq!(file.metadata().unwrap().len(), data.len() as u64, "size kept");
+        assert_eq!(
+            file.metadata().unwrap().len(),
+            data.len() as u64,
+            "size kept"
+        );
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::fs::MetadataExt;
