@@ -309,16 +309,26 @@ def main():
             cmds["oci2wsl registry -> .tar.gz"] = (f"{binary} -q -f {remote} -o {work}/r.tar.gz", f"{work}/r.tar.gz", None)
             cmds["oci2wsl registry -> tar stdout"] = (f"{binary} -q {remote} > {work}/r.tar", f"{work}/r.tar", None)
             cmds["oci2wsl registry -> .tar.zst"] = (f"{binary} -q -f {remote} -o {work}/r.tar.zst", f"{work}/r.tar.zst", None)
-        for name, (cmd, out, _) in cmds.items():
-            samples = []
-            for _ in range(runs):
+        # Round-robin: run 1 of every command, then run 2, and so on. This machine's speed
+        # drifts by 10-20% over minutes, and a command's runs back to back would each meet
+        # the page cache its own previous run left; interleaved, every command sees the same
+        # drift and the same kind of predecessor, so the ratios between them hold up. (The
+        # reference pipeline's three steps stay in order within a round: each needs the
+        # previous one's output.)
+        samples = {name: [] for name in cmds}
+        failed = set()
+        for _ in range(runs):
+            for name, (cmd, out, _) in cmds.items():
+                if name in failed:
+                    continue
                 try:
-                    samples.append(measure(cmd, cold=True, out_path=out))
+                    samples[name].append(measure(cmd, cold=True, out_path=out))
                 except RuntimeError as e:
                     log(f"{name}: {e}")
-                    break
-            if samples:
-                results[name] = median_of(samples)
+                    failed.add(name)
+        for name, got in samples.items():
+            if got:
+                results[name] = median_of(got)
     finally:
         if registry:
             registry.send_signal(signal.SIGTERM)
