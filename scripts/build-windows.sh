@@ -98,6 +98,9 @@ mkdir "$work/out ü"
 "$wine" "$exe" "$example" -o "$(winpath "$work/out ü")\\example.rootfs.tar.gz"
 cmp "$work/linux.tar.gz" "$work/out ü/example.rootfs.tar.gz" || fail "the .tar.gz differs from the Linux build's"
 tar -tzf "$work/out ü/example.rootfs.tar.gz" >/dev/null
+# Standard output is written through a duplicate of the handle, not Rust's Stdout.
+"$wine" "$exe" -q "$example" > "$work/wine.tar"
+cmp "$work/linux.tar" "$work/wine.tar" || fail "the tar on standard output differs from the Linux build's"
 
 # Streamed: nothing on disk but what WSL keeps.
 "$wine" "$exe" "$example" --import smoke --install-dir "$(winpath "$work/distros ü")\\smoke" \

@@ -146,7 +146,9 @@ impl<W: Write + Send> FinishWrite for zstd::stream::write::Encoder<'static, W> {
 /// plain file and the `fsync` does all the work.
 struct Writeback {
     file: fs::File,
+    #[cfg(target_os = "linux")]
     written: u64,
+    #[cfg(target_os = "linux")]
     started: u64,
 }
 
@@ -158,14 +160,17 @@ impl Writeback {
     fn new(file: fs::File) -> Writeback {
         Writeback {
             file,
+            #[cfg(target_os = "linux")]
             written: 0,
+            #[cfg(target_os = "linux")]
             started: 0,
         }
     }
 
     #[cfg(target_os = "linux")]
-    fn start_writeback(&mut self) {
+    fn wrote(&mut self, n: usize) {
         use std::os::fd::AsRawFd;
+        self.written += n as u64;
         if self.written - self.started < WRITEBACK_EVERY {
             return;
         }
@@ -184,14 +189,13 @@ impl Writeback {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn start_writeback(&mut self) {}
+    fn wrote(&mut self, _n: usize) {}
 }
 
 impl Write for Writeback {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
         let n = self.file.write(b)?;
-        self.written += n as u64;
-        self.start_writeback();
+        self.wrote(n);
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
