@@ -162,15 +162,12 @@ pub fn run(opts: &Options) -> Result<Summary> {
     let started = Arc::new(Mutex::new(None));
     let sink = match (&opts.import, &import_dir) {
         (Some(import), Some(dir)) if streaming => Sink::to_writer(
-            Box::new(std::io::BufWriter::with_capacity(
-                1 << 20,
-                ImportStream {
-                    options: import.clone(),
-                    dir: dir.clone(),
-                    started: started.clone(),
-                    stdin: None,
-                },
-            )),
+            Box::new(ImportStream {
+                options: import.clone(),
+                dir: dir.clone(),
+                started: started.clone(),
+                stdin: None,
+            }),
             opts.compression,
             opts.level,
             opts.jobs,
