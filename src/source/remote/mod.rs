@@ -107,6 +107,20 @@ impl RegistrySource {
         })
     }
 
+    /// Marks a finished download released and hands over its spool, the last handle the
+    /// source held.
+    fn take_spool(&self, layer: &Layer) -> Option<(Arc<File>, u64)> {
+        let mut slots = self.downloads.slots.lock().unwrap();
+        let slot = slots.get_mut(layer.index)?;
+        if !matches!(slot, Slot::Done { .. }) {
+            return None;
+        }
+        match std::mem::replace(slot, Slot::Released) {
+            Slot::Done { file, size } => Some((file, size)),
+            _ => unreachable!("checked above"),
+        }
+    }
+
     /// Starts downloading every layer in the background, `parallel` at a time, in order.
     fn start_downloads(&self, layers: &[Layer]) {
         {
@@ -400,27 +414,16 @@ impl ImageSource for RegistrySource {
     /// The spool frees what has been read: its pages (never written to disk, the file being
     /// anonymous and short-lived) go straight to the output written next.
     fn open_layer_last(&self, layer: &Layer) -> Result<BlobReader> {
-        let mut slots = self.downloads.slots.lock().unwrap();
-        match slots.get_mut(layer.index) {
-            Some(slot @ Slot::Done { .. }) => {
-                let Slot::Done { file, size } = std::mem::replace(slot, Slot::Released) else {
-                    unreachable!()
-                };
-                Ok(Box::new(ConsumingReader::new(file, size)))
-            }
-            _ => {
-                drop(slots);
-                self.open_layer(layer)
-            }
+        match self.take_spool(layer) {
+            Some((file, size)) => Ok(Box::new(ConsumingReader::new(file, size))),
+            // Not downloaded (failed, or released already): open_layer says why.
+            None => self.open_layer(layer),
         }
     }
 
     /// Closing the last handle of an anonymous spool frees its pages at once, unwritten.
     fn release_layer(&self, layer: &Layer) {
-        let mut slots = self.downloads.slots.lock().unwrap();
-        if let Some(slot @ Slot::Done { .. }) = slots.get_mut(layer.index) {
-            *slot = Slot::Released;
-        }
+        self.take_spool(layer);
     }
 
     fn open_layer(&self, layer: &Layer) -> Result<BlobReader> {
