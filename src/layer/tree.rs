@@ -373,7 +373,6 @@ impl Tree {
     }
 }
 
-/// Joins a symlink target onto a directory, resolving `.` and `..` without leaving the root.
 /// Where the symlink at `at` points, as a tree path: absolute targets from the image's root
 /// (never the host's), relative ones from the link's directory.
 fn link_target(at: &[u8], target: &[u8]) -> Option<Vec<u8>> {
@@ -385,6 +384,7 @@ fn link_target(at: &[u8], target: &[u8]) -> Option<Vec<u8>> {
     resolve_lexically(base, target)
 }
 
+/// Joins a symlink target onto a directory, resolving `.` and `..` without leaving the root.
 fn resolve_lexically(base: &[u8], target: &[u8]) -> Option<Vec<u8>> {
     let mut parts: Vec<&[u8]> = base
         .split(|b| *b == b'/')
