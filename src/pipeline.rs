@@ -96,19 +96,41 @@ pub fn human(bytes: u64) -> String {
 struct ImportStream {
     options: ImportOptions,
     dir: PathBuf,
-    started: Arc<Mutex<Option<wsl::import::StreamingImport>>>,
+    started: Arc<Mutex<ImportState>>,
     stdin: Option<ChildStdin>,
+}
+
+enum ImportState {
+    NotStarted,
+    Running(wsl::import::StreamingImport),
+    /// The run is over, by success or failure. Bytes still buffered in front of the stream
+    /// (flushed when the failed sink is dropped) must not start an import of half a tar.
+    Closed,
+}
+
+/// Closes the import stream to new starts; returns the running import, if any.
+fn close_import(started: &Mutex<ImportState>) -> Option<wsl::import::StreamingImport> {
+    match std::mem::replace(&mut *started.lock().unwrap(), ImportState::Closed) {
+        ImportState::Running(import) => Some(import),
+        ImportState::NotStarted | ImportState::Closed => None,
+    }
 }
 
 impl Write for ImportStream {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.stdin.is_none() {
+            let mut state = self.started.lock().unwrap();
+            if matches!(*state, ImportState::Closed) {
+                return Err(std::io::Error::other(
+                    "the run failed before WSL was started; nothing was imported",
+                ));
+            }
             let mut import = self
                 .options
                 .start_streaming(&self.dir)
                 .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
             self.stdin = Some(import.take_stdin());
-            *self.started.lock().unwrap() = Some(import);
+            *state = ImportState::Running(import);
         }
         self.stdin.as_mut().expect("started").write(buf)
     }
@@ -159,7 +181,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         .clone()
         .map(|w| wsl::Translation::new(&image, reference.to_string(), w));
 
-    let started = Arc::new(Mutex::new(None));
+    let started = Arc::new(Mutex::new(ImportState::NotStarted));
     let sink = match (&opts.import, &import_dir) {
         (Some(import), Some(dir)) if streaming => Sink::to_writer(
             Box::new(ImportStream {
@@ -190,7 +212,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         Err(e) => {
             // Stop WSL before the stream closes (`tar` still holds it open): a clean end of
             // input could let it register what it has so far.
-            let e = abort_import(started.lock().unwrap().take(), e);
+            let e = abort_import(close_import(&started), e);
             drop(tar);
             return Err(e);
         }
@@ -200,7 +222,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         .finish()
         .context("writing the output")
         .and_then(|sink| sink.commit());
-    let running = started.lock().unwrap().take();
+    let running = close_import(&started);
     let bytes_out = match committed {
         Ok(n) => n,
         Err(e) => return Err(abort_import(running, e)),
@@ -229,4 +251,40 @@ pub fn run(opts: &Options) -> Result<Summary> {
         wsl: translation.map(|t| t.report).unwrap_or_default(),
         imported,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(state: ImportState) -> (ImportStream, Arc<Mutex<ImportState>>) {
+        let started = Arc::new(Mutex::new(state));
+        let stream = ImportStream {
+            options: ImportOptions {
+                name: "test".into(),
+                install_dir: None,
+                version: None,
+                wsl_exe: PathBuf::from("/nonexistent/wsl.exe"),
+            },
+            dir: PathBuf::from("/nonexistent/dir"),
+            started: started.clone(),
+            stdin: None,
+        };
+        (stream, started)
+    }
+
+    #[test]
+    fn a_closed_import_stream_never_starts_wsl() {
+        // Open: the first byte tries to start WSL (and here fails to find it).
+        let (mut open, _) = stream(ImportState::NotStarted);
+        let err = open.write(b"x").unwrap_err().to_string();
+        assert!(err.contains("cannot run"), "{err}");
+
+        // Closed after a failed run: buffered bytes flushed on drop start nothing.
+        let (mut closed, started) = stream(ImportState::NotStarted);
+        assert!(close_import(&started).is_none());
+        let err = closed.write(b"x").unwrap_err().to_string();
+        assert!(err.contains("nothing was imported"), "{err}");
+        assert!(matches!(*started.lock().unwrap(), ImportState::Closed));
+    }
 }
