@@ -6,6 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A fresh machine needs the reference tools first (idempotent, quiet when all are present).
+# Without root and without sudo it says what to run and stops.
+scripts/install-test-deps.sh
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --release

@@ -16,17 +16,7 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn prerequisites() -> bool {
-    let ok = ["docker-registry", "skopeo", "openssl", "htpasswd"]
-        .iter()
-        .all(|t| have(t));
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the registry tests: scripts/install-test-deps.sh installs them"
-        );
-        eprintln!("SKIPPED: registry tests need docker-registry, skopeo, openssl, htpasswd");
-    }
-    ok
+    require_tools(&["docker-registry", "skopeo", "openssl", "htpasswd"])
 }
 
 fn free_port() -> u16 {

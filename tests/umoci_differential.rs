@@ -4,8 +4,8 @@
 //! tests/compare_tree.py (type, mode, owner, size, content, link target, device numbers,
 //! xattrs, mtime, hardlink groups).
 //!
-//! Needs root (umoci unpack, mknod, chown) and umoci. Outside CI a missing umoci or a
-//! non-root user skips with a message; under CI (CI=true) both are required.
+//! Needs root (umoci unpack, mknod, chown) and umoci. Without them the test fails, unless
+//! `OCI2WSL_SKIP_MISSING_TOOLS` is set (see `tests/common/tools.rs`).
 #![cfg(unix)]
 
 mod support;
@@ -16,17 +16,9 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Whether the test can run; under CI it must.
+/// Whether the test can run: fails without its tools unless skipping is allowed.
 fn prerequisites() -> bool {
-    let ok = have("umoci") && is_root() && have("python3");
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the umoci differential test: install umoci (scripts/install-test-deps.sh) and run as root"
-        );
-        eprintln!("SKIPPED: the umoci differential test needs umoci, python3 and root");
-    }
-    ok
+    require_root_and_tools(&["umoci", "python3"])
 }
 
 struct Builder {

@@ -615,20 +615,9 @@ pub fn docker_archive_oci(img: &Image, tag: &str) -> Vec<u8> {
 
 // ------------------------------------------------------------------ external tools
 
-/// Whether a program is on PATH.
-pub fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-pub fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n")
-}
+#[path = "../common/tools.rs"]
+pub mod tools;
+pub use tools::{have, is_root, require_root_and_tools, require_tools};
 
 /// Runs a command that must succeed; returns its standard output.
 pub fn sh(cmd: &mut Command) -> String {
