@@ -28,3 +28,8 @@ if [ "$(id -u)" -eq 0 ] && command -v umoci >/dev/null && command -v debootstrap
 else
   echo "benchmark skipped: scripts/bench.py needs root, umoci and debootstrap"
 fi
+
+# Packaging (issue 17): the published crate holds only what it needs and builds on its own,
+# and `cargo install` gives a binary that does the main job. Both reuse the release build's
+# dependencies (same target directory), so only oci2wsl itself is compiled again.
+scripts/check-package.sh
