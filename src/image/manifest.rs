@@ -199,7 +199,10 @@ pub fn parse_document(bytes: &[u8], declared: Option<&str>) -> Result<Document> 
 /// The first entry in index order whose stated platform satisfies `want`, ignoring
 /// attestations. Deterministic: indexes may list one platform twice (gzip and zstd
 /// variants, say). Entries that state no platform are judged by `super::choose_manifest`.
-pub fn first_platform_match<'a>(manifests: &'a [Descriptor], want: &Platform) -> Option<&'a Descriptor> {
+pub fn first_platform_match<'a>(
+    manifests: &'a [Descriptor],
+    want: &Platform,
+) -> Option<&'a Descriptor> {
     manifests.iter().filter(|d| !d.is_attestation()).find(|d| {
         d.platform
             .as_ref()
@@ -303,7 +306,9 @@ mod tests {
         let arm = first_platform_match(&list, &Platform::parse("linux/arm64").unwrap()).unwrap();
         assert_eq!(arm.platform_string(), "linux/arm64/v8");
         assert!(first_platform_match(&list, &Platform::parse("linux/s390x").unwrap()).is_none());
-        assert!(first_platform_match(&list, &Platform::parse("unknown/unknown").unwrap()).is_none());
+        assert!(
+            first_platform_match(&list, &Platform::parse("unknown/unknown").unwrap()).is_none()
+        );
     }
 
     #[test]
@@ -331,16 +336,30 @@ mod tests {
         let gz = "application/vnd.oci.image.layer.v1.tar+gzip";
         assert_eq!(doc(OCI_CONFIG, gz, ""), None);
         assert_eq!(
-            doc("application/vnd.cncf.helm.config.v1+json", "application/vnd.cncf.helm.chart.content.v1.tar+gzip", "").unwrap(),
+            doc(
+                "application/vnd.cncf.helm.config.v1+json",
+                "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+                ""
+            )
+            .unwrap(),
             "config media type application/vnd.cncf.helm.config.v1+json"
         );
         assert_eq!(
-            doc("application/vnd.oci.empty.v1+json", gz, r#","artifactType":"application/vnd.example.sbom""#).unwrap(),
+            doc(
+                "application/vnd.oci.empty.v1+json",
+                gz,
+                r#","artifactType":"application/vnd.example.sbom""#
+            )
+            .unwrap(),
             "artifactType application/vnd.example.sbom"
         );
-        assert!(doc(OCI_CONFIG, "application/vnd.dev.cosign.simplesigning.v1+json", "")
-            .unwrap()
-            .contains("cosign"));
+        assert!(doc(
+            OCI_CONFIG,
+            "application/vnd.dev.cosign.simplesigning.v1+json",
+            ""
+        )
+        .unwrap()
+        .contains("cosign"));
     }
 
     #[test]

@@ -208,12 +208,16 @@ fn judge_entry(desc: &Descriptor, fetcher: &dyn JsonFetcher) -> Result<Judged> {
     let text = |k: &str| config.get(k).and_then(|v| v.as_str()).unwrap_or("");
     let (os, arch) = (text("os"), text("architecture"));
     if os.is_empty() || arch.is_empty() || (os == "unknown" && arch == "unknown") {
-        return Ok(Judged::NotAnImage(format!("config platform {os:?}/{arch:?}")));
+        return Ok(Judged::NotAnImage(format!(
+            "config platform {os:?}/{arch:?}"
+        )));
     }
     Ok(Judged::Image(Platform {
         os: os.to_string(),
         architecture: arch.to_string(),
-        variant: Some(text("variant")).filter(|v| !v.is_empty()).map(str::to_string),
+        variant: Some(text("variant"))
+            .filter(|v| !v.is_empty())
+            .map(str::to_string),
     }))
 }
 

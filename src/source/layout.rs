@@ -108,9 +108,8 @@ fn select<'a>(entries: &'a [Descriptor], selector: &Selector) -> Result<Vec<&'a 
 }
 
 /// One tag on several manifests is one multi-platform image only when each states a
-/// different platform (what `skopeo copy --all` and per-platform exports write). Otherwise
-/// the layout is ambiguous: containers/image refuses such a layout too, and picking one
-/// would convert an image the user may not have meant.
+/// different platform (what per-platform exports write). Otherwise the layout is
+/// ambiguous: picking one would convert an image the user may not have meant.
 fn check_tag_unambiguous(tag: &str, list: &[Descriptor]) -> Result<()> {
     let mut platforms: Vec<String> = Vec::new();
     for d in list {

@@ -250,8 +250,11 @@ fn index_members(file: &File) -> Result<HashMap<String, Member>> {
                     bail!("the archive ends inside an extended header at byte {pos} (truncated archive)");
                 }
                 match typeflag {
-                    b'x' => pax = parse_pax_records(&record)
-                        .ok_or_else(|| anyhow!("malformed PAX header in the archive at byte {pos}"))?,
+                    b'x' => {
+                        pax = parse_pax_records(&record).ok_or_else(|| {
+                            anyhow!("malformed PAX header in the archive at byte {pos}")
+                        })?
+                    }
                     b'L' => long_name = Some(trim_nul(&record).to_vec()),
                     _ => long_link = Some(trim_nul(&record).to_vec()),
                 }
@@ -344,13 +347,25 @@ fn header_checksum_ok(header: &[u8; 512]) -> bool {
     let unsigned: u64 = header
         .iter()
         .enumerate()
-        .map(|(i, b)| if (148..156).contains(&i) { 32 } else { *b as u64 })
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                *b as u64
+            }
+        })
         .sum();
     // Some old writers summed signed bytes.
     let signed: i64 = header
         .iter()
         .enumerate()
-        .map(|(i, b)| if (148..156).contains(&i) { 32 } else { *b as i8 as i64 })
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                *b as i8 as i64
+            }
+        })
         .sum();
     stated == unsigned || stated as i64 == signed
 }
@@ -689,7 +704,13 @@ mod tests {
         .unwrap();
         let read = |p: &str| {
             let mut s = String::new();
-            store.open(p).unwrap().unwrap().0.read_to_string(&mut s).unwrap();
+            store
+                .open(p)
+                .unwrap()
+                .unwrap()
+                .0
+                .read_to_string(&mut s)
+                .unwrap();
             s
         };
         assert_eq!(read(&long), "pax");
