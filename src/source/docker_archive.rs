@@ -161,6 +161,10 @@ impl ImageSource for DockerArchiveSource {
                 })
                 .transpose()?;
             let stored = self.store.open(path)?.map(|(_, size)| size);
+            // Older moby wrote a foreign layer's descriptor (the remote, compressed blob)
+            // beside the layer's own uncompressed tar: the descriptor does not describe those
+            // bytes, so they are read as a plain layer, which the diff_id still covers.
+            let source = source.filter(|d| !(stored.is_some() && is_foreign(&d.media_type)));
             let layer = match (source, stored) {
                 (None, None) => bail!("layer file {path} named by manifest.json is missing"),
                 (None, Some(size)) => Layer {
@@ -202,9 +206,7 @@ impl ImageSource for DockerArchiveSource {
                 }
                 // Only a descriptor whose bytes are not in the archive is a foreign layer.
                 (Some(desc), None) => {
-                    let kind = if desc.media_type.contains("foreign")
-                        || desc.media_type.contains("nondistributable")
-                    {
+                    let kind = if is_foreign(&desc.media_type) {
                         "a foreign (non-distributable) layer, a Windows base layer whose bytes live outside the image: not supported"
                     } else {
                         "missing from the archive"
@@ -235,6 +237,10 @@ impl ImageSource for DockerArchiveSource {
             .ok_or_else(|| anyhow!("layer file {} is missing from the archive", layer.location))?;
         Ok(reader)
     }
+}
+
+fn is_foreign(media_type: &str) -> bool {
+    media_type.contains("foreign") || media_type.contains("nondistributable")
 }
 
 /// The digest a config's file name claims, in any of the forms writers use.
