@@ -289,6 +289,34 @@ fn a_tag_on_two_different_manifests_is_ambiguous() {
     r.assert_stderr_has_all(&[&a.manifest.digest, &b.manifest.digest]);
 }
 
+/// A layout's own index.json lists separate images, not one image's platforms: two untagged
+/// platform-less images whose configs both match are ambiguous (in a nested index the
+/// first would win, as in containerd), and the error lists both digests.
+#[test]
+fn two_untagged_platformless_images_in_a_layout_are_ambiguous() {
+    let tmp = tempfile::tempdir().unwrap();
+    let host = host_platform().to_string();
+    let a = image(vec![layer(vec![file("a", "a")])])
+        .platform(&host)
+        .build();
+    let b = image(vec![layer(vec![file("b", "b")])])
+        .platform(&host)
+        .build();
+    let dir = tmp.path().join("layout");
+    write_oci_layout(&dir, &[(None, &a), (None, &b)]);
+    let r = oci2wsl(&["-q", &format!("oci:{}", dir.display())]);
+    r.assert_failure(&["state no platform"]);
+    r.assert_stderr_has_all(&[&a.manifest.digest, &b.manifest.digest]);
+    // Told apart by their configs, the host's is chosen.
+    let c = image(vec![layer(vec![file("c", "c")])])
+        .platform("linux/s390x")
+        .build();
+    let dir = tmp.path().join("layout2");
+    write_oci_layout(&dir, &[(None, &c), (None, &a)]);
+    let got = Listing::parse(&output_of(&["-q", &format!("oci:{}", dir.display())]));
+    assert_eq!(got.content("a"), b"a");
+}
+
 /// Issue 11 item 8: an OCI artifact (a Helm chart) is named as not a container image.
 #[test]
 fn an_oci_artifact_is_not_a_container_image() {
