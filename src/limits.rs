@@ -22,6 +22,16 @@ pub const MAX_PAX_SIZE: u64 = 1024 * 1024;
 /// about 10,000 paths; the largest images seen have a few hundred thousand).
 pub const MAX_ENTRIES: u64 = 5_000_000;
 
+/// Largest number of members in an outer archive (a docker-archive or oci-archive). A
+/// `docker save` of one image holds a few files per layer; a few hundred images with 127
+/// layers each stay far below this. Each member costs the index a name and two numbers.
+pub const MAX_ARCHIVE_MEMBERS: u64 = 1_000_000;
+
+/// Most layers one image may have. Docker's overlay2 driver stops at 128 lower layers and
+/// `docker build` refuses more than 127; anything well beyond that is a crafted image meant
+/// to make a run open, download or hold many layers at once.
+pub const MAX_LAYERS: usize = 256;
+
 /// Default ceiling of a layer's uncompressed size as a multiple of its compressed size
 /// (`--max-expansion`). Root file systems compress 3-10x; a zero-filled file can reach 1000x,
 /// hence the flag.

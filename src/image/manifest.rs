@@ -80,7 +80,7 @@ impl Descriptor {
 
     pub fn platform_string(&self) -> String {
         match &self.platform {
-            None => "unknown platform".into(),
+            None => format!("no platform given ({})", self.digest.short()),
             Some(p) => match &p.variant {
                 Some(v) if !v.is_empty() => format!("{}/{}/{}", p.os, p.architecture, v),
                 _ => format!("{}/{}", p.os, p.architecture),
@@ -112,6 +112,8 @@ struct RawDocument {
     config: Option<RawDescriptor>,
     #[serde(default)]
     layers: Option<Vec<RawDescriptor>>,
+    #[serde(default, rename = "artifactType")]
+    artifact_type: Option<String>,
     // Schema 1 has these instead of config/layers.
     #[serde(default, rename = "fsLayers")]
     fs_layers: Option<serde_json::Value>,
@@ -127,6 +129,8 @@ pub enum Document {
 #[derive(Debug, Clone)]
 pub struct Manifest {
     pub media_type: String,
+    /// Set by OCI 1.1 artifacts (signatures, SBOMs, Helm charts pushed with ORAS).
+    pub artifact_type: Option<String>,
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
 }
@@ -186,31 +190,51 @@ pub fn parse_document(bytes: &[u8], declared: Option<&str>) -> Result<Document> 
         .context("invalid layer descriptor in manifest")?;
     Ok(Document::Manifest(Box::new(Manifest {
         media_type,
+        artifact_type: raw.artifact_type.filter(|t| !t.is_empty()),
         config,
         layers,
     })))
 }
 
-/// Picks the manifest for `want` from an index. Deterministic: the first matching entry in
-/// index order wins (indexes may list one platform twice, e.g. gzip and zstd variants).
-pub fn select_platform<'a>(manifests: &'a [Descriptor], want: &Platform) -> Result<&'a Descriptor> {
-    let candidates = || manifests.iter().filter(|d| !d.is_attestation());
-    for d in candidates() {
-        if let Some(p) = &d.platform {
-            if want.matches(&p.os, &p.architecture, p.variant.as_deref()) {
-                return Ok(d);
-            }
+/// The first entry in index order whose stated platform satisfies `want`, ignoring
+/// attestations. Deterministic: indexes may list one platform twice (gzip and zstd
+/// variants, say). Entries that state no platform are judged by `super::choose_manifest`.
+pub fn first_platform_match<'a>(
+    manifests: &'a [Descriptor],
+    want: &Platform,
+) -> Option<&'a Descriptor> {
+    manifests.iter().filter(|d| !d.is_attestation()).find(|d| {
+        d.platform
+            .as_ref()
+            .is_some_and(|p| want.matches(&p.os, &p.architecture, p.variant.as_deref()))
+    })
+}
+
+impl Manifest {
+    /// Why this manifest is not a container image, when it is an OCI artifact (a Helm chart,
+    /// a signature, an SBOM): its `artifactType`, a config that is not an image config, or
+    /// layers that are not file-system layers. `None` for an image.
+    pub fn artifact_kind(&self) -> Option<String> {
+        if let Some(t) = &self.artifact_type {
+            return Some(format!("artifactType {t}"));
         }
+        let config = self.config.media_type.as_str();
+        if !matches!(config, OCI_CONFIG | DOCKER_CONFIG | "") {
+            return Some(format!("config media type {config}"));
+        }
+        self.layers
+            .iter()
+            .find(|l| is_artifact_layer(&l.media_type))
+            .map(|l| format!("layer media type {}", l.media_type))
     }
-    let mut available: Vec<String> = candidates().map(|d| d.platform_string()).collect();
-    available.dedup();
-    if available.is_empty() {
-        bail!("the index lists no image manifests (only attestations or nothing)");
-    }
-    bail!(
-        "no image for platform {want}; the image has: {} (choose one with --platform)",
-        available.join(", ")
-    )
+}
+
+/// A media type that no image builder uses for a file-system layer (cosign's
+/// `application/vnd.dev.cosign.simplesigning.v1+json`, a Helm chart's content, …).
+fn is_artifact_layer(media_type: &str) -> bool {
+    !(media_type.is_empty()
+        || media_type.starts_with("application/vnd.oci.image.layer.")
+        || media_type.starts_with("application/vnd.docker.image.rootfs."))
 }
 
 /// Layer compression as a media type declares it.
@@ -279,12 +303,12 @@ mod tests {
         let Document::Index(list) = parse_document(json.as_bytes(), None).unwrap() else {
             panic!("not an index")
         };
-        let arm = select_platform(&list, &Platform::parse("linux/arm64").unwrap()).unwrap();
+        let arm = first_platform_match(&list, &Platform::parse("linux/arm64").unwrap()).unwrap();
         assert_eq!(arm.platform_string(), "linux/arm64/v8");
-        let err = select_platform(&list, &Platform::parse("linux/s390x").unwrap()).unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.contains("linux/amd64, linux/arm64/v8"), "{msg}");
-        assert!(!msg.contains("unknown"), "{msg}");
+        assert!(first_platform_match(&list, &Platform::parse("linux/s390x").unwrap()).is_none());
+        assert!(
+            first_platform_match(&list, &Platform::parse("unknown/unknown").unwrap()).is_none()
+        );
     }
 
     #[test]
@@ -296,6 +320,46 @@ mod tests {
             parse_document(json.as_bytes(), None).unwrap(),
             Document::Manifest(_)
         ));
+    }
+
+    #[test]
+    fn artifacts_are_told_from_images() {
+        let doc = |config_mt: &str, layer_mt: &str, extra: &str| {
+            let json = format!(
+                r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}"{extra},"config":{{"mediaType":"{config_mt}","digest":"{D}","size":0}},"layers":[{{"mediaType":"{layer_mt}","digest":"{D}","size":0}}]}}"#
+            );
+            let Document::Manifest(m) = parse_document(json.as_bytes(), None).unwrap() else {
+                panic!("not a manifest")
+            };
+            m.artifact_kind()
+        };
+        let gz = "application/vnd.oci.image.layer.v1.tar+gzip";
+        assert_eq!(doc(OCI_CONFIG, gz, ""), None);
+        assert_eq!(
+            doc(
+                "application/vnd.cncf.helm.config.v1+json",
+                "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+                ""
+            )
+            .unwrap(),
+            "config media type application/vnd.cncf.helm.config.v1+json"
+        );
+        assert_eq!(
+            doc(
+                "application/vnd.oci.empty.v1+json",
+                gz,
+                r#","artifactType":"application/vnd.example.sbom""#
+            )
+            .unwrap(),
+            "artifactType application/vnd.example.sbom"
+        );
+        assert!(doc(
+            OCI_CONFIG,
+            "application/vnd.dev.cosign.simplesigning.v1+json",
+            ""
+        )
+        .unwrap()
+        .contains("cosign"));
     }
 
     #[test]

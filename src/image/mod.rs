@@ -94,7 +94,7 @@ pub fn resolve(
     for _ in 0..4 {
         match manifest::parse_document(&bytes, media_type.as_deref())? {
             Document::Index(list) => {
-                let chosen = manifest::select_platform(&list, &choice.platform)?;
+                let chosen = choose_manifest(&list, &choice.platform, fetcher, false)?;
                 bytes = fetcher.fetch_json(chosen).with_context(|| {
                     format!(
                         "reading manifest {} ({})",
@@ -120,6 +120,14 @@ pub fn image_from_manifest(
     manifest_digest: Option<Digest>,
     choice: &PlatformChoice,
 ) -> Result<Image> {
+    if let Some(kind) = manifest.artifact_kind() {
+        let digest = manifest_digest
+            .as_ref()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
+        bail!("{name}{digest} is not a container image but an OCI artifact ({kind}); it has no file system to convert");
+    }
+    check_layer_count(manifest.layers.len())?;
     let config_raw = fetcher
         .fetch_json(&manifest.config)
         .with_context(|| format!("reading config {}", manifest.config.digest))?;
@@ -167,6 +175,116 @@ pub fn image_from_manifest(
     })
 }
 
+/// Refuses images with more layers than `limits::MAX_LAYERS`.
+pub fn check_layer_count(count: usize) -> Result<()> {
+    if count > crate::limits::MAX_LAYERS {
+        bail!(
+            "the image has {count} layers, more than the limit of {} (docker itself stops at 127)",
+            crate::limits::MAX_LAYERS
+        );
+    }
+    Ok(())
+}
+
+/// What an index entry that states no platform is, judged from its manifest and config.
+enum Judged {
+    Image(Platform),
+    /// An artifact, an attestation without the usual markers, or a nested index.
+    NotAnImage(String),
+}
+
+fn judge_entry(desc: &Descriptor, fetcher: &dyn JsonFetcher) -> Result<Judged> {
+    let bytes = fetcher.fetch_json(desc)?;
+    let media = Some(desc.media_type.as_str()).filter(|m| !m.is_empty());
+    let m = match manifest::parse_document(&bytes, media)? {
+        Document::Index(_) => return Ok(Judged::NotAnImage("an index".into())),
+        Document::Manifest(m) => m,
+    };
+    if let Some(kind) = m.artifact_kind() {
+        return Ok(Judged::NotAnImage(format!("an artifact, {kind}")));
+    }
+    let config: serde_json::Value = serde_json::from_slice(&fetcher.fetch_json(&m.config)?)
+        .context("its config is not JSON")?;
+    let text = |k: &str| config.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    let (os, arch) = (text("os"), text("architecture"));
+    if os.is_empty() || arch.is_empty() || (os == "unknown" && arch == "unknown") {
+        return Ok(Judged::NotAnImage(format!(
+            "config platform {os:?}/{arch:?}"
+        )));
+    }
+    Ok(Judged::Image(Platform {
+        os: os.to_string(),
+        architecture: arch.to_string(),
+        variant: Some(text("variant"))
+            .filter(|v| !v.is_empty())
+            .map(str::to_string),
+    }))
+}
+
+/// Chooses the manifest for `want` from an index's entries.
+///
+/// An entry's stated platform decides first (the first match in index order wins). The
+/// image spec makes `platform` optional, so entries without one are then judged by their
+/// config's `os`/`architecture`/`variant`, as containerd does, and again the first match
+/// wins, unless `unique` asks that two different matching images be called ambiguous (a
+/// layout's top-level `index.json`, where entries are separate images, not one image's
+/// platforms). A lone platform-less entry is taken as it is: the config check that follows
+/// warns or refuses exactly as for a single-manifest image. Attestation manifests
+/// (`unknown/unknown`, `vnd.docker.reference.type`) are never chosen.
+pub fn choose_manifest<'a>(
+    entries: &'a [Descriptor],
+    want: &Platform,
+    fetcher: &dyn JsonFetcher,
+    unique: bool,
+) -> Result<&'a Descriptor> {
+    if let Some(d) = manifest::first_platform_match(entries, want) {
+        return Ok(d);
+    }
+    let candidates: Vec<&Descriptor> = entries.iter().filter(|d| !d.is_attestation()).collect();
+    match candidates.as_slice() {
+        [] => bail!("the index lists no image manifests (only attestations or nothing)"),
+        [one] if one.platform.is_none() => return Ok(one),
+        _ => {}
+    }
+    let mut available = Vec::new();
+    let mut matched: Vec<&Descriptor> = Vec::new();
+    for d in &candidates {
+        if d.platform.is_some() {
+            available.push(d.platform_string());
+            continue;
+        }
+        match judge_entry(d, fetcher)
+            .with_context(|| format!("reading {} to learn its platform", d.digest))?
+        {
+            Judged::Image(p) if want.matches(&p.os, &p.architecture, p.variant.as_deref()) => {
+                if !matched.iter().any(|m| m.digest == d.digest) {
+                    matched.push(d);
+                }
+            }
+            Judged::Image(p) => available.push(format!("{p} (from its config)")),
+            Judged::NotAnImage(what) => available.push(format!("{} ({what})", d.digest.short())),
+        }
+    }
+    match matched.as_slice() {
+        [first] => return Ok(first),
+        [first, ..] if !unique => return Ok(first),
+        [] => {}
+        several => {
+            let digests: Vec<String> = several.iter().map(|d| d.digest.to_string()).collect();
+            bail!(
+                "{} different images state no platform and are all for {want}: {}; name one with @DIGEST",
+                several.len(),
+                digests.join(", ")
+            )
+        }
+    }
+    available.dedup();
+    bail!(
+        "no image for platform {want}; the image has: {} (choose one with --platform)",
+        available.join(", ")
+    )
+}
+
 /// `blobs/<alg>/<hex>`: where OCI layouts (and Docker 25+ archives) keep a blob.
 pub fn blob_path(digest: &Digest) -> String {
     format!("blobs/{}/{}", digest.algorithm().name(), digest.hex())
@@ -210,7 +328,7 @@ pub fn check_platform(config: &ImageConfiguration, choice: &PlatformChoice) -> R
         );
     }
     eprintln!(
-        "warning: the image is for {have}, not {}; it may not run in WSL on this machine",
+        "oci2wsl: warning: the image is for {have}, not {}; it may not run in WSL on this machine",
         choice.platform
     );
     Ok(())

@@ -3,7 +3,7 @@
 use super::store::{BlobReader, BlobStore};
 use super::ImageSource;
 use crate::image::digest::Digest;
-use crate::image::manifest::{self, Descriptor, RawDescriptor, MAX_JSON_SIZE};
+use crate::image::manifest::{Descriptor, RawDescriptor, MAX_JSON_SIZE};
 use crate::image::{self, Image, JsonFetcher, Layer, PlatformChoice};
 use crate::reference::Selector;
 use anyhow::{anyhow, bail, Context, Result};
@@ -93,8 +93,9 @@ fn select<'a>(entries: &'a [Descriptor], selector: &Selector) -> Result<Vec<&'a 
             tags.sort();
             tags.dedup();
             // Several untagged per-platform manifests (or one tag on all of them) form one
-            // multi-platform image: let platform selection decide.
-            if tags.len() <= 1 && entries.iter().all(|d| d.platform.is_some()) {
+            // multi-platform image: let platform selection decide, reading the config of
+            // entries that state no platform (and calling a tie ambiguous).
+            if tags.len() <= 1 {
                 return Ok(entries.iter().collect());
             }
             bail!(
@@ -104,6 +105,25 @@ fn select<'a>(entries: &'a [Descriptor], selector: &Selector) -> Result<Vec<&'a 
             )
         }
     }
+}
+
+/// One tag on several manifests is one multi-platform image only when each states a
+/// different platform (what per-platform exports write). Otherwise the layout is
+/// ambiguous: picking one would convert an image the user may not have meant.
+fn check_tag_unambiguous(tag: &str, list: &[Descriptor]) -> Result<()> {
+    let mut platforms: Vec<String> = Vec::new();
+    for d in list {
+        if d.platform.is_none() || platforms.contains(&d.platform_string()) {
+            let digests: Vec<String> = list.iter().map(|d| d.digest.to_string()).collect();
+            bail!(
+                "tag {tag:?} is ambiguous: {} different manifests in the layout carry it ({}); name one with @DIGEST",
+                list.len(),
+                digests.join(", ")
+            );
+        }
+        platforms.push(d.platform_string());
+    }
+    Ok(())
 }
 
 fn describe_tags(entries: &[Descriptor]) -> String {
@@ -186,8 +206,17 @@ impl ImageSource for LayoutSource {
             }
             [one] => self.resolve_descriptor(one, choice),
             several => {
-                let list: Vec<Descriptor> = several.iter().map(|d| (*d).clone()).collect();
-                self.resolve_descriptor(manifest::select_platform(&list, &choice.platform)?, choice)
+                let mut list: Vec<Descriptor> = Vec::new();
+                for d in several {
+                    if !list.iter().any(|l| l.digest == d.digest) {
+                        list.push((*d).clone());
+                    }
+                }
+                if let Selector::Tag(tag) = &self.selector {
+                    check_tag_unambiguous(tag, &list)?;
+                }
+                let chosen = image::choose_manifest(&list, &choice.platform, self, true)?;
+                self.resolve_descriptor(chosen, choice)
             }
         }
     }

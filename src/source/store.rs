@@ -6,7 +6,8 @@
 //! (member name → offset) and members are then read in place with positioned reads, so the
 //! archive is never extracted and several layers can be read at once.
 
-use anyhow::{bail, Context, Result};
+use crate::limits::{MAX_ARCHIVE_MEMBERS, MAX_PATH_LEN, MAX_PAX_SIZE};
+use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -37,15 +38,26 @@ pub trait BlobStore: Send + Sync {
 }
 
 /// Refuses store paths that could leave the store: they come from files inside the image
-/// (a docker-archive's manifest.json names its layers).
+/// (a docker-archive's manifest.json names its layers). Only an absolute path, a `..`
+/// component and NUL can do that; a colon is an ordinary character (go-containerregistry
+/// names a config `sha256:<hex>`). What a directory store must refuse beyond this, because
+/// the host would read it as a separator or a drive, `DirStore` checks itself.
 pub fn check_relative(path: &str) -> Result<()> {
     if path.is_empty()
         || path.starts_with('/')
-        || path.contains('\\')
-        || path.contains(':')
+        || path.contains('\0')
         || path.split('/').any(|c| c == "..")
     {
         bail!("refusing unsafe path {path:?} inside the image");
+    }
+    Ok(())
+}
+
+/// On Windows a backslash separates and `C:` names a drive, so a component holding either
+/// could leave a directory store; inside an archive they are only characters.
+fn check_host_component(path: &str) -> Result<()> {
+    if cfg!(windows) && (path.contains('\\') || path.contains(':')) {
+        bail!("refusing path {path:?}: this system would read its backslash or colon as a separator or drive");
     }
     Ok(())
 }
@@ -70,6 +82,7 @@ impl DirStore {
 impl BlobStore for DirStore {
     fn open(&self, path: &str) -> Result<Option<(BlobReader, u64)>> {
         check_relative(path)?;
+        check_host_component(path)?;
         let mut full = self.root.clone();
         for component in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
             full.push(component);
@@ -145,36 +158,8 @@ impl TarStore {
         TarStore::index(spool).with_context(|| format!("reading archive {name}"))
     }
 
-    fn index(mut file: File) -> Result<TarStore> {
-        let mut members = HashMap::new();
-        {
-            let mut archive = tar::Archive::new(&mut file);
-            for entry in archive.entries_with_seek()? {
-                let entry = entry?;
-                let name = normalize_member(&entry.path_bytes());
-                let kind = entry.header().entry_type();
-                let member = if kind.is_file() || kind == tar::EntryType::Continuous {
-                    Member::File {
-                        offset: entry.raw_file_position(),
-                        size: entry.size(),
-                    }
-                } else if kind.is_symlink() || kind.is_hard_link() {
-                    let target = entry
-                        .link_name_bytes()
-                        .map(|t| String::from_utf8_lossy(&t).into_owned())
-                        .unwrap_or_default();
-                    let target = if kind.is_symlink() {
-                        resolve_relative(&name, &target)
-                    } else {
-                        normalize_member(target.as_bytes())
-                    };
-                    Member::Link(target)
-                } else {
-                    continue;
-                };
-                members.insert(name, member);
-            }
-        }
+    fn index(file: File) -> Result<TarStore> {
+        let members = index_members(&file)?;
         if members.is_empty() {
             bail!("not a tar archive, or an empty one");
         }
@@ -209,6 +194,215 @@ impl BlobStore for TarStore {
             (reader, size)
         }))
     }
+}
+
+/// Walks an archive's headers and records where each member's bytes are, seeking past the
+/// content. The outer archive is as hostile as a layer, so the layer reader's ceilings hold
+/// here too: every PAX or GNU long-name record, every name and the number of members are
+/// bounded before anything is held in memory. (The `tar` crate reads such records whole,
+/// whatever their size.)
+fn index_members(file: &File) -> Result<HashMap<String, Member>> {
+    const BLOCK: u64 = 512;
+    let archive_len = file.metadata()?.len();
+    let mut members = HashMap::new();
+    let mut pos = 0u64;
+    let mut count = 0u64;
+    let mut long_name: Option<Vec<u8>> = None;
+    let mut long_link: Option<Vec<u8>> = None;
+    let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+    loop {
+        let mut header = [0u8; BLOCK as usize];
+        let got = read_full_at(file, &mut header, pos)?;
+        if got == 0 || header.iter().all(|b| *b == 0) {
+            // End of archive: two zero blocks, or (leniently, as tar does) none at all.
+            break;
+        }
+        if got < header.len() {
+            bail!("the archive ends inside a header at byte {pos} (truncated archive)");
+        }
+        if !header_checksum_ok(&header) {
+            bail!("bad tar header checksum at byte {pos}: not a tar archive, or a damaged one");
+        }
+        let typeflag = header[156];
+        let mut size = header_number(&header[124..136])
+            .ok_or_else(|| anyhow!("bad size field in the tar header at byte {pos}"))?;
+        if let Some((_, v)) = pax.iter().find(|(k, _)| k == "size") {
+            size = std::str::from_utf8(v)
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(|| anyhow!("bad PAX size in the archive at byte {pos}"))?;
+        }
+        let data = pos + BLOCK;
+        let next = data
+            .checked_add(size)
+            .filter(|end| *end <= archive_len)
+            .map(|end| end.div_ceil(BLOCK) * BLOCK)
+            .ok_or_else(|| {
+                anyhow!("archive member at byte {pos} claims {size} bytes, past the end of the archive (truncated archive)")
+            })?;
+        match typeflag {
+            b'x' | b'L' | b'K' => {
+                if size > MAX_PAX_SIZE {
+                    bail!("an extended tar header in the archive (at byte {pos}) is {size} bytes, more than the {MAX_PAX_SIZE}-byte limit");
+                }
+                let mut record = vec![0u8; size as usize];
+                if read_full_at(file, &mut record, data)? < record.len() {
+                    bail!("the archive ends inside an extended header at byte {pos} (truncated archive)");
+                }
+                match typeflag {
+                    b'x' => {
+                        pax = parse_pax_records(&record).ok_or_else(|| {
+                            anyhow!("malformed PAX header in the archive at byte {pos}")
+                        })?
+                    }
+                    b'L' => long_name = Some(trim_nul(&record).to_vec()),
+                    _ => long_link = Some(trim_nul(&record).to_vec()),
+                }
+                pos = next;
+                continue;
+            }
+            // A global PAX header applies to every later member; none of its keys matters
+            // for finding files, so it is skipped (its size is still bounded by `next`).
+            b'g' => {
+                pos = next;
+                continue;
+            }
+            _ => {}
+        }
+        let raw_name = if let Some((_, v)) = pax.iter().find(|(k, _)| k == "path") {
+            v.clone()
+        } else if let Some(n) = long_name.take() {
+            n
+        } else {
+            let name = trim_nul(&header[0..100]);
+            let prefix = trim_nul(&header[345..500]);
+            if &header[257..262] == b"ustar" && !prefix.is_empty() {
+                [prefix, b"/", name].concat()
+            } else {
+                name.to_vec()
+            }
+        };
+        let raw_link = if let Some((_, v)) = pax.iter().find(|(k, _)| k == "linkpath") {
+            v.clone()
+        } else if let Some(l) = long_link.take() {
+            l
+        } else {
+            trim_nul(&header[157..257]).to_vec()
+        };
+        pax.clear();
+        long_name = None;
+        long_link = None;
+        if raw_name.len() > MAX_PATH_LEN || raw_link.len() > MAX_PATH_LEN {
+            bail!("an archive member name at byte {pos} is longer than {MAX_PATH_LEN} bytes");
+        }
+        count += 1;
+        if count > MAX_ARCHIVE_MEMBERS {
+            bail!("the archive has more than {MAX_ARCHIVE_MEMBERS} members; no image needs that many files");
+        }
+        let name = normalize_member(&raw_name);
+        let target = String::from_utf8_lossy(&raw_link).into_owned();
+        let member = match typeflag {
+            b'0' | 0 | b'7' => Some(Member::File { offset: data, size }),
+            b'2' => Some(Member::Link(resolve_relative(&name, &target))),
+            b'1' => Some(Member::Link(normalize_member(target.as_bytes()))),
+            _ => None,
+        };
+        if let Some(member) = member {
+            // A later member of the same name replaces an earlier one, as tar extracts it.
+            members.insert(name, member);
+        }
+        pos = next;
+    }
+    Ok(members)
+}
+
+fn trim_nul(field: &[u8]) -> &[u8] {
+    let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
+    &field[..end]
+}
+
+/// Octal (NUL or space padded, blank meaning 0) or GNU base-256.
+fn header_number(field: &[u8]) -> Option<u64> {
+    if field[0] & 0x80 != 0 {
+        if field[0] == 0xff {
+            return None;
+        }
+        let mut value = (field[0] & 0x7f) as u64;
+        for b in &field[1..] {
+            value = value.checked_mul(256)?.checked_add(*b as u64)?;
+        }
+        return Some(value);
+    }
+    let text = std::str::from_utf8(trim_nul(field)).ok()?.trim();
+    if text.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(text, 8).ok()
+}
+
+fn header_checksum_ok(header: &[u8; 512]) -> bool {
+    let Some(stated) = header_number(&header[148..156]) else {
+        return false;
+    };
+    let unsigned: u64 = header
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                *b as u64
+            }
+        })
+        .sum();
+    // Some old writers summed signed bytes.
+    let signed: i64 = header
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                *b as i8 as i64
+            }
+        })
+        .sum();
+    stated == unsigned || stated as i64 == signed
+}
+
+/// `LEN KEY=VALUE\n` records; `None` if one is malformed.
+fn parse_pax_records(mut data: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    let mut records = Vec::new();
+    while !data.is_empty() {
+        if data.iter().all(|b| *b == 0) {
+            break;
+        }
+        let space = data.iter().position(|b| *b == b' ')?;
+        let len: usize = std::str::from_utf8(&data[..space]).ok()?.parse().ok()?;
+        if len <= space + 1 || len > data.len() || data[len - 1] != b'\n' {
+            return None;
+        }
+        let record = &data[space + 1..len - 1];
+        let eq = record.iter().position(|b| *b == b'=')?;
+        let key = String::from_utf8_lossy(&record[..eq]).into_owned();
+        records.push((key, record[eq + 1..].to_vec()));
+        data = &data[len..];
+    }
+    Some(records)
+}
+
+/// Reads until `buf` is full or the file ends; returns how much was read.
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match read_at(file, &mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 fn normalize_member(name: &[u8]) -> String {
@@ -421,10 +615,13 @@ mod tests {
 
     #[test]
     fn unsafe_paths_refused() {
-        for p in ["../x", "a/../../b", "/etc/passwd", "C:evil", "a\\b", ""] {
+        for p in ["../x", "a/../../b", "/etc/passwd", "a\0b", ""] {
             assert!(check_relative(p).is_err(), "{p}");
         }
-        assert!(check_relative("blobs/sha256/abc").is_ok());
+        // go-containerregistry's config name, and a backslash that is only a character.
+        for p in ["blobs/sha256/abc", "sha256:abc", "a\\b", "a/..b"] {
+            assert!(check_relative(p).is_ok(), "{p}");
+        }
     }
 
     #[test]
@@ -463,5 +660,94 @@ mod tests {
         r.read_to_string(&mut s).unwrap();
         assert_eq!((s.as_str(), size), ("hello", 5));
         assert!(store.open("c/layer.tar").unwrap().is_none());
+    }
+
+    /// `LEN key=value\n`, where LEN counts its own digits.
+    fn pax_record(key: &str, value: &str) -> String {
+        let body = format!(" {key}={value}\n");
+        let mut len = body.len() + 1;
+        while len.to_string().len() + body.len() != len {
+            len += 1;
+        }
+        format!("{len}{body}")
+    }
+
+    fn archive_of(entries: &[(&[u8], u8, Vec<u8>)]) -> File {
+        let mut bytes = Vec::new();
+        for (name, typeflag, content) in entries {
+            let mut h = tar::Header::new_ustar();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name);
+            h.set_entry_type(tar::EntryType::new(*typeflag));
+            h.set_size(content.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            bytes.extend_from_slice(h.as_bytes());
+            bytes.extend_from_slice(content);
+            bytes.resize(bytes.len().div_ceil(512) * 512, 0);
+        }
+        bytes.resize(bytes.len() + 1024, 0);
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&bytes).unwrap();
+        file
+    }
+
+    #[test]
+    fn pax_and_gnu_long_names_name_the_next_member() {
+        let long = "d/".repeat(80) + "layer.tar";
+        let pax = pax_record("path", &long);
+        let store = TarStore::index(archive_of(&[
+            (b"PaxHeaders/x", b'x', pax.into_bytes()),
+            (b"short", b'0', b"pax".to_vec()),
+            (b"././@LongLink", b'L', format!("{long}2\0").into_bytes()),
+            (b"short2", b'0', b"gnu".to_vec()),
+        ]))
+        .unwrap();
+        let read = |p: &str| {
+            let mut s = String::new();
+            store
+                .open(p)
+                .unwrap()
+                .unwrap()
+                .0
+                .read_to_string(&mut s)
+                .unwrap();
+            s
+        };
+        assert_eq!(read(&long), "pax");
+        assert_eq!(read(&format!("{long}2")), "gnu");
+        assert!(store.open("short").unwrap().is_none());
+    }
+
+    #[test]
+    fn oversized_extension_records_and_names_are_refused() {
+        let huge = vec![b'a'; MAX_PAX_SIZE as usize + 1];
+        let e = TarStore::index(archive_of(&[
+            (b"././@LongLink", b'L', huge),
+            (b"x", b'0', Vec::new()),
+        ]))
+        .err()
+        .unwrap();
+        assert!(format!("{e:#}").contains("limit"), "{e:#}");
+        let name = "n".repeat(MAX_PATH_LEN + 1);
+        let pax = pax_record("path", &name);
+        let e = TarStore::index(archive_of(&[
+            (b"PaxHeaders/x", b'x', pax.into_bytes()),
+            (b"x", b'0', Vec::new()),
+        ]))
+        .err()
+        .unwrap();
+        assert!(format!("{e:#}").contains("longer than"), "{e:#}");
+    }
+
+    #[test]
+    fn a_member_claiming_more_bytes_than_the_archive_has_is_refused() {
+        let mut h = tar::Header::new_ustar();
+        h.set_path("big").unwrap();
+        h.set_size(1 << 40);
+        h.set_cksum();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(h.as_bytes()).unwrap();
+        let e = TarStore::index(file).err().unwrap();
+        assert!(format!("{e:#}").contains("past the end"), "{e:#}");
     }
 }

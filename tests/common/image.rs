@@ -851,3 +851,365 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     fs::write(&p, bytes).unwrap();
     p
 }
+
+// ==============================================================================================
+// Formats other tools write, byte for byte (tests/formats.rs). Each writer follows its tool's
+// source: moby `image/tarexport/save.go` (Docker 25+ `docker save`), containerd
+// `core/images/archive/exporter.go` (Docker's containerd image store), go-containerregistry
+// `pkg/v1/tarball/write.go` (`crane pull --format tarball`, `tarball.Write`). JSON is written
+// as Go's encoding/json writes it: compact, struct field order, map keys sorted.
+// ==============================================================================================
+
+/// One member of a tar written as Go's archive/tar writes a USTAR header: octal fields
+/// zero-padded and NUL-terminated, checksum `%06o\0 `, empty user and group names, device
+/// numbers written as zeros, no padding after the two end blocks.
+pub struct GoTarMember {
+    pub name: String,
+    pub typeflag: u8,
+    pub mode: u32,
+    pub mtime: u64,
+    pub content: Vec<u8>,
+}
+
+pub fn go_tar_file(name: &str, mtime: u64, content: Vec<u8>) -> GoTarMember {
+    GoTarMember {
+        name: name.to_string(),
+        typeflag: b'0',
+        mode: 0o644,
+        mtime,
+        content,
+    }
+}
+
+pub fn go_tar_dir(name: &str, mtime: u64) -> GoTarMember {
+    GoTarMember {
+        name: name.to_string(),
+        typeflag: b'5',
+        mode: 0o755,
+        mtime,
+        content: Vec::new(),
+    }
+}
+
+fn go_octal(field: &mut [u8], value: u64) {
+    let digits = format!("{value:o}");
+    let text = format!("{digits:0>width$}", width = field.len() - 1);
+    field[..text.len()].copy_from_slice(text.as_bytes());
+    field[text.len()] = 0;
+}
+
+pub fn go_tar(members: &[GoTarMember]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in members {
+        assert!(
+            m.name.len() <= 100,
+            "GoTarMember names stay in the ustar name field"
+        );
+        let mut h = [0u8; 512];
+        h[..m.name.len()].copy_from_slice(m.name.as_bytes());
+        go_octal(&mut h[100..108], m.mode as u64);
+        go_octal(&mut h[108..116], 0);
+        go_octal(&mut h[116..124], 0);
+        go_octal(&mut h[124..136], m.content.len() as u64);
+        go_octal(&mut h[136..148], m.mtime);
+        h[156] = m.typeflag;
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        go_octal(&mut h[329..337], 0);
+        go_octal(&mut h[337..345], 0);
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u64 = h.iter().map(|b| *b as u64).sum();
+        go_octal(&mut h[148..155], sum);
+        h[155] = b' ';
+        out.extend_from_slice(&h);
+        out.extend_from_slice(&m.content);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
+}
+
+/// Go's encoding/json string: HTML-safe escapes for `<`, `>`, `&`.
+fn go_str(s: &str) -> String {
+    serde_json::to_string(s)
+        .unwrap()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+/// ocispec.Platform: architecture, os, variant.
+fn go_platform(p: &Platform) -> String {
+    match &p.variant {
+        Some(v) => format!(
+            r#"{{"architecture":{},"os":{},"variant":{}}}"#,
+            go_str(&p.arch),
+            go_str(&p.os),
+            go_str(v)
+        ),
+        None => format!(
+            r#"{{"architecture":{},"os":{}}}"#,
+            go_str(&p.arch),
+            go_str(&p.os)
+        ),
+    }
+}
+
+/// ocispec.Descriptor field order: mediaType, digest, size, annotations, platform.
+fn go_descriptor(media_type: &str, digest: &str, size: usize, tail: &str) -> String {
+    format!(
+        r#"{{"mediaType":{},"digest":{},"size":{size}{tail}}}"#,
+        go_str(media_type),
+        go_str(digest)
+    )
+}
+
+/// distribution.Descriptor (moby's LayerSources values): mediaType, size, digest.
+fn go_distribution_descriptor(media_type: &str, digest: &str, size: usize) -> String {
+    format!(
+        r#"{{"mediaType":{},"size":{size},"digest":{}}}"#,
+        go_str(media_type),
+        go_str(digest)
+    )
+}
+
+/// Splits `app:1.0` the way docker does for the index annotations: the full name
+/// (`docker.io/library/app:1.0`) and the tag.
+fn docker_full_name(tag: &str) -> (String, String) {
+    let (repo, t) = tag.rsplit_once(':').unwrap();
+    let full = if repo.contains('/') {
+        format!("docker.io/{repo}")
+    } else {
+        format!("docker.io/library/{repo}")
+    };
+    (format!("{full}:{t}"), t.to_string())
+}
+
+/// Which Docker 25+ `docker save` to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Docker25Store {
+    /// The classic graph-driver store (overlay2): layers saved uncompressed under their
+    /// diff_id, a per-layer v1 JSON blob, and `LayerSources` naming every layer.
+    GraphDriver,
+    /// The containerd image store: the image's own blobs (compressed layers, its manifest)
+    /// saved as stored, the index entry without a platform.
+    Containerd,
+}
+
+/// `docker save IMAGE` from Docker 25 or later, for one image tagged `tag` (`app:1.0`).
+/// Members are in the order archive.Tar walks the export directory (sorted), with the
+/// timestamps save.go sets: blobs at the image's `created` time, manifest.json,
+/// repositories and oci-layout at the epoch.
+pub fn docker25_save(img: &Image, tag: &str, store: Docker25Store) -> Vec<u8> {
+    let created = 1_700_000_000; // the fixtures' "2023-11-14T22:13:20Z"
+    let (full_name, short_tag) = docker_full_name(tag);
+    let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut manifest_layers = Vec::new();
+    let mut layer_paths = Vec::new();
+    let mut layer_sources = Vec::new();
+    let mut parent = String::new();
+    for (i, blob) in img.layers.iter().enumerate() {
+        let diff_id = &img.diff_ids[i];
+        let (media_type, digest, bytes) = match store {
+            Docker25Store::GraphDriver => {
+                (OCI_LAYER_TAR, diff_id.clone(), img.layer_tars[i].clone())
+            }
+            Docker25Store::Containerd => (
+                blob.media_type.as_str(),
+                blob.digest.clone(),
+                blob.bytes.clone(),
+            ),
+        };
+        let hex = digest.split_once(':').unwrap().1.to_string();
+        manifest_layers.push(go_descriptor(media_type, &digest, bytes.len(), ""));
+        layer_sources.push((
+            diff_id.clone(),
+            go_distribution_descriptor(media_type, &digest, bytes.len()),
+        ));
+        layer_paths.push(format!("blobs/sha256/{hex}"));
+        if store == Docker25Store::GraphDriver {
+            // The legacy v1 image JSON save.go still writes for each layer; only the last
+            // carries the image's own fields, which no reader of this format uses.
+            let id = sha256_hex(format!("{parent}{diff_id}").as_bytes());
+            let mut v1 = format!(r#"{{"id":"{id}""#);
+            if !parent.is_empty() {
+                v1.push_str(&format!(r#","parent":"{parent}""#));
+            }
+            v1.push_str(r#","created":"1970-01-01T00:00:00Z","container_config":{"Hostname":"","Domainname":"","User":"","AttachStdin":false,"AttachStdout":false,"AttachStderr":false,"Tty":false,"OpenStdin":false,"StdinOnce":false,"Env":null,"Cmd":null,"Image":"","Volumes":null,"WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":null},"os":"linux"}"#);
+            blobs.push((
+                format!("blobs/sha256/{}", sha256_hex(v1.as_bytes())),
+                v1.into_bytes(),
+            ));
+            parent = id;
+        }
+        blobs.push((format!("blobs/sha256/{hex}"), bytes));
+    }
+    blobs.push((img.config.layout_path(), img.config.bytes.clone()));
+    let platform = go_platform(&img.platform);
+    let (manifest_bytes, index_entry_platform) = match store {
+        Docker25Store::GraphDriver => {
+            let config = go_descriptor(
+                OCI_CONFIG,
+                &img.config.digest,
+                img.config.bytes.len(),
+                &format!(r#","platform":{platform}"#),
+            );
+            let m = format!(
+                r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{config},"layers":[{}]}}"#,
+                manifest_layers.join(",")
+            );
+            (m.into_bytes(), format!(r#","platform":{platform}"#))
+        }
+        Docker25Store::Containerd => (img.manifest.bytes.clone(), String::new()),
+    };
+    let manifest_digest = sha256_digest(&manifest_bytes);
+    let manifest_len = manifest_bytes.len();
+    blobs.push((
+        format!("blobs/sha256/{}", sha256_hex(&manifest_bytes)),
+        manifest_bytes,
+    ));
+    blobs.sort_by(|a, b| a.0.cmp(&b.0));
+    blobs.dedup_by(|a, b| a.0 == b.0);
+
+    let index_entry = go_descriptor(
+        OCI_MANIFEST,
+        &manifest_digest,
+        manifest_len,
+        &format!(
+            r#","annotations":{{"io.containerd.image.name":{},"org.opencontainers.image.ref.name":{}}}{index_entry_platform}"#,
+            go_str(&full_name),
+            go_str(&short_tag)
+        ),
+    );
+    let index =
+        format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{index_entry}]}}"#);
+    layer_sources.sort();
+    let sources: Vec<String> = layer_sources
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", go_str(k)))
+        .collect();
+    // json.Encoder adds the newline.
+    let manifest_json = format!(
+        "[{{\"Config\":{},\"RepoTags\":[{}],\"Layers\":[{}],\"LayerSources\":{{{}}}}}]\n",
+        go_str(&img.config.layout_path()),
+        go_str(tag),
+        layer_paths
+            .iter()
+            .map(|p| go_str(p))
+            .collect::<Vec<_>>()
+            .join(","),
+        sources.join(",")
+    );
+    let (repo, t) = tag.rsplit_once(':').unwrap();
+    let top_id = if parent.is_empty() {
+        img.diff_ids
+            .last()
+            .unwrap()
+            .split_once(':')
+            .unwrap()
+            .1
+            .to_string()
+    } else {
+        parent.clone()
+    };
+    let repositories = format!(
+        "{{{}:{{{}:{}}}}}\n",
+        go_str(repo),
+        go_str(t),
+        go_str(&top_id)
+    );
+
+    let mut members = vec![
+        go_tar_dir("blobs/", created),
+        go_tar_dir("blobs/sha256/", created),
+    ];
+    for (path, bytes) in blobs {
+        members.push(go_tar_file(&path, created, bytes));
+    }
+    members.push(go_tar_file("index.json", 0, index.into_bytes()));
+    members.push(go_tar_file("manifest.json", 0, manifest_json.into_bytes()));
+    members.push(go_tar_file(
+        "oci-layout",
+        0,
+        br#"{"imageLayoutVersion": "1.0.0"}"#.to_vec(),
+    ));
+    if store == Docker25Store::GraphDriver {
+        members.push(go_tar_file("repositories", 0, repositories.into_bytes()));
+    }
+    go_tar(&members)
+}
+
+/// go-containerregistry's `tarball.Write(ref, img, w)` (what `crane pull --format tarball`
+/// writes): the config named `sha256:<hex>`, each distinct layer blob as it is stored
+/// (compressed) named `<hex>.tar.gz`, then manifest.json naming the tag in full
+/// (`index.docker.io/library/app:1.0`), with no LayerSources (omitempty, no foreign layers).
+pub fn ggcr_tarball(img: &Image, full_tag: &str) -> Vec<u8> {
+    let mut members = vec![go_tar_file(
+        &format!("sha256:{}", img.config.hex()),
+        0,
+        img.config.bytes.clone(),
+    )];
+    let mut layer_files = Vec::new();
+    for blob in &img.layers {
+        let name = format!("{}.tar.gz", blob.hex());
+        if !layer_files.contains(&name) {
+            members.push(go_tar_file(&name, 0, blob.bytes.clone()));
+        }
+        layer_files.push(name);
+    }
+    let manifest = format!(
+        r#"[{{"Config":{},"RepoTags":[{}],"Layers":[{}]}}]"#,
+        go_str(&format!("sha256:{}", img.config.hex())),
+        go_str(full_tag),
+        layer_files
+            .iter()
+            .map(|p| go_str(p))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    members.push(go_tar_file("manifest.json", 0, manifest.into_bytes()));
+    go_tar(&members)
+}
+
+/// An OCI image index whose entries state no platform (the image spec makes it optional:
+/// `crane index append` without `--platform`, indexes assembled by hand or by older
+/// tools), optionally with a BuildKit attestation first. Written as Go writes an
+/// ocispec.Index: compact.
+pub fn platformless_index(images: &[&Image], with_attestation: bool) -> Index {
+    let built = if with_attestation {
+        index(images).with_attestation().build()
+    } else {
+        index(images).build()
+    };
+    let mut idx: Value = serde_json::from_slice(&built.blob.bytes).unwrap();
+    let mut entries = Vec::new();
+    for d in idx["manifests"].as_array_mut().unwrap() {
+        let attestation = d.get("annotations").is_some();
+        let tail = if attestation {
+            format!(
+                r#","annotations":{{"vnd.docker.reference.digest":{},"vnd.docker.reference.type":"attestation-manifest"}},"platform":{{"architecture":"unknown","os":"unknown"}}"#,
+                go_str(
+                    d["annotations"]["vnd.docker.reference.digest"]
+                        .as_str()
+                        .unwrap()
+                )
+            )
+        } else {
+            String::new()
+        };
+        entries.push(go_descriptor(
+            d["mediaType"].as_str().unwrap(),
+            d["digest"].as_str().unwrap(),
+            d["size"].as_u64().unwrap() as usize,
+            &tail,
+        ));
+    }
+    let bytes = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+        entries.join(",")
+    );
+    Index {
+        blob: Blob::new(OCI_INDEX, Algo::Sha256, bytes.into_bytes()),
+        children: built.children,
+    }
+}

@@ -617,6 +617,8 @@ pub fn docker_archive_oci(img: &Image, tag: &str) -> Vec<u8> {
 
 #[path = "../common/tools.rs"]
 pub mod tools;
+// Each test binary uses its own subset of these.
+#[allow(unused_imports)]
 pub use tools::{have, is_root, require_root_and_tools, require_tools};
 
 /// Runs a command that must succeed; returns its standard output.
