@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   skopeo umoci docker-registry debootstrap pigz libarchive-tools tar gzip zstd
-  python3 openssl apache2-utils time
+  python3 openssl apache2-utils time podman
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -26,6 +26,8 @@ enum CompressionArg {
 ///   oci:PATH[:TAG|@DIGEST]          OCI image layout directory
 ///   oci-archive:FILE[:TAG]          OCI layout in a tar (buildx -o type=oci); - is stdin
 ///   docker-archive:FILE[:REPO:TAG]  `docker save` / `podman save` tarball; - is stdin
+///   docker-daemon:NAME[:TAG]        an image in the Docker engine (DOCKER_HOST, docker
+///                                   context, or the default socket / named pipe)
 #[derive(Parser, Debug)]
 #[command(name = "oci2wsl", version, verbatim_doc_comment)]
 struct Cli {

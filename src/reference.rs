@@ -26,6 +26,9 @@ pub enum SourceRef {
         path: String,
         repo_tag: Option<String>,
     },
+    /// `docker-daemon:NAME[:TAG]`, `NAME@DIGEST` or an image ID `sha256:HEX`: an image in a
+    /// running Docker engine. `image` always carries a tag, a digest or is an ID.
+    DockerDaemon { image: String },
     /// Anything else is a registry reference (`postgres:16`, `docker://ghcr.io/o/a@sha256:…`).
     Registry(String),
 }
@@ -53,16 +56,15 @@ impl SourceRef {
             }
             return Ok(SourceRef::DockerArchive { path, repo_tag });
         }
-        for transport in [
-            "dir:",
-            "docker-daemon:",
-            "containers-storage:",
-            "ostree:",
-            "sif:",
-        ] {
+        if let Some(rest) = text.strip_prefix("docker-daemon:") {
+            return Ok(SourceRef::DockerDaemon {
+                image: daemon_image(rest)?,
+            });
+        }
+        for transport in ["dir:", "containers-storage:", "ostree:", "sif:"] {
             if text.starts_with(transport) {
                 bail!(
-                    "the {} transport is not supported; use oci:, oci-archive:, docker-archive: or a registry reference",
+                    "the {} transport is not supported; use oci:, oci-archive:, docker-archive:, docker-daemon: or a registry reference",
                     transport.trim_end_matches(':')
                 );
             }
@@ -91,12 +93,57 @@ impl fmt::Display for SourceRef {
                 Some(t) => write!(f, "docker-archive:{path}:{t}"),
                 None => write!(f, "docker-archive:{path}"),
             },
+            SourceRef::DockerDaemon { image } => write!(f, "docker-daemon:{image}"),
             // A name that would read back as another transport keeps its scheme.
             SourceRef::Registry(r) if SourceRef::parse(r).ok().as_ref() != Some(self) => {
                 write!(f, "docker://{r}")
             }
             SourceRef::Registry(r) => write!(f, "{r}"),
         }
+    }
+}
+
+/// Checks a `docker-daemon:` image name and completes it as skopeo's transport and
+/// `docker save` would read it. The name goes into the engine's URL path, so only the
+/// characters image names, tags and digests use are allowed.
+fn daemon_image(text: &str) -> Result<String> {
+    const FORMS: &str = "NAME[:TAG], NAME@DIGEST or an image ID sha256:HEX";
+    if text.is_empty() {
+        bail!("docker-daemon: needs an image, as {FORMS}");
+    }
+    // An image ID: skopeo takes a bare `sha256:HEX` as one, never as repository `sha256`.
+    if text.starts_with("sha256:") {
+        let id = Digest::parse(text)
+            .map_err(|e| anyhow::anyhow!("docker-daemon:{text}: not an image ID: {e}"))?;
+        return Ok(id.to_string());
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._-/:@".contains(c);
+    if let Some(c) = text.chars().find(|c| !allowed(*c)) {
+        bail!("docker-daemon:{text}: {c:?} cannot be part of an image name; expected {FORMS}");
+    }
+    if text.starts_with(['/', ':', '@']) || text.ends_with(['/', ':', '@']) {
+        bail!("docker-daemon:{text}: expected {FORMS}");
+    }
+    let (name, digest) = match text.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (text, None),
+    };
+    let last = name.rsplit('/').next().unwrap_or(name);
+    let tagged = last.contains(':');
+    match digest {
+        Some(digest) => {
+            if tagged {
+                // As skopeo: engines differ on which of the two wins, so refuse to guess.
+                bail!("docker-daemon:{text}: give a tag or a digest, not both");
+            }
+            Digest::parse(digest)
+                .map_err(|e| anyhow::anyhow!("docker-daemon:{text}: bad digest: {e}"))?;
+            Ok(text.to_string())
+        }
+        // Without a tag the engine would export every tag of the repository; `docker
+        // pull` and `docker run` mean :latest, and so does this.
+        None if !tagged => Ok(format!("{text}:latest")),
+        None => Ok(text.to_string()),
     }
 }
 
@@ -209,7 +256,6 @@ mod tests {
                 selector: Selector::Only
             }
         );
-        assert!(SourceRef::parse("docker-daemon:x").is_err());
         assert_eq!(
             SourceRef::parse("docker://postgres").unwrap(),
             SourceRef::Registry("postgres".into())
@@ -231,5 +277,44 @@ mod tests {
             SourceRef::parse("postgres:16").unwrap().to_string(),
             "postgres:16"
         );
+    }
+
+    #[test]
+    fn daemon_forms() {
+        let image = |text: &str| match SourceRef::parse(text).unwrap() {
+            SourceRef::DockerDaemon { image } => image,
+            other => panic!("{text} parsed as {other:?}"),
+        };
+        assert_eq!(image("docker-daemon:alpine"), "alpine:latest");
+        assert_eq!(image("docker-daemon:alpine:3.20"), "alpine:3.20");
+        assert_eq!(
+            image("docker-daemon:localhost:5000/team/app"),
+            "localhost:5000/team/app:latest"
+        );
+        assert_eq!(
+            image("docker-daemon:localhost:5000/team/app:v1"),
+            "localhost:5000/team/app:v1"
+        );
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(image(&format!("docker-daemon:app@{d}")), format!("app@{d}"));
+        assert_eq!(image(&format!("docker-daemon:{d}")), d);
+        for bad in [
+            "docker-daemon:".to_string(),
+            format!("docker-daemon:app:1@{d}"),
+            "docker-daemon:sha256:abc".to_string(),
+            "docker-daemon:app@sha256:zz".to_string(),
+            "docker-daemon:app:1?x=y".to_string(),
+            "docker-daemon:app 1".to_string(),
+            "docker-daemon:app:".to_string(),
+            "docker-daemon:/app".to_string(),
+        ] {
+            assert!(SourceRef::parse(&bad).is_err(), "{bad}");
+        }
+        let r = SourceRef::parse("docker-daemon:app").unwrap();
+        assert_eq!(r.to_string(), "docker-daemon:app:latest");
+        assert_eq!(SourceRef::parse(&r.to_string()).unwrap(), r);
+        // A registry image named like the transport keeps its scheme when printed.
+        let r = SourceRef::parse("docker://docker-daemon:x").unwrap();
+        assert_eq!(SourceRef::parse(&r.to_string()).unwrap(), r);
     }
 }

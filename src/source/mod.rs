@@ -4,6 +4,7 @@
 //! and opens layer blobs by [`Layer`]. It hands out raw blob bytes; verification and
 //! decompression belong to the layer stage, so every source gets them the same way.
 
+pub mod daemon;
 pub mod docker_archive;
 pub mod layout;
 pub mod memory;
@@ -65,6 +66,7 @@ pub fn open(
                 repo_tag.clone(),
             ))
         }
+        SourceRef::DockerDaemon { image } => Box::new(daemon::open(image, &name)?),
         SourceRef::Registry(r) => Box::new(remote::RegistrySource::new(r, registry)?),
     })
 }

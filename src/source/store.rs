@@ -158,6 +158,12 @@ impl TarStore {
         TarStore::index(spool).with_context(|| format!("reading archive {name}"))
     }
 
+    /// Indexes an uncompressed archive that the caller has already spooled to a private
+    /// temporary file (a Docker engine's image export), named `name` in errors.
+    pub fn from_spool(file: File, name: &str) -> Result<TarStore> {
+        TarStore::index(file).with_context(|| format!("reading archive {name}"))
+    }
+
     fn index(file: File) -> Result<TarStore> {
         let members = index_members(&file)?;
         if members.is_empty() {
