@@ -5,6 +5,7 @@
 
 use super::endpoint::Endpoint;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::time::Duration;
 
 pub trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
@@ -14,11 +15,46 @@ impl<T: Read + Write + Send> Stream for T {}
 const MAX_LINE: usize = 16 << 10;
 const MAX_HEADERS: usize = 200;
 
+/// How long the engine may stay silent. Generous: podman writes a whole export to a file of
+/// its own before it sends the first byte; but a stalled engine must not hang us forever.
+pub const IDLE_LIMIT: Duration = Duration::from_secs(600);
+
+/// Turns the socket's read timeout into an error that says what happened.
+struct IdleLimited<S>(S);
+
+impl<S: Read> Read for IdleLimited<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the engine sent nothing for {} seconds",
+                    IDLE_LIMIT.as_secs()
+                ),
+            ),
+            _ => e,
+        })
+    }
+}
+
+impl<S: Write> Write for IdleLimited<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// Opens a connection to the engine.
 pub fn connect(endpoint: &Endpoint) -> io::Result<Box<dyn Stream>> {
     match endpoint {
         #[cfg(unix)]
-        Endpoint::Unix(path) => Ok(Box::new(std::os::unix::net::UnixStream::connect(path)?)),
+        Endpoint::Unix(path) => {
+            let socket = std::os::unix::net::UnixStream::connect(path)?;
+            socket.set_read_timeout(Some(IDLE_LIMIT))?;
+            Ok(Box::new(IdleLimited(socket)))
+        }
         #[cfg(not(unix))]
         Endpoint::Unix(_) => Err(io::Error::new(
             io::ErrorKind::Unsupported,
@@ -28,9 +64,11 @@ pub fn connect(endpoint: &Endpoint) -> io::Result<Box<dyn Stream>> {
             use std::net::ToSocketAddrs;
             let mut last = io::Error::new(io::ErrorKind::NotFound, "the host name has no address");
             for sa in addr.to_socket_addrs()? {
-                match std::net::TcpStream::connect_timeout(&sa, std::time::Duration::from_secs(10))
-                {
-                    Ok(s) => return Ok(Box::new(s)),
+                match std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(10)) {
+                    Ok(s) => {
+                        s.set_read_timeout(Some(IDLE_LIMIT))?;
+                        return Ok(Box::new(IdleLimited(s)));
+                    }
                     Err(e) => last = e,
                 }
             }
@@ -55,7 +93,7 @@ fn open_pipe(pipe: &str) -> io::Result<Box<dyn Stream>> {
             Ok(file) => return Ok(Box::new(file)),
             Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) && tries < 40 => {
                 tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(50));
             }
             Err(e) => return Err(e),
         }
@@ -317,5 +355,22 @@ mod tests {
         );
         assert!(request.contains("\r\nConnection: close\r\n"), "{request}");
         assert!(request.ends_with("\r\n\r\n"), "{request}");
+    }
+
+    #[test]
+    fn a_silent_engine_is_a_timeout_that_says_so() {
+        struct Stalled;
+        impl Read for Stalled {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                // What a socket read timeout returns on Unix.
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+        }
+        let err = IdleLimited(Stalled).read(&mut [0u8; 8]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            err.to_string().contains("sent nothing for 600 seconds"),
+            "{err}"
+        );
     }
 }
