@@ -156,3 +156,28 @@ fn wsl_created_with_multibyte_offset_does_not_panic() {
         None
     );
 }
+
+/// The `wsl` target is only as good as the inputs that get through: its seeds must reach
+/// the translation and come out with the files it writes, not stop at a clean error.
+#[test]
+fn wsl_seeds_reach_the_generated_files() {
+    let seeds = root().join("fuzz/seeds/wsl");
+    let data = std::fs::read(seeds.join("json-config-all-files")).unwrap();
+    let out = harness::wsl_output(&data)
+        .unwrap()
+        .expect("the seed gives an output");
+    let listing = harness::check_output(&out).unwrap();
+    for name in [
+        "etc/wsl.conf",
+        "etc/wsl-distribution.conf",
+        "etc/profile.d/oci2wsl-env.sh",
+        "etc/oci2wsl/image.json",
+    ] {
+        assert!(
+            listing.nodes.contains_key(name.as_bytes()),
+            "{name} missing from the output"
+        );
+    }
+    let data = std::fs::read(seeds.join("line-config-user-by-uid")).unwrap();
+    assert!(harness::wsl_output(&data).unwrap().is_some());
+}

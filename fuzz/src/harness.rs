@@ -1445,9 +1445,14 @@ pub fn wsl_config(part: &[u8]) -> Vec<u8> {
 /// then NUL-separated parts: config (see [`wsl_config`]), passwd, wsl.conf, profile, user.
 /// A missing part is a missing file.
 pub fn run_wsl(data: &[u8]) -> Result<(), String> {
+    wsl_output(data).map(|_| ())
+}
+
+/// [`run_wsl`], returning the output tar when there is one (`None` for a clean error).
+pub fn wsl_output(data: &[u8]) -> Result<Option<Vec<u8>>, String> {
     use oci2wsl::wsl::{Translation, WslOptions};
     let Some((&flags, rest)) = data.split_first() else {
-        return Ok(());
+        return Ok(None);
     };
     let parts: Vec<&[u8]> = rest.splitn(5, |b| *b == 0).collect();
     let config_raw = wsl_config(parts[0]);
@@ -1478,7 +1483,7 @@ pub fn run_wsl(data: &[u8]) -> Result<(), String> {
     image.config = match oci2wsl::image::parse_config(&config_raw) {
         Ok(config) => config,
         // Refused as a config: a clean error, as the real sources give.
-        Err(_) => return Ok(()),
+        Err(_) => return Ok(None),
     };
     image.config_raw = config_raw;
     let options = WslOptions {
@@ -1503,7 +1508,7 @@ pub fn run_wsl(data: &[u8]) -> Result<(), String> {
         Ok(_) => {
             let bytes = out.finish().map_err(|e| format!("finish: {e}"))?.0;
             check_output(&bytes)?;
-            Ok(())
+            Ok(Some(bytes))
         }
         Err(e) => {
             check_error(&e)?;
@@ -1511,7 +1516,7 @@ pub fn run_wsl(data: &[u8]) -> Result<(), String> {
             if text.trim().is_empty() || text.contains('\n') {
                 return Err(format!("the error is not one line: {text:?}"));
             }
-            Ok(())
+            Ok(None)
         }
     }
 }

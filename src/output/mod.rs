@@ -296,13 +296,23 @@ impl Sink {
                 // private 0600 of a temporary file.
                 #[cfg(unix)]
                 builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-                let temp = builder.tempfile_in(&dir).with_context(|| {
-                    format!("cannot create a temporary file in {}", dir.display())
-                })?;
+                let create = || {
+                    builder.tempfile_in(&dir).with_context(|| {
+                        format!("cannot create a temporary file in {}", dir.display())
+                    })
+                };
+                let mut temp = create()?;
+                // Another run's stale-file cleanup can only take a file in the instant
+                // between its creation and our lock; a second name is then enough.
+                for _ in 0..3 {
+                    if target::hold(temp.as_file()).with_context(|| {
+                        format!("cannot lock the temporary file {}", temp.path().display())
+                    })? {
+                        break;
+                    }
+                    temp = create()?;
+                }
                 PENDING.lock().unwrap().push(temp.path().to_path_buf());
-                target::hold(temp.as_file()).with_context(|| {
-                    format!("cannot lock the temporary file {}", temp.path().display())
-                })?;
                 let file = temp
                     .reopen()
                     .context("reopening the temporary output file")?;

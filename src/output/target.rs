@@ -136,18 +136,32 @@ fn is_temp_name(entry: &str, file_name: &str) -> bool {
 /// run's [`remove_stale_temp_files`] leaves it alone. A lock rather than the process id in the
 /// name: a process id says nothing across PID namespaces (containers sharing a directory),
 /// a lock does, and the kernel drops it when the process dies, however it dies.
-pub fn hold(file: &fs::File) -> io::Result<()> {
+///
+/// `Ok(false)`: another run's cleanup got to the fresh file first (it locked it before we
+/// did, and removes it); make another. A file system without locks is no error: there the
+/// cleanup cannot lock either, so it removes nothing.
+pub fn hold(file: &fs::File) -> io::Result<bool> {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
         // SAFETY: plain system call on a file descriptor we own; no memory is passed.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(false)
+            } else {
+                Ok(true)
+            };
         }
+        // Locked, but a cleanup may have locked, unlinked and released it just before.
+        Ok(file.metadata()?.nlink() > 0)
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = file;
-    Ok(())
+    {
+        let _ = file;
+        Ok(true)
+    }
 }
 
 /// Whether some live process holds `path` (see [`hold`]).
@@ -345,7 +359,7 @@ mod tests {
             fs::write(p, b"partial").unwrap();
         }
         let live_file = fs::File::open(&live).unwrap();
-        hold(&live_file).unwrap();
+        assert!(hold(&live_file).unwrap());
         assert_eq!(remove_stale_temp_files(&target), vec![stale.clone()]);
         assert!(!stale.exists() && live.exists() && other.exists());
         drop(live_file);
