@@ -9,7 +9,7 @@
 #
 # cargo-fuzz needs nightly flags: RUSTC_BOOTSTRAP lets the stable toolchain accept them.
 # cargo-fuzz is installed from crates.io if missing. Builds use debug assertions (overflow
-# checks) and no sanitizer by default: the crate is safe Rust (its only unsafe blocks are two
+# checks) and no sanitizer by default: the crate is safe Rust (its only unsafe blocks are
 # Linux system calls on its own output and spool files, which pass no memory), the C libraries are not
 # instrumented anyway, and AddressSanitizer costs 5x the speed and reports glibc's
 # per-thread destructor records of worker threads as leaks. FUZZ_SANITIZER=address turns it
