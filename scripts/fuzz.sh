@@ -9,7 +9,7 @@
 #
 # cargo-fuzz needs nightly flags: RUSTC_BOOTSTRAP lets the stable toolchain accept them.
 # cargo-fuzz is installed from crates.io if missing. Builds use debug assertions (overflow
-# checks) and no sanitizer by default: the crate is safe Rust (its only unsafe blocks are two
+# checks) and no sanitizer by default: the crate is safe Rust (its only unsafe blocks are
 # Linux system calls on its own output and spool files, which pass no memory), the C libraries are not
 # instrumented anyway, and AddressSanitizer costs 5x the speed and reports glibc's
 # per-thread destructor records of worker threads as leaks. FUZZ_SANITIZER=address turns it
@@ -17,7 +17,9 @@
 #
 # Corpora grow in fuzz/corpus/TARGET (git-ignored), starting from fuzz/seeds/TARGET
 # (committed; regenerate with `cargo run --manifest-path fuzz/Cargo.toml --example
-# gen_seeds`); the tar targets get the tokens of fuzz/dicts/tar.dict. Logs:
+# gen_seeds`; the `wsl` seeds are written by hand); the tar targets get the tokens of
+# fuzz/dicts/tar.dict, the `wsl` target (image config, passwd, wsl.conf, profile into the
+# WSL stage) those of fuzz/dicts/wsl.dict. Logs:
 # fuzz/target/logs/TARGET.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +51,7 @@ for target in "${targets[@]}"; do
   dict=()
   case "$target" in
     flatten_layers | tar_reader | archive) dict=(-dict=fuzz/dicts/tar.dict) ;;
+    wsl) dict=(-dict=fuzz/dicts/wsl.dict) ;;
   esac
   status=0
   cargo fuzz run "${flags[@]}" "$target" "fuzz/corpus/$target" "${seeds[@]}" -- \

@@ -242,6 +242,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     output::install_interrupt_cleanup();
     let result = options(&cli).and_then(|opts| {
+        for stale in output::remove_stale_temp_files(&opts.destination) {
+            if !cli.quiet {
+                eprintln!(
+                    "oci2wsl: warning: removed {}, left by an earlier run that was killed",
+                    stale.display()
+                );
+            }
+        }
         let summary = pipeline::run(&opts)?;
         if !cli.quiet {
             eprintln!("{}", summary.line(&opts.destination));

@@ -20,6 +20,7 @@ fn runner(target: &str) -> fn(&[u8]) -> Result<(), String> {
         "reference" => harness::run_reference,
         "www_authenticate" => harness::run_www_authenticate,
         "tar_reader" => harness::run_tar_reader,
+        "wsl" => harness::run_wsl,
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -141,4 +142,42 @@ fn reference_registry_name_printed_as_other_transport() {
     run("reference", "docker-scheme-then-oci");
     let r = oci2wsl::reference::SourceRef::parse("docker://oci:C:er://r$").unwrap();
     assert_eq!(r.to_string(), "docker://oci:C:er://r$");
+}
+
+/// Issue 12 (a review, then the `wsl` target). An image whose `created` is
+/// `2023-11-14T22:13:20+1é00` panicked in `parse_rfc3339` (src/wsl/config.rs): the offset
+/// was sliced by byte index through the middle of `é`. A time it cannot read leaves the
+/// generated files dated 1970, like an image without `created`.
+#[test]
+fn wsl_created_with_multibyte_offset_does_not_panic() {
+    run("wsl", "created-multibyte-offset");
+    assert_eq!(
+        oci2wsl::wsl::config::parse_rfc3339("2023-11-14T22:13:20+1é00"),
+        None
+    );
+}
+
+/// The `wsl` target is only as good as the inputs that get through: its seeds must reach
+/// the translation and come out with the files it writes, not stop at a clean error.
+#[test]
+fn wsl_seeds_reach_the_generated_files() {
+    let seeds = root().join("fuzz/seeds/wsl");
+    let data = std::fs::read(seeds.join("json-config-all-files")).unwrap();
+    let out = harness::wsl_output(&data)
+        .unwrap()
+        .expect("the seed gives an output");
+    let listing = harness::check_output(&out).unwrap();
+    for name in [
+        "etc/wsl.conf",
+        "etc/wsl-distribution.conf",
+        "etc/profile.d/oci2wsl-env.sh",
+        "etc/oci2wsl/image.json",
+    ] {
+        assert!(
+            listing.nodes.contains_key(name.as_bytes()),
+            "{name} missing from the output"
+        );
+    }
+    let data = std::fs::read(seeds.join("line-config-user-by-uid")).unwrap();
+    assert!(harness::wsl_output(&data).unwrap().is_some());
 }

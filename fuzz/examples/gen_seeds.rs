@@ -369,4 +369,56 @@ fn main() {
             c.as_bytes(),
         );
     }
+
+    wsl_seeds(&dir);
+}
+
+/// The `wsl` target's input: a flags byte, then NUL-separated config, passwd, wsl.conf,
+/// profile and `--user` (see `oci2wsl_fuzz::run_wsl`).
+fn wsl_seeds(dir: &Path) {
+    let passwd: &[u8] = b"root:x:0:0:root:/root:/bin/bash\napp:x:1000:1000:App:/home/app:/bin/sh\n";
+    let wsl_conf: &[u8] = b"[boot]\nsystemd=true\n\n[user]\ndefault=root\n";
+    let profile: &[u8] = b"# /etc/profile\nfor i in /etc/profile.d/*.sh; do . \"$i\"; done\n";
+    let config = serde_json::to_vec(&serde_json::json!({
+        "created": "2023-11-14T22:13:20Z",
+        "config": {
+            "User": "app",
+            "WorkingDir": "/srv",
+            "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"],
+            "Entrypoint": ["/docker-entrypoint.sh"],
+            "Cmd": ["postgres", "-c", "it's"],
+            "ExposedPorts": {"5432/tcp": {}},
+        },
+    }))
+    .unwrap();
+    let lines: &[u8] = b"1000:1000\n/work dir\n2020-02-29T12:00:00.5-08:00\n/bin/sh\t-c\n\
+                         exec \"$@\"\tx\nFOO=bar baz\nEMPTY=\nHOME=/nowhere";
+    let seeds: [(&str, u8, Vec<&[u8]>); 5] = [
+        (
+            "json-config-all-files",
+            0b101,
+            vec![&config, passwd, wsl_conf, profile],
+        ),
+        (
+            "json-config-second-layer",
+            0b1000,
+            vec![&config, passwd, wsl_conf, profile],
+        ),
+        (
+            "line-config-user-by-uid",
+            0b1,
+            vec![lines, passwd, b"", profile],
+        ),
+        (
+            "line-config-user-flag",
+            0b10,
+            vec![b"\n\n\n\n", passwd, wsl_conf, profile, b"app"],
+        ),
+        ("no-files", 0, vec![b"root\n/\n"]),
+    ];
+    for (name, flags, parts) in seeds {
+        let mut data = vec![flags];
+        data.extend(parts.join(&0u8));
+        write(dir, "wsl", name, &data);
+    }
 }

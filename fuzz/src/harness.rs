@@ -1388,3 +1388,135 @@ pub fn run_tar_reader(data: &[u8]) -> Result<(), String> {
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// The WSL stage
+// ---------------------------------------------------------------------------------------
+
+/// The image config for [`run_wsl`]: a JSON object is used as it is, with `architecture`,
+/// `os` and `rootfs` added if missing (so that hostile values, not a missing field, are what
+/// gets tested); anything else is read as lines, `User`, `WorkingDir`, `created`, the
+/// Entrypoint and the Cmd (arguments separated by tabs), then one `Env` entry a line, so that
+/// the fuzzer reaches the translation with any strings without having to write JSON.
+pub fn wsl_config(part: &[u8]) -> Vec<u8> {
+    use serde_json::{json, Value};
+    let mut config = match serde_json::from_slice::<Value>(part) {
+        Ok(Value::Object(map)) => Value::Object(map),
+        _ => {
+            let text = String::from_utf8_lossy(part);
+            let mut lines = text.split('\n');
+            let mut line = || lines.next().unwrap_or("").to_string();
+            let (user, workdir, created) = (line(), line(), line());
+            let args = |l: String| -> Vec<String> {
+                if l.is_empty() {
+                    Vec::new()
+                } else {
+                    l.split('\t').map(str::to_string).collect()
+                }
+            };
+            let (entrypoint, cmd) = (args(line()), args(line()));
+            let env: Vec<String> = lines.map(str::to_string).collect();
+            json!({
+                "created": created,
+                "config": {
+                    "User": user,
+                    "WorkingDir": workdir,
+                    "Entrypoint": entrypoint,
+                    "Cmd": cmd,
+                    "Env": env,
+                    "ExposedPorts": {"80/tcp": {}},
+                },
+            })
+        }
+    };
+    let map = config.as_object_mut().expect("an object");
+    map.entry("architecture").or_insert(json!("amd64"));
+    map.entry("os").or_insert(json!("linux"));
+    map.entry("rootfs")
+        .or_insert(json!({"type": "layers", "diff_ids": []}));
+    serde_json::to_vec(&config).expect("memory")
+}
+
+/// The `wsl` target: any image config plus any `/etc/passwd`, `/etc/wsl.conf` and
+/// `/etc/profile` in the image give either an output or a clean error, never a panic.
+///
+/// Input: a flags byte (bit 0 `--boot`, bit 1 `--user` from the sixth part, bit 2 a `.wsl`
+/// output, bit 3 the image files in a second layer, over placeholder files in the first),
+/// then NUL-separated parts: config (see [`wsl_config`]), passwd, wsl.conf, profile, user.
+/// A missing part is a missing file.
+pub fn run_wsl(data: &[u8]) -> Result<(), String> {
+    wsl_output(data).map(|_| ())
+}
+
+/// [`run_wsl`], returning the output tar when there is one (`None` for a clean error).
+pub fn wsl_output(data: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    use oci2wsl::wsl::{Translation, WslOptions};
+    let Some((&flags, rest)) = data.split_first() else {
+        return Ok(None);
+    };
+    let parts: Vec<&[u8]> = rest.splitn(5, |b| *b == 0).collect();
+    let config_raw = wsl_config(parts[0]);
+    let mut entries = vec![TarEntry::dir("etc")];
+    for (name, part) in [
+        ("etc/passwd", parts.get(1)),
+        ("etc/wsl.conf", parts.get(2)),
+        ("etc/profile", parts.get(3)),
+    ] {
+        if let Some(content) = part {
+            entries.push(TarEntry::file(name, content));
+        }
+    }
+    let tars = if flags & 8 != 0 {
+        let placeholders = encode_tar(&[
+            TarEntry::dir("etc"),
+            TarEntry::file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"),
+            TarEntry::file("etc/wsl.conf", b"[boot]\nsystemd=true\n"),
+        ]);
+        vec![placeholders, encode_tar(&entries)]
+    } else {
+        vec![encode_tar(&entries)]
+    };
+    let source = MemorySource::from_tars(tars);
+    let Ok(mut image) = source.resolve(&Default::default()) else {
+        return Err("the memory source did not resolve".into());
+    };
+    image.config = match oci2wsl::image::parse_config(&config_raw) {
+        Ok(config) => config,
+        // Refused as a config: a clean error, as the real sources give.
+        Err(_) => return Ok(None),
+    };
+    image.config_raw = config_raw;
+    let options = WslOptions {
+        user: (flags & 2 != 0)
+            .then(|| String::from_utf8_lossy(parts.get(4).copied().unwrap_or(b"")).into_owned()),
+        boot: flags & 1 != 0,
+        distribution_name: (flags & 4 != 0).then(|| "fuzz".to_string()),
+    };
+    let mut translation = Translation::new(&image, "fuzz".into(), options);
+    let mut out = TarWriter::new(Capped(Vec::new()));
+    let flatten_options = FlattenOptions {
+        jobs: 1,
+        max_expansion: 100,
+    };
+    match flatten(
+        &source,
+        &image,
+        &mut out,
+        &flatten_options,
+        Some(&mut translation),
+    ) {
+        Ok(_) => {
+            let bytes = out.finish().map_err(|e| format!("finish: {e}"))?.0;
+            check_output(&bytes)?;
+            Ok(Some(bytes))
+        }
+        Err(e) => {
+            check_error(&e)?;
+            let text = format!("{e:#}");
+            if text.trim().is_empty() || text.contains('\n') {
+                return Err(format!("the error is not one line: {text:?}"));
+            }
+            Ok(None)
+        }
+    }
+}

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod pgzip;
 pub mod tar_writer;
+pub mod target;
 
 use anyhow::{bail, Context, Result};
 use std::fs;
@@ -246,18 +247,19 @@ pub fn check_destination(dest: &Destination) -> Result<()> {
             }
         }
         Destination::File { path, force } => {
-            if !force && path.exists() {
-                bail!(
-                    "{} already exists; use --force to replace it",
-                    path.display()
-                );
-            }
-            if path.is_dir() {
-                bail!("{} is a directory", path.display());
-            }
+            target::inspect(path, *force)?;
         }
     }
     Ok(())
+}
+
+/// Removes the temporary files that earlier runs to the same file left when they were
+/// killed (see [`target::remove_stale_temp_files`]); returns them, for a warning.
+pub fn remove_stale_temp_files(dest: &Destination) -> Vec<PathBuf> {
+    match dest {
+        Destination::File { path, .. } => target::remove_stale_temp_files(path),
+        Destination::Stdout => Vec::new(),
+    }
 }
 
 impl Sink {
@@ -268,9 +270,16 @@ impl Sink {
         level: i32,
         threads: usize,
     ) -> Result<Sink> {
-        check_destination(dest)?;
         let (raw, temp, target): (Box<dyn Write + Send>, _, _) = match dest {
-            Destination::Stdout => (Box::new(raw_stdout()?), None, None),
+            Destination::Stdout => {
+                check_destination(dest)?;
+                (Box::new(raw_stdout()?), None, None)
+            }
+            Destination::File { path, force }
+                if target::inspect(path, *force)? == target::Target::WriteThrough =>
+            {
+                (Box::new(target::open_write_through(path)?), None, None)
+            }
             Destination::File { path, force } => {
                 let dir = match path.parent() {
                     Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -280,16 +289,29 @@ impl Sink {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| "output".into());
-                let prefix = format!(".{file_name}.");
+                let prefix = target::temp_prefix(&file_name);
                 let mut builder = tempfile::Builder::new();
-                builder.prefix(&prefix).suffix(".partial");
+                builder.prefix(&prefix).suffix(target::TEMP_SUFFIX);
                 // A normal file when renamed into place (0666 less the umask), not the
                 // private 0600 of a temporary file.
                 #[cfg(unix)]
                 builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-                let temp = builder.tempfile_in(&dir).with_context(|| {
-                    format!("cannot create a temporary file in {}", dir.display())
-                })?;
+                let create = || {
+                    builder.tempfile_in(&dir).with_context(|| {
+                        format!("cannot create a temporary file in {}", dir.display())
+                    })
+                };
+                let mut temp = create()?;
+                // Another run's stale-file cleanup can only take a file in the instant
+                // between its creation and our lock; a second name is then enough.
+                for _ in 0..3 {
+                    if target::hold(temp.as_file()).with_context(|| {
+                        format!("cannot lock the temporary file {}", temp.path().display())
+                    })? {
+                        break;
+                    }
+                    temp = create()?;
+                }
                 PENDING.lock().unwrap().push(temp.path().to_path_buf());
                 let file = temp
                     .reopen()
@@ -378,20 +400,40 @@ impl Sink {
                 .sync_all()
                 .context("flushing the output to disk")?;
             let temp_path = temp.path().to_path_buf();
-            let result = if force {
-                temp.persist(&path).map(|_| ())
-            } else {
-                temp.persist_noclobber(&path).map(|_| ())
-            };
+            // The target may have become a device or a directory during the download:
+            // checked again, so it is never replaced.
+            if let Err(e) = target::inspect(&path, force).and_then(|t| match t {
+                target::Target::Replace => Ok(()),
+                target::Target::WriteThrough => bail!(
+                    "{} became a device or FIFO during the run; it was not replaced",
+                    path.display()
+                ),
+            }) {
+                forget_pending(&temp_path);
+                return Err(e);
+            }
+            let result = target::retry_while_held(
+                temp,
+                |temp| {
+                    let moved = if force {
+                        temp.persist(&path).map(|_| ())
+                    } else {
+                        temp.persist_noclobber(&path).map(|_| ())
+                    };
+                    moved.map_err(|e| (e.error, e.file))
+                },
+                target::is_sharing_violation,
+                &target::rename_delays(),
+            );
             forget_pending(&temp_path);
             result.map_err(|e| {
-                if e.error.kind() == io::ErrorKind::AlreadyExists {
+                if e.kind() == io::ErrorKind::AlreadyExists {
                     anyhow::anyhow!(
                         "{} already exists; use --force to replace it",
                         path.display()
                     )
                 } else {
-                    anyhow::Error::new(e.error).context(format!(
+                    anyhow::Error::new(e).context(format!(
                         "moving the output into place at {}",
                         path.display()
                     ))

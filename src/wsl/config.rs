@@ -164,17 +164,24 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
         return None;
     }
-    let mut rest = &text[19..];
+    // `text` comes from the image: every slice is checked (`get`), since a multi-byte
+    // character where a digit should be would make a plain index panic.
+    let mut rest = text.get(19..)?;
     if let Some(frac) = rest.strip_prefix('.') {
         let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
         rest = &frac[digits..];
     }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) => {
-            let oh: i64 = rest[1..3].parse().ok()?;
-            let om: i64 = rest[4..6].parse().ok()?;
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
+    let offset = match rest.as_bytes() {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2]
+            if [h1, h2, m1, m2].iter().all(|b| b.is_ascii_digit()) =>
+        {
+            let digit = |b: &u8| i64::from(b - b'0');
+            let (oh, om) = (digit(h1) * 10 + digit(h2), digit(m1) * 10 + digit(m2));
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let sign = if *sign == b'-' { -1 } else { 1 };
             sign * (oh * 3600 + om * 60)
         }
         _ => return None,
@@ -564,6 +571,14 @@ mod tests {
         assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z"), Some(951782400));
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(parse_rfc3339("2023-13-01T00:00:00Z"), None);
+        // Issue 12: a multi-byte character inside the offset made a byte-index slice panic.
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20+1é00"), None);
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20+é:00"), None);
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:2é"), None);
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20é"), None);
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20+01:0é"), None);
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20+1:000"), None);
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20+-1:00"), None);
     }
 
     #[test]
