@@ -630,7 +630,7 @@ fn containerd_tar_test_breakouts_hardlink_symlink_before_create_target() {
         fs::read_link(f.extracted("localpasswd-dup")).unwrap(),
         Path::new("/etc/passwd")
     );
-    f.agrees_with_umoci();
+    // umoci unpack writes a hardlink to a symlink as a second, separate symlink.
 }
 
 /// Upstream: `passwdlink -> ../../../../../etc/passwd`, hardlink `localpasswd` to
@@ -647,7 +647,7 @@ fn containerd_tar_test_breakouts_hardlink_symlink_relative() {
     };
     assert!(f.same_file("localpasswd", "passwdlink"));
     assert_eq!(f.tree["passwdlink"].link, b"../../../../../etc/passwd");
-    f.agrees_with_umoci();
+    // umoci unpack writes a hardlink to a symlink as a second, separate symlink.
 }
 
 /// Upstream: `passwdlink -> /etc/passwd`, hardlink `localpasswd` to `/passwdlink`: both are
@@ -663,7 +663,7 @@ fn containerd_tar_test_breakouts_hardlink_symlink_absolute() {
         return;
     };
     assert!(f.same_file("localpasswd", "passwdlink"));
-    f.agrees_with_umoci();
+    // umoci unpack writes a hardlink to a symlink as a second, separate symlink.
 }
 
 // containerd pkg/archive/tar_test.go, TestApplyTar.
@@ -1046,7 +1046,10 @@ fn check_sparse_format(options: &[&str], marker: &[u8], segments: u64) {
     assert_eq!(f.kind("sparse.bin"), 'f');
     assert!(f.tree["sparse.bin"].content == content, "expanded content differs");
     assert_eq!(fs::read(f.extracted("sparse.bin")).unwrap(), content);
-    f.agrees_with_umoci();
+    // umoci unpack refuses the old GNU type 'S' ("unknown typeflag"); the PAX forms it reads.
+    if marker != b"S" {
+        f.agrees_with_umoci();
+    }
 }
 
 /// GNU tar `--format=gnu --sparse`: type 'S' with the map in the header and, past four

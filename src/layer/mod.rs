@@ -357,7 +357,8 @@ fn emit_layer<W: Write>(
             continue;
         }
         let name = entry::normalize_name(&raw.name)?;
-        if name != file.meta.path || raw.size != file.meta.size {
+        let expected: &[u8] = file.entry_name.as_deref().unwrap_or(&file.meta.path);
+        if name != expected || raw.size != file.meta.size {
             bail!(
                 "the layer changed while it was being read (entry {this} is now {:?})",
                 display_name(&name)

@@ -30,6 +30,9 @@ pub struct Inode {
     pub meta: EntryMeta,
     /// Content held in memory: small files captured in the index pass, and added files.
     pub content: Option<Arc<Vec<u8>>>,
+    /// The entry's name in its layer, when a symlink of that layer resolved it to another
+    /// path (`meta.path`): what the emit pass must find at `ordinal`.
+    pub entry_name: Option<Box<[u8]>>,
     refs: u32,
 }
 
@@ -70,6 +73,8 @@ pub struct RegularFile {
     /// Set for files added after flattening: their content is here, not in a layer.
     pub content: Option<Arc<Vec<u8>>>,
     pub meta: EntryMeta,
+    /// See [`Inode::entry_name`].
+    pub entry_name: Option<Box<[u8]>>,
     /// Paths showing this content: the first gets the data, the rest hardlink to it.
     pub paths: Vec<Vec<u8>>,
 }
@@ -184,8 +189,12 @@ impl Tree {
             let Change::Add(mut meta) = e.change else {
                 continue;
             };
+            let mut entry_name = None;
             if !own_links.is_empty() {
-                meta.path = self.through_own_links(layer, &meta.path, &own_links)?;
+                let resolved = self.through_own_links(layer, &meta.path, &own_links)?;
+                if resolved != meta.path {
+                    entry_name = Some(std::mem::replace(&mut meta.path, resolved).into());
+                }
                 if meta.kind == EntryKind::Hardlink {
                     meta.link = self.through_own_links(layer, &meta.link, &own_links)?;
                 }
@@ -193,7 +202,7 @@ impl Tree {
             if meta.kind == EntryKind::Symlink {
                 own_links.insert(meta.path.clone());
             }
-            self.add(layer, e.ordinal, meta, e.content)?;
+            self.add(layer, e.ordinal, meta, e.content, entry_name)?;
         }
         Ok(())
     }
@@ -286,6 +295,7 @@ impl Tree {
         ordinal: u64,
         meta: EntryMeta,
         content: Option<Arc<Vec<u8>>>,
+        entry_name: Option<Box<[u8]>>,
     ) -> Result<()> {
         let path = meta.path.clone();
         self.ensure_parents(&path);
@@ -329,6 +339,7 @@ impl Tree {
                         ordinal,
                         meta,
                         content,
+                        entry_name,
                         refs: 1,
                     },
                 );
@@ -356,7 +367,7 @@ impl Tree {
         }
         meta.path = self.follow_parents(&meta.path);
         let ordinal = self.next_inode as u64;
-        self.add(layers, ordinal, meta, Some(Arc::new(content)))
+        self.add(layers, ordinal, meta, Some(Arc::new(content)), None)
     }
 
     /// `path` with every symlinked ancestor replaced by its target, at most 16 links; past
@@ -445,6 +456,7 @@ impl Tree {
                     ordinal: inode.ordinal,
                     content: (inode.layer == layers).then_some(inode.content).flatten(),
                     meta: inode.meta,
+                    entry_name: inode.entry_name,
                     paths,
                 });
             } else {
