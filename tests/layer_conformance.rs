@@ -58,7 +58,10 @@ impl Flat {
             .arg(format!("{}:t", self.layout.display()))
             .arg(&bundle));
         let cmp = Command::new("python3")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compare_tree.py"))
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/compare_tree.py"
+            ))
             .arg(&self.output)
             .arg(bundle.join("rootfs"))
             .output()
@@ -107,7 +110,12 @@ fn flat_layers(layers: Vec<Layer>) -> Option<Flat> {
             // A hardlink is whatever its target is.
             _ => true,
         };
-        assert!(kind, "{path} extracted as {:?}, listed as {}", meta.file_type(), entry.kind);
+        assert!(
+            kind,
+            "{path} extracted as {:?}, listed as {}",
+            meta.file_type(),
+            entry.kind
+        );
     }
     Some(Flat {
         tree,
@@ -165,7 +173,10 @@ fn containerd_tar_test_breakouts_symlink_up_and_out() {
         return;
     };
     assert_eq!(text(&f, "etc/unbroken"), "unbroken");
-    assert_eq!(f.paths(), ["./", "dummy", "etc", "etc/unbroken", "localetc"]);
+    assert_eq!(
+        f.paths(),
+        ["./", "dummy", "etc", "etc/unbroken", "localetc"]
+    );
     f.agrees_with_umoci();
 }
 
@@ -346,7 +357,10 @@ fn containerd_tar_test_breakouts_symlink_parent_directory() {
         symlink("..", "/etc/"),
         hardlink("localpasswd", "/etc/passwd"),
     ]]);
-    assert!(err.contains("entry name \"..\" climbs above the root"), "{err}");
+    assert!(
+        err.contains("entry name \"..\" climbs above the root"),
+        "{err}"
+    );
 }
 
 /// Upstream: a symlink with an empty name is skipped. oci2wsl refuses it: the empty name is
@@ -464,7 +478,10 @@ fn containerd_tar_test_breakouts_directory_override_symlink_and_hardlink() {
             symlink("localetc", "etc"),
             hardlink("etc/localpasswd", "etc/passwd"),
         ],
-        vec![dir("/localetc/"), file("/localetc/localpasswd", "different")],
+        vec![
+            dir("/localetc/"),
+            file("/localetc/localpasswd", "different"),
+        ],
     ]) else {
         return;
     };
@@ -721,7 +738,10 @@ fn moby_go_archive_diff_test_apply_layer_invalid_filenames() {
 fn moby_go_archive_diff_test_apply_layer_invalid_hardlink() {
     let escaping = hardlink("loophole-victim", "../victim").mode(0o755);
     let cases: Vec<(Vec<E>, &str)> = vec![
-        (vec![hardlink("dotdot", "../victim/hello")], "../victim/hello"),
+        (
+            vec![hardlink("dotdot", "../victim/hello")],
+            "../victim/hello",
+        ),
         (
             vec![hardlink("slash-dotdot", "/../victim/hello")],
             "/../victim/hello",
@@ -731,11 +751,17 @@ fn moby_go_archive_diff_test_apply_layer_invalid_hardlink() {
             "../victim",
         ),
         (
-            vec![escaping.clone(), symlink("symlink", "loophole-victim/hello")],
+            vec![
+                escaping.clone(),
+                symlink("symlink", "loophole-victim/hello"),
+            ],
             "../victim",
         ),
         (
-            vec![escaping.clone(), hardlink("hardlink", "loophole-victim/hello")],
+            vec![
+                escaping.clone(),
+                hardlink("hardlink", "loophole-victim/hello"),
+            ],
             "../victim",
         ),
         (vec![escaping, file("loophole-victim", "")], "../victim"),
@@ -743,7 +769,9 @@ fn moby_go_archive_diff_test_apply_layer_invalid_hardlink() {
     for (entries, target) in cases {
         let err = refused(vec![entries]);
         assert!(
-            err.contains(&format!("hardlink target \"{target}\" climbs above the root")),
+            err.contains(&format!(
+                "hardlink target \"{target}\" climbs above the root"
+            )),
             "{err}"
         );
     }
@@ -810,8 +838,20 @@ fn moby_go_archive_diff_test_apply_layer_whiteouts() {
         v
     }
     let base = [
-        ".baz", "bar/", "bar/bax", "bar/bay/", "baz", "foo/", "foo/.abc", "foo/.bcd/",
-        "foo/.bcd/a", "foo/cde/", "foo/cde/def", "foo/cde/efg", "foo/fgh", "foobar",
+        ".baz",
+        "bar/",
+        "bar/bax",
+        "bar/bay/",
+        "baz",
+        "foo/",
+        "foo/.abc",
+        "foo/.bcd/",
+        "foo/.bcd/a",
+        "foo/cde/",
+        "foo/cde/def",
+        "foo/cde/efg",
+        "foo/fgh",
+        "foobar",
     ];
     let second = [
         ".bay",
@@ -835,8 +875,16 @@ fn moby_go_archive_diff_test_apply_layer_whiteouts() {
     let expected: [&[&str]; 4] = [
         &base,
         &[
-            ".bay", ".baz", "bar/", "bar/bax", "bar/bay/", "foo/", "foo/.bce", "foo/cde/",
-            "foo/cde/efg", "foobar",
+            ".bay",
+            ".baz",
+            "bar/",
+            "bar/bax",
+            "bar/bay/",
+            "foo/",
+            "foo/.bce",
+            "foo/cde/",
+            "foo/cde/efg",
+            "foobar",
         ],
         &[
             ".bay", "bar/", "bar/bax", "bar/bay/", "foo/", "foo/.abc", "foo/.bce",
@@ -996,7 +1044,8 @@ fn sparse_source(dir: &Path, segments: u64, size: u64) -> Vec<u8> {
     use std::os::unix::fs::FileExt;
     for i in 0..segments {
         let at = (i * 65536) as usize;
-        file.write_all_at(&content[at..at + 4096], at as u64).unwrap();
+        file.write_all_at(&content[at..at + 4096], at as u64)
+            .unwrap();
     }
     content
 }
@@ -1005,7 +1054,13 @@ fn sparse_source(dir: &Path, segments: u64, size: u64) -> Vec<u8> {
 fn gnu_sparse_layer(dir: &Path, options: &[&str]) -> Vec<u8> {
     let out = dir.join("layer.tar");
     sh(Command::new("tar")
-        .args(["--sparse", "--owner=0", "--group=0", "--numeric-owner", "--mtime=@1700000000"])
+        .args([
+            "--sparse",
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "--mtime=@1700000000",
+        ])
         .args(options)
         .arg("-cf")
         .arg(&out)
@@ -1044,7 +1099,10 @@ fn check_sparse_format(options: &[&str], marker: &[u8], segments: u64) {
         return;
     };
     assert_eq!(f.kind("sparse.bin"), 'f');
-    assert!(f.tree["sparse.bin"].content == content, "expanded content differs");
+    assert!(
+        f.tree["sparse.bin"].content == content,
+        "expanded content differs"
+    );
     assert_eq!(fs::read(f.extracted("sparse.bin")).unwrap(), content);
     // umoci unpack refuses the old GNU type 'S' ("unknown typeflag"); the PAX forms it reads.
     if marker != b"S" {

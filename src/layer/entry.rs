@@ -302,7 +302,10 @@ mod tests {
     fn hostile_names_are_refused() {
         for bad in [&b"../etc/passwd"[..], b"a/../../b", b"/..", b"./../x/.."] {
             let err = normalize_name(bad).unwrap_err().to_string();
-            assert!(err.contains("entry name") && err.contains("climbs above the root"), "{err}");
+            assert!(
+                err.contains("entry name") && err.contains("climbs above the root"),
+                "{err}"
+            );
         }
     }
 
@@ -316,7 +319,9 @@ mod tests {
 
     #[test]
     fn hardlink_target_above_the_root_is_named_as_a_link_target() {
-        let err = normalize_link_target(b"../../../link").unwrap_err().to_string();
+        let err = normalize_link_target(b"../../../link")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("hardlink target \"../../../link\" climbs above the root"),
             "{err}"

@@ -950,7 +950,10 @@ mod tests {
         }
         let mut unknown = pax(&[(b"GNU.sparse.frobnicate", b"1")]);
         unknown.extend(entry(b"f", b'0', b""));
-        assert!(read_all(&unknown).unwrap_err().to_string().contains("GNU.sparse.frobnicate"));
+        assert!(read_all(&unknown)
+            .unwrap_err()
+            .to_string()
+            .contains("GNU.sparse.frobnicate"));
     }
 
     #[test]

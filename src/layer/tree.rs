@@ -199,7 +199,8 @@ impl Tree {
                     meta.link = self.through_own_links(layer, &meta.link, &own_links)?;
                 }
             }
-            if meta.kind == EntryKind::Symlink {
+            // A hardlink to one of these symlinks is that symlink too.
+            if matches!(meta.kind, EntryKind::Symlink | EntryKind::Hardlink) {
                 own_links.insert(meta.path.clone());
             }
             self.add(layer, e.ordinal, meta, e.content, entry_name)?;
@@ -838,9 +839,13 @@ mod tests {
 
     #[test]
     fn same_layer_symlink_loop_is_an_error() {
-        let err = flatten(vec![vec![symlink("a", "b"), symlink("b", "a"), file("a/x")]])
-            .unwrap_err()
-            .to_string();
+        let err = flatten(vec![vec![
+            symlink("a", "b"),
+            symlink("b", "a"),
+            file("a/x"),
+        ]])
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("\"a/x\"") && err.contains("loop"), "{err}");
     }
 
