@@ -799,12 +799,20 @@ pub mod model {
         pub node: Node,
     }
 
+    /// `..` is resolved by name; only one that climbs above the root is refused.
     fn normalize(raw: &[u8]) -> Result<Vec<u8>, String> {
         let mut parts: Vec<&[u8]> = Vec::new();
         for c in raw.split(|b| *b == b'/') {
             match c {
                 b"" | b"." => {}
-                b".." => return Err(format!("'..' in {:?}", raw.escape_ascii().to_string())),
+                b".." => {
+                    if parts.pop().is_none() {
+                        return Err(format!(
+                            "'..' above the root in {:?}",
+                            raw.escape_ascii().to_string()
+                        ));
+                    }
+                }
                 c => parts.push(c),
             }
         }
@@ -832,12 +840,11 @@ pub mod model {
         let path = normalize(e.name)?;
         let comps: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
         let base = *comps.last().unwrap();
+        // Only the last component is a whiteout; below `.wh.X/` is an ordinary path, except
+        // AUFS's own `.wh..wh.*` directories.
         for c in &comps[..comps.len() - 1] {
             if c.starts_with(b".wh..wh.") {
                 return Ok(None);
-            }
-            if c.starts_with(b".wh.") {
-                return Err("entry below a whiteout".into());
             }
         }
         if base == b".wh..wh..opq" {
@@ -879,6 +886,9 @@ pub mod model {
         }
         let mut node = e.node.clone();
         node.kind = kind;
+        if kind == Kind::Symlink {
+            node.mode = 0o777;
+        }
         match kind {
             Kind::Regular | Kind::Symlink => {}
             _ => node.data.clear(),
@@ -912,6 +922,51 @@ pub mod model {
             self.tree
                 .retain(|k, _| !(below(k, p) || include_self && k.as_slice() == p));
         }
+
+        /// Resolves every parent of `path` that is a symlink made by this same layer (inodes
+        /// from `first_own` on), as a tar extractor does inside the root: absolute targets
+        /// from the root, `..` stops at the root, 40 links at most. The last component is
+        /// taken as it is. `None`: a loop.
+        fn resolve_own(&self, path: &[u8], first_own: usize) -> Option<Vec<u8>> {
+            let comps: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
+            let (last, parents) = comps.split_last()?;
+            let mut todo: Vec<Vec<u8>> = parents.iter().rev().map(|c| c.to_vec()).collect();
+            let mut done: Vec<Vec<u8>> = Vec::new();
+            let mut hops = 0;
+            while let Some(c) = todo.pop() {
+                match c.as_slice() {
+                    b"" | b"." => {}
+                    b".." => {
+                        done.pop();
+                    }
+                    _ => {
+                        let mut next = done.clone();
+                        next.push(c);
+                        let joined = next.join(&b'/');
+                        match self.tree.get(&joined) {
+                            Some(Entry::Leaf(id))
+                                if *id >= first_own && self.inodes[*id].kind == Kind::Symlink =>
+                            {
+                                hops += 1;
+                                if hops > 40 {
+                                    return None;
+                                }
+                                let target = &self.inodes[*id].data;
+                                if target.starts_with(b"/") {
+                                    done.clear();
+                                }
+                                for t in target.split(|b| *b == b'/').rev() {
+                                    todo.push(t.to_vec());
+                                }
+                            }
+                            _ => done = next,
+                        }
+                    }
+                }
+            }
+            done.push(last.to_vec());
+            Some(done.join(&b'/'))
+        }
     }
 
     pub fn flatten(layers: &[Vec<Raw>]) -> Outcome {
@@ -940,10 +995,25 @@ pub mod model {
                     Change::Add(..) => {}
                 }
             }
+            let first_own = s.inodes.len();
             for c in changes {
                 let Change::Add(path, kind, target, node) = c else {
                     continue;
                 };
+                // Through this layer's own symlinks (a lower layer's are taken literally).
+                let Some(path) = s.resolve_own(&path, first_own) else {
+                    return Outcome::Refused("symlink loop".into());
+                };
+                let target = match target {
+                    Some(t) => match s.resolve_own(&t, first_own) {
+                        Some(t) => Some(t),
+                        None => return Outcome::Refused("symlink loop".into()),
+                    },
+                    None => None,
+                };
+                if path.split(|b| *b == b'/').count() > 256 || path.len() > 4096 {
+                    return Outcome::Unspecified("a resolved path past the limits".into());
+                }
                 if let Some(t) = &target {
                     if below(&path, t) {
                         return Outcome::Unspecified("hardlink below its own target".into());

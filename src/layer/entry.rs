@@ -103,39 +103,52 @@ pub fn display_name(name: &[u8]) -> String {
 }
 
 /// Normalises an entry name as tar and containerd do (`./a//b/` is `a/b`, a leading `/` is
-/// dropped) and refuses names that could reach outside the root.
+/// dropped, `a/b/..` is `a`) and refuses names that would leave the root.
 pub fn normalize_name(name: &[u8]) -> Result<Vec<u8>> {
+    normalize(name, "entry name")
+}
+
+/// A hardlink's target, normalised as its name is. A target that climbs above the root is
+/// refused (as moby does) rather than clamped to it (containerd, umoci): no image builder
+/// writes one, and a clamped link would silently name a different file than the layer says.
+pub fn normalize_link_target(link: &[u8]) -> Result<Vec<u8>> {
+    normalize(link, "hardlink target")
+}
+
+/// `what` says which name this is ("entry name", "hardlink target") in messages.
+fn normalize(name: &[u8], what: &str) -> Result<Vec<u8>> {
     if name.contains(&0) {
-        bail!("entry name {:?} contains a NUL byte", display_name(name));
+        bail!("{what} {:?} contains a NUL byte", display_name(name));
     }
     if name.len() > crate::limits::MAX_PATH_LEN * 2 {
         bail!(
-            "entry name is {} bytes long, more than the {}-byte limit",
+            "{what} is {} bytes long, more than the {}-byte limit",
             name.len(),
             crate::limits::MAX_PATH_LEN
         );
     }
-    let mut out = Vec::with_capacity(name.len());
-    let mut depth = 0;
+    // A `..` is resolved lexically, before any symlink is looked at, as Go's filepath.Clean
+    // does for containerd and moby: `a/b/..` is `a` whatever `a/b` is.
+    let mut parts: Vec<&[u8]> = Vec::new();
     for component in name.split(|b| *b == b'/') {
         match component {
             b"" | b"." => {}
-            b".." => bail!(
-                "entry name {:?} contains '..': refusing a layer that could write outside the root file system",
-                display_name(name)
-            ),
-            c => {
-                if !out.is_empty() {
-                    out.push(b'/');
+            b".." => {
+                if parts.pop().is_none() {
+                    bail!(
+                        "{what} {:?} climbs above the root with '..': refusing a layer that could write outside the root file system",
+                        display_name(name)
+                    );
                 }
-                out.extend_from_slice(c);
-                depth += 1;
             }
+            c => parts.push(c),
         }
     }
+    let depth = parts.len();
+    let out = parts.join(&b'/');
     if out.len() > crate::limits::MAX_PATH_LEN || depth > crate::limits::MAX_PATH_DEPTH {
         bail!(
-            "entry name {:?}... is {} bytes and {depth} levels deep, beyond the limits of {} bytes and {} levels",
+            "{what} {:?}... is {} bytes and {depth} levels deep, beyond the limits of {} bytes and {} levels",
             display_name(&out[..out.len().min(64)]),
             out.len(),
             crate::limits::MAX_PATH_LEN,
@@ -188,16 +201,12 @@ pub fn read_entry(raw: RawEntry) -> Result<Change> {
     };
 
     // AUFS keeps hardlink and orphan bookkeeping in `.wh..wh.plnk/` and friends: everything
-    // at or below such a name is metadata. Below an ordinary whiteout nothing can exist.
+    // at or below such a name is metadata. Any other `.wh.` prefix only means something in
+    // the last component: `.wh.etc/file` is a file in a directory named `.wh.etc`, which is
+    // what containerd extracts and what overlay storage then shows.
     let mut ancestors = path.split(|b| *b == b'/').rev().skip(1);
-    if let Some(c) = ancestors.find(|c| c.starts_with(WHITEOUT_PREFIX)) {
-        if c.starts_with(b".wh..wh.") {
-            return Ok(Change::Ignore);
-        }
-        bail!(
-            "entry {:?} lies below a whiteout, which cannot have children",
-            display_name(&raw.name)
-        );
+    if ancestors.any(|c| c.starts_with(b".wh..wh.")) {
+        return Ok(Change::Ignore);
     }
     let base = base_name(&path);
     if let Some(rest) = base.strip_prefix(WHITEOUT_PREFIX) {
@@ -227,7 +236,7 @@ pub fn read_entry(raw: RawEntry) -> Result<Change> {
     let link = match kind {
         EntryKind::Symlink => raw.link,
         EntryKind::Hardlink => {
-            let normalized = normalize_name(&raw.link)?;
+            let normalized = normalize_link_target(&raw.link)?;
             if normalized.is_empty() {
                 bail!(
                     "hardlink {:?} names the root directory",
@@ -248,6 +257,13 @@ pub fn read_entry(raw: RawEntry) -> Result<Change> {
         EntryKind::CharDevice | EntryKind::BlockDevice => (raw.dev_major, raw.dev_minor),
         _ => (0, 0),
     };
+    // Linux ignores a symlink's mode and always shows 0777 (lstat, `docker export`); the
+    // header's value (often 0644) would be a difference no extractor can reproduce.
+    let mode = if kind == EntryKind::Symlink {
+        0o777
+    } else {
+        raw.mode
+    };
     let size = if kind == EntryKind::Regular {
         raw.size
     } else {
@@ -256,7 +272,7 @@ pub fn read_entry(raw: RawEntry) -> Result<Change> {
     Ok(Change::Add(EntryMeta {
         path,
         kind,
-        mode: raw.mode,
+        mode,
         uid: raw.uid,
         gid: raw.gid,
         mtime: raw.mtime,
@@ -284,10 +300,32 @@ mod tests {
 
     #[test]
     fn hostile_names_are_refused() {
-        for bad in [&b"../etc/passwd"[..], b"a/../../b", b"/..", b"a/.."] {
+        for bad in [&b"../etc/passwd"[..], b"a/../../b", b"/..", b"./../x/.."] {
             let err = normalize_name(bad).unwrap_err().to_string();
-            assert!(err.contains(".."), "{err}");
+            assert!(
+                err.contains("entry name") && err.contains("climbs above the root"),
+                "{err}"
+            );
         }
+    }
+
+    #[test]
+    fn dotdot_that_stays_inside_the_root_is_resolved() {
+        assert_eq!(normalize_name(b"a/..").unwrap(), b"");
+        assert_eq!(normalize_name(b"localetc/sub/..").unwrap(), b"localetc");
+        assert_eq!(normalize_name(b"dne/../.wh.etc").unwrap(), b".wh.etc");
+        assert_eq!(normalize_name(b"/a/b/../../c").unwrap(), b"c");
+    }
+
+    #[test]
+    fn hardlink_target_above_the_root_is_named_as_a_link_target() {
+        let err = normalize_link_target(b"../../../link")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("hardlink target \"../../../link\" climbs above the root"),
+            "{err}"
+        );
     }
 
     #[test]

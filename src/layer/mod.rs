@@ -62,6 +62,24 @@ fn is_wanted(wanted: &HashSet<Vec<u8>>, path: &[u8]) -> bool {
         })
 }
 
+/// A path below one of its layer's own symlinks whose file name is that of a wanted path:
+/// it may resolve to the wanted path, so its content is kept (a few small files at most).
+fn below_own_link(own_links: &HashSet<Vec<u8>>, wanted: &HashSet<Vec<u8>>, path: &[u8]) -> bool {
+    if own_links.is_empty() {
+        return false;
+    }
+    let base = path.rsplit(|b| *b == b'/').next().unwrap_or(path);
+    let base_wanted = wanted
+        .iter()
+        .any(|w| w.rsplit(|b| *b == b'/').next() == Some(base));
+    base_wanted
+        && path
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'/')
+            .any(|(i, _)| own_links.contains(&path[..i]))
+}
+
 /// Files we capture for an [`Augment`] are configuration files; anything larger is not read.
 const MAX_CAPTURE: u64 = 4 * 1024 * 1024;
 
@@ -133,23 +151,31 @@ fn read_entries(
     entries: &mut Vec<ScannedEntry>,
 ) -> Result<()> {
     {
-        let tar = stream.tar();
         let mut ordinal: u64 = 0;
-        while let Some(raw) = tar.next_entry().context("reading the layer's tar")? {
+        // This layer's symlinks: a wanted file may be written through one of them
+        // (`localetc/passwd` with `localetc -> /etc`), and the tree only resolves it later.
+        let mut own_links: HashSet<Vec<u8>> = HashSet::new();
+        while let Some(raw) = stream.next_entry().context("reading the layer's tar")? {
             if cancel.load(Ordering::Relaxed) {
                 bail!("cancelled");
             }
             let name = raw.name.clone();
             let change =
                 read_entry(raw).with_context(|| format!("entry {:?}", display_name(&name)))?;
+            if let Change::Add(m) = &change {
+                if m.kind == EntryKind::Symlink && !wanted.is_empty() {
+                    own_links.insert(m.path.clone());
+                }
+            }
             let content = match &change {
                 Change::Add(m)
                     if m.kind == EntryKind::Regular
                         && m.size <= MAX_CAPTURE
-                        && is_wanted(wanted, &m.path) =>
+                        && (is_wanted(wanted, &m.path)
+                            || below_own_link(&own_links, wanted, &m.path)) =>
                 {
                     let mut data = Vec::with_capacity(m.size as usize);
-                    tar.content().read_to_end(&mut data)?;
+                    stream.tar().content().read_to_end(&mut data)?;
                     Some(Arc::new(data))
                 }
                 _ => None,
@@ -331,7 +357,8 @@ fn emit_layer<W: Write>(
             continue;
         }
         let name = entry::normalize_name(&raw.name)?;
-        if name != file.meta.path || raw.size != file.meta.size {
+        let expected: &[u8] = file.entry_name.as_deref().unwrap_or(&file.meta.path);
+        if name != expected || raw.size != file.meta.size {
             bail!(
                 "the layer changed while it was being read (entry {this} is now {:?})",
                 display_name(&name)

@@ -59,6 +59,8 @@ pub fn sniff(head: &[u8]) -> Compression {
 
 pub struct LayerStream {
     tar: TarReader<Uncompressed>,
+    /// The expansion ceiling, also applied to the zeros that sparse files' holes add.
+    max: Option<(u64, String)>,
 }
 
 /// The uncompressed bytes of a layer that the index pass has already verified: the emit
@@ -228,13 +230,30 @@ impl LayerStream {
             Expected {
                 digest: Some(layer.diff_id.clone()),
                 size: None,
-                max,
+                max: max.clone(),
                 what: "uncompressed layer (diff_id)".into(),
             },
         );
         Ok(LayerStream {
             tar: TarReader::new(uncompressed),
+            max,
         })
+    }
+
+    /// The next entry; a sparse file whose holes would take the layer past the expansion
+    /// ceiling is refused here, before anything is written.
+    pub fn next_entry(&mut self) -> Result<Option<super::tar_reader::RawEntry>> {
+        let entry = self.tar.next_entry()?;
+        if let Some((max, why)) = &self.max {
+            let holes = self.tar.hole_bytes();
+            let expanded = self.tar.get_ref().bytes_read().saturating_add(holes);
+            if holes > 0 && expanded > *max {
+                bail!(
+                    "the uncompressed layer with its sparse files expanded is larger than {max} bytes: {why}"
+                );
+            }
+        }
+        Ok(entry)
     }
 
     pub fn tar(&mut self) -> &mut TarReader<Uncompressed> {

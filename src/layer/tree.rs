@@ -10,12 +10,15 @@
 //! their position in the tar; so a layer's deletions are applied before its additions, and
 //! the additions in tar order (a later entry for a path replaces an earlier one).
 
-use super::entry::{display_name, Change, EntryKind, EntryMeta};
+use super::entry::{display_name, join, Change, EntryKind, EntryMeta};
 use anyhow::{bail, Result};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 pub type InodeId = u32;
+
+/// Symlinks followed to resolve one path, as Linux's `MAXSYMLINKS`: more is taken as a loop.
+pub const MAX_LINK_HOPS: usize = 40;
 
 #[derive(Debug)]
 pub struct Inode {
@@ -27,6 +30,9 @@ pub struct Inode {
     pub meta: EntryMeta,
     /// Content held in memory: small files captured in the index pass, and added files.
     pub content: Option<Arc<Vec<u8>>>,
+    /// The entry's name in its layer, when a symlink of that layer resolved it to another
+    /// path (`meta.path`): what the emit pass must find at `ordinal`.
+    pub entry_name: Option<Box<[u8]>>,
     refs: u32,
 }
 
@@ -67,6 +73,8 @@ pub struct RegularFile {
     /// Set for files added after flattening: their content is here, not in a layer.
     pub content: Option<Arc<Vec<u8>>>,
     pub meta: EntryMeta,
+    /// See [`Inode::entry_name`].
+    pub entry_name: Option<Box<[u8]>>,
     /// Paths showing this content: the first gets the data, the rest hardlink to it.
     pub paths: Vec<Vec<u8>>,
 }
@@ -159,6 +167,11 @@ impl Tree {
     }
 
     /// Applies one layer's entries (in tar order) on top of the tree.
+    ///
+    /// A path that goes through a symlink this same layer made earlier is resolved through
+    /// it, inside the root, as extracting the layer like a regular tar does (containerd,
+    /// moby, umoci). A symlink of a *lower* layer is not followed: overlay storage extracts
+    /// each layer on its own, so there the upper layer's real directory replaces it.
     pub fn apply_layer(&mut self, layer: usize, entries: Vec<ScannedEntry>) -> Result<()> {
         for e in &entries {
             match &e.change {
@@ -171,13 +184,110 @@ impl Tree {
                 Change::Add(_) | Change::Ignore => {}
             }
         }
+        let mut own_links: HashSet<Vec<u8>> = HashSet::new();
         for e in entries {
-            let Change::Add(meta) = e.change else {
+            let Change::Add(mut meta) = e.change else {
                 continue;
             };
-            self.add(layer, e.ordinal, meta, e.content)?;
+            let mut entry_name = None;
+            if !own_links.is_empty() {
+                let resolved = self.through_own_links(layer, &meta.path, &own_links)?;
+                if resolved != meta.path {
+                    entry_name = Some(std::mem::replace(&mut meta.path, resolved).into());
+                }
+                if meta.kind == EntryKind::Hardlink {
+                    meta.link = self.through_own_links(layer, &meta.link, &own_links)?;
+                }
+            }
+            // A hardlink to one of these symlinks is that symlink too.
+            if matches!(meta.kind, EntryKind::Symlink | EntryKind::Hardlink) {
+                own_links.insert(meta.path.clone());
+            }
+            self.add(layer, e.ordinal, meta, e.content, entry_name)?;
         }
         Ok(())
+    }
+
+    /// `path` with every ancestor that is a symlink made by `layer` itself replaced by where
+    /// it points, as securejoin does: absolute targets from the image's root, `..` never above
+    /// it, at most [`MAX_LINK_HOPS`] links. The last component is never followed: an entry
+    /// replaces a symlink at its own path, and a hardlink to a symlink links the symlink.
+    fn through_own_links(
+        &self,
+        layer: usize,
+        path: &[u8],
+        own_links: &HashSet<Vec<u8>>,
+    ) -> Result<Vec<u8>> {
+        let Some(last_slash) = path.iter().rposition(|b| *b == b'/') else {
+            return Ok(path.to_vec());
+        };
+        let goes_through_own_link = path[..last_slash]
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'/')
+            .map(|(i, _)| &path[..i])
+            .chain(std::iter::once(&path[..last_slash]))
+            .any(|a| own_links.contains(a));
+        if !goes_through_own_link {
+            return Ok(path.to_vec());
+        }
+        let mut resolved: Vec<u8> = Vec::new();
+        let mut todo: VecDeque<Vec<u8>> = path[..last_slash]
+            .split(|b| *b == b'/')
+            .map(<[u8]>::to_vec)
+            .collect();
+        let mut hops = 0;
+        while let Some(component) = todo.pop_front() {
+            match component.as_slice() {
+                b"" | b"." => {}
+                b".." => {
+                    let parent = super::entry::parent_of(&resolved).len();
+                    resolved.truncate(parent);
+                }
+                c => {
+                    let candidate = join(&resolved, c);
+                    let link = own_links
+                        .contains(&candidate)
+                        .then(|| self.nodes.get(&candidate))
+                        .flatten()
+                        .and_then(|node| match node {
+                            Node::Leaf(id) => Some(&self.inodes[id]),
+                            Node::Dir(_) => None,
+                        })
+                        .filter(|i| i.layer == layer && i.meta.kind == EntryKind::Symlink);
+                    match link {
+                        Some(inode) => {
+                            hops += 1;
+                            if hops > MAX_LINK_HOPS {
+                                bail!(
+                                    "entry {:?} goes through more than {MAX_LINK_HOPS} symlinks of its own layer (a symlink loop)",
+                                    display_name(path)
+                                );
+                            }
+                            let target = &inode.meta.link;
+                            if target.starts_with(b"/") {
+                                resolved.clear();
+                            }
+                            for c in target.split(|b| *b == b'/').rev() {
+                                todo.push_front(c.to_vec());
+                            }
+                        }
+                        None => resolved = candidate,
+                    }
+                }
+            }
+        }
+        let out = join(&resolved, &path[last_slash + 1..]);
+        let depth = out.iter().filter(|b| **b == b'/').count() + 1;
+        if out.len() > crate::limits::MAX_PATH_LEN || depth > crate::limits::MAX_PATH_DEPTH {
+            bail!(
+                "entry {:?} resolves through its layer's symlinks to a path beyond the limits of {} bytes and {} levels",
+                display_name(path),
+                crate::limits::MAX_PATH_LEN,
+                crate::limits::MAX_PATH_DEPTH
+            );
+        }
+        Ok(out)
     }
 
     fn add(
@@ -186,6 +296,7 @@ impl Tree {
         ordinal: u64,
         meta: EntryMeta,
         content: Option<Arc<Vec<u8>>>,
+        entry_name: Option<Box<[u8]>>,
     ) -> Result<()> {
         let path = meta.path.clone();
         self.ensure_parents(&path);
@@ -229,6 +340,7 @@ impl Tree {
                         ordinal,
                         meta,
                         content,
+                        entry_name,
                         refs: 1,
                     },
                 );
@@ -256,7 +368,7 @@ impl Tree {
         }
         meta.path = self.follow_parents(&meta.path);
         let ordinal = self.next_inode as u64;
-        self.add(layers, ordinal, meta, Some(Arc::new(content)))
+        self.add(layers, ordinal, meta, Some(Arc::new(content)), None)
     }
 
     /// `path` with every symlinked ancestor replaced by its target, at most 16 links; past
@@ -345,6 +457,7 @@ impl Tree {
                     ordinal: inode.ordinal,
                     content: (inode.layer == layers).then_some(inode.content).flatten(),
                     meta: inode.meta,
+                    entry_name: inode.entry_name,
                     paths,
                 });
             } else {
@@ -680,6 +793,77 @@ mod tests {
             out,
             [". Directory/755", "lib Directory/755", "lib/x file@1:0"]
         );
+    }
+
+    #[test]
+    fn entry_below_same_layer_symlink_resolves_through_it() {
+        let out = flatten(vec![vec![
+            dir("etc"),
+            symlink("localetc", "/etc"),
+            file("localetc/unbroken"),
+            symlink("rel", "sub/../etc"),
+            file("rel/relative"),
+        ]])
+        .unwrap();
+        assert_eq!(
+            out,
+            [
+                ". Directory/755",
+                "etc Directory/755",
+                "localetc Symlink/644",
+                "rel Symlink/644",
+                "etc/unbroken file@0:2",
+                "etc/relative file@0:4"
+            ]
+        );
+    }
+
+    #[test]
+    fn same_layer_symlink_dotdot_stays_inside_the_root() {
+        let out = flatten(vec![vec![symlink("a/up", "../../../../x"), file("a/up/f")]]).unwrap();
+        assert!(has(&out, "x/f file@0:1"), "{out:?}");
+        assert!(has(&out, "a/up Symlink/644"), "{out:?}");
+    }
+
+    #[test]
+    fn hardlink_target_through_same_layer_symlink() {
+        let out = flatten(vec![vec![
+            file("etc/passwd"),
+            symlink("localetc", "/etc"),
+            hardlink("localpasswd", "localetc/passwd"),
+        ]])
+        .unwrap();
+        assert!(has(&out, "etc/passwd file@0:0"), "{out:?}");
+        assert!(has(&out, "localpasswd -> etc/passwd"), "{out:?}");
+    }
+
+    #[test]
+    fn same_layer_symlink_loop_is_an_error() {
+        let err = flatten(vec![vec![
+            symlink("a", "b"),
+            symlink("b", "a"),
+            file("a/x"),
+        ]])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("\"a/x\"") && err.contains("loop"), "{err}");
+    }
+
+    #[test]
+    fn own_link_to_a_lower_symlink_stops_at_the_lower_one() {
+        let out = flatten(vec![
+            vec![symlink("lib", "usr/lib")],
+            vec![symlink("l", "lib"), file("l/x")],
+        ])
+        .unwrap();
+        assert!(has(&out, "lib Directory/755"), "{out:?}");
+        assert!(has(&out, "lib/x file@1:1"), "{out:?}");
+    }
+
+    #[test]
+    fn entry_at_a_same_layer_symlink_replaces_it() {
+        let out = flatten(vec![vec![symlink("l", "etc"), file("l")]]).unwrap();
+        assert_eq!(out, [". Directory/755", "l file@0:1"]);
     }
 
     #[test]
