@@ -210,8 +210,8 @@ pub fn check_platform(config: &ImageConfiguration, choice: &PlatformChoice) -> R
         );
     }
     eprintln!(
-        "warning: the image is for {have}, not {}; it may not run in WSL on this machine",
-        choice.platform
+        "warning: the image is for {}, not {}; it may not run in WSL on this machine",
+        crate::terminal::printable(&have), choice.platform
     );
     Ok(())
 }
