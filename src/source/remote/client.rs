@@ -818,21 +818,174 @@ fn parse_content_range(header: &str) -> Option<(u64, Option<u64>)> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_loopback;
+    use super::*;
 
     #[test]
-    fn loopback_hosts() {
+    fn loopback_is_ip_literals_and_localhost_only() {
         for h in [
             "localhost:5000",
+            "LOCALHOST",
             "127.0.0.1:5000",
             "127.1.2.3",
             "[::1]:5000",
+            "::1",
             "localhost",
         ] {
             assert!(is_loopback(h), "{h}");
         }
-        for h in ["registry.io", "10.0.0.1:5000", "localhost.evil.com"] {
+        for h in [
+            "registry.io",
+            "10.0.0.1:5000",
+            "localhost.evil.com",
+            "127.attacker.example",
+            "127.0.0.1.nip.io:5000",
+            "[::2]:5000",
+        ] {
             assert!(!is_loopback(h), "{h}");
         }
+    }
+
+    #[test]
+    fn no_proxy_entries() {
+        let np = "10.0.0.0/8, .corp.example,*.lab.example, plain.example, 192.168.1.7, ports.example:5000, [fd00::1]";
+        for h in [
+            "10.1.2.3:443",
+            "a.corp.example",
+            "corp.example",
+            "x.lab.example",
+            "plain.example",
+            "sub.plain.example:5000",
+            "192.168.1.7",
+            "ports.example:5000",
+            "[fd00::1]:443",
+        ] {
+            assert!(no_proxy_matches(np, h), "{h}");
+        }
+        for h in [
+            "11.0.0.1",
+            "notcorp.example",
+            "plain.example.evil",
+            "192.168.1.8",
+            "ports.example:443",
+            "[fd00::2]",
+        ] {
+            assert!(!no_proxy_matches(np, h), "{h}");
+        }
+        assert!(no_proxy_matches("*", "anything.example"));
+        assert!(no_proxy_matches("fd00::/16", "[fd00:1::5]:5000"));
+    }
+
+    #[test]
+    fn proxy_choice() {
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("HTTPS_PROXY", "http://secure-proxy:3128"),
+            ("http_proxy", "http://plain-proxy:3128"),
+            ("NO_PROXY", "127.0.0.0/8,.internal"),
+        ]);
+        let get = |k: &str| env.get(k).map(|v| v.to_string());
+        assert_eq!(
+            proxy_for("https", "ghcr.io", &get).as_deref(),
+            Some("http://secure-proxy:3128")
+        );
+        assert_eq!(
+            proxy_for("http", "ghcr.io", &get).as_deref(),
+            Some("http://plain-proxy:3128")
+        );
+        assert_eq!(proxy_for("https", "reg.internal:5000", &get), None);
+        // Loopback never goes through a proxy, NO_PROXY or not.
+        let all: HashMap<&str, &str> = HashMap::from([("ALL_PROXY", "http://p:1")]);
+        let get = |k: &str| all.get(k).map(|v| v.to_string());
+        assert_eq!(proxy_for("http", "localhost:5000", &get), None);
+        assert_eq!(proxy_for("http", "[::1]:5000", &get), None);
+        assert_eq!(
+            proxy_for("https", "127.attacker.example", &get).as_deref(),
+            Some("http://p:1")
+        );
+    }
+
+    #[test]
+    fn locations() {
+        let base = "https://reg.io:5000/v2/a/blobs/sha256:ab?x=1";
+        assert_eq!(
+            resolve_location(base, "https://cdn.io/o?sig=1").as_deref(),
+            Some("https://cdn.io/o?sig=1")
+        );
+        assert_eq!(
+            resolve_location(base, "//cdn.io/o").as_deref(),
+            Some("https://cdn.io/o")
+        );
+        assert_eq!(
+            resolve_location(base, "/other").as_deref(),
+            Some("https://reg.io:5000/other")
+        );
+        assert_eq!(
+            resolve_location(base, "next").as_deref(),
+            Some("https://reg.io:5000/v2/a/blobs/next")
+        );
+        assert_eq!(resolve_location(base, "ftp://x/y"), None);
+        // user@host in a Location could disguise the host a request really goes to.
+        assert_eq!(resolve_location(base, "https://reg.io@evil.io/"), None);
+    }
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(
+            parse_content_range("bytes 4616-9727/9728"),
+            Some((4616, Some(9728)))
+        );
+        assert_eq!(parse_content_range("bytes 0-9/*"), Some((0, None)));
+        assert_eq!(parse_content_range("bytes 9-0/10"), None);
+        assert_eq!(parse_content_range("items 0-9/10"), None);
+        assert_eq!(parse_content_range("bytes */10"), None);
+    }
+
+    #[test]
+    fn retry_after_is_capped() {
+        let resp = Response::builder()
+            .status(429)
+            .header("Retry-After", "60")
+            .body(Body::builder().data(""))
+            .unwrap();
+        assert_eq!(retry_after(&resp), Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn insecure_is_per_host() {
+        let opts = RegistryOptions {
+            creds: Some(Credentials::parse_creds("u:p").unwrap()),
+            insecure_registries: vec!["reg.io:5000".into(), "mirror.lan".into()],
+            ..Default::default()
+        };
+        let client = Client::new("reg.io:5000", "reg.io:5000", "a/b", &opts).unwrap();
+        // Plain http (a redirect or realm downgrade) only where --insecure-registry or
+        // loopback allows it.
+        assert!(client.plain_allowed("reg.io:5000"));
+        assert!(client.plain_allowed("mirror.lan:8080"));
+        assert!(client.plain_allowed("127.0.0.1:9000"));
+        assert!(!client.plain_allowed("auth.reg.io"));
+        assert!(!client.plain_allowed("127.attacker.example"));
+        // The registry's --insecure-registry does not switch certificate checks off for a
+        // realm or redirect target on another host.
+        assert!(client.listed_insecure("reg.io:5000"));
+        assert!(!client.listed_insecure("auth.reg.io"));
+        assert!(!client.listed_insecure("reg.io:443"));
+    }
+
+    #[test]
+    fn a_trickle_is_a_stall() {
+        struct Trickle;
+        impl Read for Trickle {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                buf[0] = b'x';
+                Ok(1)
+            }
+        }
+        // A zero window makes every read the end of a window.
+        let mut guard = StallGuard::new(Trickle, Duration::ZERO);
+        let err = guard.read(&mut [0u8; 8]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        let mut plenty = StallGuard::new(&[7u8; 64 * 1024][..], Duration::ZERO);
+        let mut buf = vec![0u8; 64 * 1024];
+        assert_eq!(plenty.read(&mut buf).unwrap(), 64 * 1024);
     }
 }
