@@ -191,7 +191,9 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
         max_expansion: cli.max_expansion,
         registry: RegistryOptions {
             creds: if cli.password_stdin && cli.image.ends_with(":-") {
-                anyhow::bail!("--password-stdin and an image read from standard input cannot share it")
+                anyhow::bail!(
+                    "--password-stdin and an image read from standard input cannot share it"
+                )
             } else {
                 Credentials::from_command_line(cli.creds.as_deref(), cli.password_stdin)?
             },

@@ -439,7 +439,10 @@ fn a_resume_that_resends_the_same_bytes_completes_the_same_blob() {
         let o = pull(dir.path(), &reference(server.port), &[], &[], b"");
         assert_eq!(o.code, 0, "{}", o.stderr);
         let out = o.output.unwrap();
-        assert!(contains(&out, &content), "the output lacks the layer's file");
+        assert!(
+            contains(&out, &content),
+            "the output lacks the layer's file"
+        );
     }
 }
 
@@ -460,7 +463,10 @@ fn a_layer_listed_many_times_is_downloaded_once() {
         .iter()
         .filter(|r| is_blob(r, &digest))
         .count();
-    assert_eq!(fetches, 1, "the blob listed 5 times was fetched {fetches} times");
+    assert_eq!(
+        fetches, 1,
+        "the blob listed 5 times was fetched {fetches} times"
+    );
 }
 
 #[test]
@@ -473,7 +479,8 @@ fn a_trickling_download_is_abandoned_and_resumed() {
     let seen = abandoned.clone();
     let first = Arc::new(Mutex::new(true));
     let server = Server::start(move |req, stream| {
-        let trickle = is_blob(req, &digest) && std::mem::replace(&mut *first.lock().unwrap(), false);
+        let trickle =
+            is_blob(req, &digest) && std::mem::replace(&mut *first.lock().unwrap(), false);
         if !trickle {
             return serve_image(&image, req, stream);
         }
@@ -482,7 +489,11 @@ fn a_trickling_download_is_abandoned_and_resumed() {
         let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", tar.len());
         let _ = stream.write_all(head.as_bytes());
         for (i, byte) in tar.iter().take(600).enumerate() {
-            if stream.write_all(&[*byte]).and_then(|_| stream.flush()).is_err() {
+            if stream
+                .write_all(&[*byte])
+                .and_then(|_| stream.flush())
+                .is_err()
+            {
                 *seen.lock().unwrap() = Some(true);
                 return;
             }
@@ -529,8 +540,8 @@ fn basic_auth_registry(image: Served, redirect_blobs_to: Option<String>) -> Serv
         }
         if let (Some(target), true) = (&redirect_blobs_to, req.path.contains("/blobs/")) {
             let (_, digest) = req.path.rsplit_once('/').unwrap();
-            let is_config = serde_json::from_slice::<serde_json::Value>(&image.manifest)
-                .unwrap()["config"]["digest"]
+            let is_config = serde_json::from_slice::<serde_json::Value>(&image.manifest).unwrap()
+                ["config"]["digest"]
                 == digest;
             if !is_config {
                 return respond(
@@ -549,7 +560,11 @@ fn base64_encode(bytes: &[u8]) -> String {
     const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         for i in 0..4 {
             if i <= chunk.len() {
@@ -567,9 +582,7 @@ fn a_redirect_targets_challenge_gets_no_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let (image, _) = one_layer(b"echo hi\n");
     // The thief's token endpoint: it must never be asked.
-    let thief = Server::start(|_, stream| {
-        respond(stream, "200 OK", &[], br#"{"token":"stolen"}"#)
-    });
+    let thief = Server::start(|_, stream| respond(stream, "200 OK", &[], br#"{"token":"stolen"}"#));
     let realm = format!("http://127.0.0.1:{}/steal", thief.port);
     let cdn = Server::start(move |_, stream| {
         respond(
@@ -582,8 +595,7 @@ fn a_redirect_targets_challenge_gets_no_credentials() {
             b"",
         )
     });
-    let registry =
-        basic_auth_registry(image, Some(format!("http://localhost:{}", cdn.port)));
+    let registry = basic_auth_registry(image, Some(format!("http://localhost:{}", cdn.port)));
     let o = pull(
         dir.path(),
         &reference(registry.port),
@@ -616,7 +628,13 @@ fn password_on_standard_input() {
         b"s3cret\n",
     );
     assert_eq!(o.code, 0, "{}", o.stderr);
-    let o = pull(dir.path(), &reference(registry.port), &["--creds", "alice"], &[], b"");
+    let o = pull(
+        dir.path(),
+        &reference(registry.port),
+        &["--creds", "alice"],
+        &[],
+        b"",
+    );
     assert_refused(&o, &["--password-stdin"]);
 }
 
@@ -661,7 +679,11 @@ fn a_malformed_docker_config_does_not_stop_an_anonymous_pull() {
     std::fs::write(docker.join("config.json"), b"{\"auths\": {oops").unwrap();
     let o = pull(dir.path(), &reference(registry.port), &[], &[], b"");
     assert_eq!(o.code, 0, "{}", o.stderr);
-    assert!(o.stderr.contains("warning") && o.stderr.contains("config.json"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("warning") && o.stderr.contains("config.json"),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]

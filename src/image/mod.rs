@@ -211,7 +211,8 @@ pub fn check_platform(config: &ImageConfiguration, choice: &PlatformChoice) -> R
     }
     eprintln!(
         "warning: the image is for {}, not {}; it may not run in WSL on this machine",
-        crate::terminal::printable(&have), choice.platform
+        crate::terminal::printable(&have),
+        choice.platform
     );
     Ok(())
 }

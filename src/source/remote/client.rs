@@ -108,11 +108,19 @@ pub fn no_proxy_matches(no_proxy: &str, authority: &str) -> bool {
 fn in_cidr(ip: IpAddr, net: IpAddr, bits: u32) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) if bits <= 32 => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             u32::from(a) & mask == u32::from(n) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(n)) if bits <= 128 => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
             u128::from(a) & mask == u128::from(n) & mask
         }
         _ => false,
@@ -150,7 +158,12 @@ fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-fn agent(opts: &RegistryOptions, verify: bool, proxy: Option<&str>, stall: Duration) -> Result<ureq::Agent> {
+fn agent(
+    opts: &RegistryOptions,
+    verify: bool,
+    proxy: Option<&str>,
+    stall: Duration,
+) -> Result<ureq::Agent> {
     let mut tls = ureq::tls::TlsConfig::builder();
     if !verify {
         tls = tls.disable_verification(true);
@@ -351,13 +364,11 @@ impl Client {
             }
         }
         let stall = match std::env::var("OCI2WSL_STALL_TIMEOUT") {
-            Ok(v) => Duration::from_secs(
-                v.trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|s| *s > 0)
-                    .ok_or_else(|| anyhow!("OCI2WSL_STALL_TIMEOUT must be a number of seconds, not {v:?}"))?,
-            ),
+            Ok(v) => {
+                Duration::from_secs(v.trim().parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(
+                    || anyhow!("OCI2WSL_STALL_TIMEOUT must be a number of seconds, not {v:?}"),
+                )?)
+            }
             Err(_) => DEFAULT_STALL,
         };
         // Built once here so that a bad CA file is an error before anything is fetched.
@@ -616,7 +627,9 @@ impl Client {
                     let permanent = is_certificate_error(&e)
                         || matches!(
                             e,
-                            ureq::Error::Tls(_) | ureq::Error::BadUri(_) | ureq::Error::HostNotFound
+                            ureq::Error::Tls(_)
+                                | ureq::Error::BadUri(_)
+                                | ureq::Error::HostNotFound
                         );
                     if attempt >= MAX_ATTEMPTS || permanent {
                         return Err(anyhow!("{what}: cannot reach {}: {e}", self.api_host));

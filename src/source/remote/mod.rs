@@ -93,7 +93,12 @@ struct Shares {
 
 impl Downloads {
     fn download_of(&self, layer: &Layer) -> Option<usize> {
-        self.shares.lock().unwrap().of_layer.get(layer.index).copied()
+        self.shares
+            .lock()
+            .unwrap()
+            .of_layer
+            .get(layer.index)
+            .copied()
     }
 }
 
