@@ -786,7 +786,7 @@ impl Client {
         &self,
         digest: &str,
         offset: u64,
-    ) -> Result<(Box<dyn Read + Send>, Option<u64>, Option<u64>)> {
+    ) -> Result<BlobBody> {
         let what = format!("blob {digest}");
         let resp = self.get(
             &format!("/v2/{}/blobs/{digest}", self.repository),
@@ -808,8 +808,20 @@ impl Client {
             (Some(0), None)
         };
         let body = StallGuard::new(resp.into_body().into_reader(), self.stall);
-        Ok((Box::new(body), start, total))
+        Ok(BlobBody {
+            body: Box::new(body),
+            start,
+            total,
+        })
     }
+}
+
+/// A blob response: its body, the blob offset the body starts at (`None`: a `206` whose
+/// `Content-Range` cannot be read) and the blob's total size when the registry said it.
+pub struct BlobBody {
+    pub body: Box<dyn Read + Send>,
+    pub start: Option<u64>,
+    pub total: Option<u64>,
 }
 
 /// `bytes START-END/TOTAL` (TOTAL may be `*`): the start, and the total when given.

@@ -273,7 +273,11 @@ fn download(
         if have == size {
             break;
         }
-        let (mut body, start, total) = client.blob(&digest.to_string(), ask_from)?;
+        let client::BlobBody {
+            mut body,
+            start,
+            total,
+        } = client.blob(&digest.to_string(), ask_from)?;
         if let (Some(total), true) = (total, size != u64::MAX) {
             if total != size {
                 bail!("blob {digest}: the registry says it is {total} bytes, its descriptor says {size}");
