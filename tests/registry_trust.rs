@@ -131,10 +131,14 @@ struct Served {
 /// An image whose manifest lists `layer_blobs` (uncompressed tars) and whose config lists
 /// `diff_ids`.
 fn served(layer_blobs: &[&[u8]], diff_ids: &[String]) -> Served {
+    served_with_env(layer_blobs, diff_ids, &["PATH=/bin"])
+}
+
+fn served_with_env(layer_blobs: &[&[u8]], diff_ids: &[String], env: &[&str]) -> Served {
     let config = serde_json::to_vec(&json!({
         "architecture": host_platform().arch,
         "os": "linux",
-        "config": {"Env": ["PATH=/bin"]},
+        "config": {"Env": env},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     }))
     .unwrap();
@@ -226,12 +230,25 @@ struct Outcome {
 /// Runs `oci2wsl --no-wsl-config -q IMAGE -o DIR/out.tar ARGS` with no credentials or
 /// proxies from this machine's environment, `envs` added, and `stdin` fed.
 fn pull(dir: &Path, image: &str, args: &[&str], envs: &[(&str, &str)], stdin: &[u8]) -> Outcome {
+    pull_as(&["--no-wsl-config", "-q"], dir, image, args, envs, stdin)
+}
+
+/// `pull` with `base` instead of `--no-wsl-config -q`.
+fn pull_as(
+    base: &[&str],
+    dir: &Path,
+    image: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    stdin: &[u8],
+) -> Outcome {
     let out = dir.join("out.tar");
     let _ = std::fs::remove_file(&out);
     let home = dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci2wsl"));
-    cmd.args(["--no-wsl-config", "-q", image, "-o"])
+    cmd.args(base)
+        .args([image, "-o"])
         .arg(&out)
         .args(args)
         .env("HOME", &home)
@@ -720,6 +737,26 @@ fn terminal_escapes_in_a_registry_message_are_not_printed() {
     });
     let o = pull(dir.path(), &reference(registry.port), &[], &[], b"");
     assert_refused(&o, &["MANIFEST_UNKNOWN", "\\x1b"]);
+    assert!(
+        !o.stderr.chars().any(|c| c.is_control() && c != '\n'),
+        "a control character reached the terminal: {:?}",
+        o.stderr
+    );
+}
+
+#[test]
+fn terminal_escapes_in_an_image_env_name_are_not_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = layer(vec![file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")]).tar();
+    let image = served_with_env(
+        &[&tar],
+        &[sha256_digest(&tar)],
+        &["PATH=/bin", "EVIL\u{1b}]0;owned\u{7}\r=1"],
+    );
+    let registry = Server::start(move |req, stream| serve_image(&image, req, stream));
+    let o = pull_as(&[], dir.path(), &reference(registry.port), &[], &[], b"");
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("EVIL\\x1b]0;owned"), "{}", o.stderr);
     assert!(
         !o.stderr.chars().any(|c| c.is_control() && c != '\n'),
         "a control character reached the terminal: {:?}",

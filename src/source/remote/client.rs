@@ -782,11 +782,7 @@ impl Client {
     /// A blob's bytes from `offset` on, as a stream guarded against stalls, with the offset
     /// the body really starts at: 0 for a `200` (the registry ignored the range), the start
     /// of `Content-Range` for a `206`, `None` for a `206` without a readable one.
-    pub fn blob(
-        &self,
-        digest: &str,
-        offset: u64,
-    ) -> Result<BlobBody> {
+    pub fn blob(&self, digest: &str, offset: u64) -> Result<BlobBody> {
         let what = format!("blob {digest}");
         let resp = self.get(
             &format!("/v2/{}/blobs/{digest}", self.repository),
