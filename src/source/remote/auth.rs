@@ -539,6 +539,21 @@ mod tests {
     }
 
     #[test]
+    fn command_line_credentials() {
+        assert_eq!(
+            Credentials::from_command_line(Some("bob:pw:with:colons"), false).unwrap(),
+            Some(Credentials::Basic {
+                username: "bob".into(),
+                password: "pw:with:colons".into()
+            })
+        );
+        assert_eq!(Credentials::from_command_line(None, false).unwrap(), None);
+        assert!(Credentials::from_command_line(None, true).is_err());
+        assert!(Credentials::from_command_line(Some("bob:pw"), true).is_err());
+        assert!(Credentials::from_command_line(Some(""), true).is_err());
+    }
+
+    #[test]
     fn auth_files_and_precedence() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("auth.json");
