@@ -156,9 +156,11 @@ impl RegistrySource {
         let mut distinct: Vec<Layer> = Vec::new();
         let mut shares = Shares::default();
         for layer in layers {
-            let same = distinct
-                .iter()
-                .position(|d| d.digest.is_some() && d.digest == layer.digest);
+            // The size too: a descriptor with a wrong size gets its own (failing) download
+            // rather than borrowing another descriptor's verified spool.
+            let same = distinct.iter().position(|d| {
+                d.digest.is_some() && d.digest == layer.digest && d.size == layer.size
+            });
             let d = same.unwrap_or_else(|| {
                 distinct.push(layer.clone());
                 shares.layers.push(0);
