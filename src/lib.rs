@@ -18,4 +18,5 @@ pub mod output;
 pub mod pipeline;
 pub mod reference;
 pub mod source;
+pub mod terminal;
 pub mod wsl;

@@ -7,6 +7,7 @@ use oci2wsl::output::{self, Destination, OutputCompression};
 use oci2wsl::pipeline::{self, Options};
 use oci2wsl::source::remote::auth::Credentials;
 use oci2wsl::source::remote::RegistryOptions;
+use oci2wsl::terminal::printable;
 use oci2wsl::wsl::{ImportOptions, WslOptions};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -71,10 +72,16 @@ struct Cli {
           value_parser = clap::value_parser!(u64).range(1..))]
     max_expansion: u64,
 
-    /// Registry credentials, USER:PASSWORD (else --authfile, $REGISTRY_AUTH_FILE, the
-    /// containers auth.json, Docker's config.json and credential helpers).
-    #[arg(long, value_name = "USER:PASSWORD")]
+    /// Registry credentials, USER:PASSWORD, or USER and the password is asked for (or read
+    /// with --password-stdin). Else --authfile, $REGISTRY_AUTH_FILE, the containers
+    /// auth.json, Docker's config.json and credential helpers.
+    #[arg(long, value_name = "USER[:PASSWORD]")]
     creds: Option<String>,
+
+    /// Read the registry password from standard input (with --creds USER). Without it,
+    /// --creds USER alone asks for the password on the terminal.
+    #[arg(long, requires = "creds")]
+    password_stdin: bool,
 
     /// Registry credentials file (containers auth.json / Docker config.json format).
     #[arg(long, value_name = "FILE")]
@@ -185,11 +192,13 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
         jobs: jobs.max(1),
         max_expansion: cli.max_expansion,
         registry: RegistryOptions {
-            creds: cli
-                .creds
-                .as_deref()
-                .map(Credentials::parse_creds)
-                .transpose()?,
+            creds: if cli.password_stdin && cli.image.ends_with(":-") {
+                anyhow::bail!(
+                    "--password-stdin and an image read from standard input cannot share it"
+                )
+            } else {
+                Credentials::from_command_line(cli.creds.as_deref(), cli.password_stdin)?
+            },
             authfile: cli.authfile.clone(),
             tls_verify: cli.tls_verify,
             ca_files: cli.ca_file.clone(),
@@ -257,7 +266,7 @@ fn main() -> ExitCode {
                 eprintln!("  WSL: {}", summary.wsl.set.join("; "));
             }
             for warning in &summary.wsl.warnings {
-                eprintln!("oci2wsl: warning: {warning}");
+                eprintln!("oci2wsl: warning: {}", printable(warning));
             }
             if let Some((name, dir, said)) = &summary.imported {
                 eprintln!(
@@ -278,7 +287,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: every context, outermost first, as "a: b: c".
             let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("oci2wsl: error: {msg}");
+            eprintln!("oci2wsl: error: {}", printable(&msg));
             ExitCode::from(1)
         }
     }

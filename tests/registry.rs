@@ -287,6 +287,22 @@ fn basic_auth_behind_tls_and_secrets_never_printed() {
     assert_eq!(ok.stdout, expected);
     assert!(!stderr(&ok).contains("Sup3rSecretPw"));
 
+    // The password on standard input, out of the process list (as `docker login
+    // --password-stdin`).
+    let ok = run(
+        &[
+            ca_arg[0],
+            ca_arg[1],
+            "--creds",
+            "tester",
+            "--password-stdin",
+            &name,
+        ],
+        Some(b"Sup3rSecretPw\n"),
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(ok.stdout, expected);
+
     let err = flatten_err(&[ca_arg[0], ca_arg[1], &name]);
     assert!(
         err.contains("authentication required") && err.contains("private/app"),

@@ -328,7 +328,8 @@ pub fn check_platform(config: &ImageConfiguration, choice: &PlatformChoice) -> R
         );
     }
     eprintln!(
-        "oci2wsl: warning: the image is for {have}, not {}; it may not run in WSL on this machine",
+        "oci2wsl: warning: the image is for {}, not {}; it may not run in WSL on this machine",
+        crate::terminal::printable(&have),
         choice.platform
     );
     Ok(())

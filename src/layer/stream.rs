@@ -178,7 +178,7 @@ impl<R: BufRead> Decoded<R> {
                 eprintln!(
                     "warning: {}: media type {} says {:?} but the data is {:?}; reading it as {:?}",
                     layer.describe(),
-                    layer.media_type,
+                    crate::terminal::printable(&layer.media_type),
                     declared,
                     detected,
                     detected

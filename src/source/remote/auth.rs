@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -48,6 +48,46 @@ impl Credentials {
         }
     }
 
+    /// Credentials from the command line: `--creds USER:PASSWORD`; `--creds USER` with
+    /// `--password-stdin` (the password is standard input, one trailing newline dropped);
+    /// `--creds USER` alone asks for the password on the terminal, not echoed. A password on
+    /// the command line is visible to every user of the machine in the process list.
+    pub fn from_command_line(
+        creds: Option<&str>,
+        password_stdin: bool,
+    ) -> Result<Option<Credentials>> {
+        let Some(creds) = creds else {
+            if password_stdin {
+                bail!("--password-stdin needs --creds USER");
+            }
+            return Ok(None);
+        };
+        if creds.contains(':') {
+            if password_stdin {
+                bail!("--creds USER:PASSWORD and --password-stdin both give a password; use --creds USER");
+            }
+            return Credentials::parse_creds(creds).map(Some);
+        }
+        if creds.is_empty() {
+            bail!("--creds needs a user name");
+        }
+        let password = if password_stdin {
+            let mut text = String::new();
+            std::io::stdin()
+                .take(MAX_AUTH_FILE)
+                .read_to_string(&mut text)
+                .context("reading the password from standard input")?;
+            let text = text.strip_suffix('\n').unwrap_or(&text);
+            text.strip_suffix('\r').unwrap_or(text).to_string()
+        } else {
+            prompt_password(creds)?
+        };
+        Ok(Some(Credentials::Basic {
+            username: creds.to_string(),
+            password,
+        }))
+    }
+
     pub fn basic_header(&self) -> Option<String> {
         match self {
             Credentials::Basic { username, password } => Some(format!(
@@ -56,6 +96,115 @@ impl Credentials {
             )),
             Credentials::IdentityToken(_) => None,
         }
+    }
+}
+
+/// Asks for `user`'s password on the terminal (standard input and error), with echo off.
+fn prompt_password(user: &str) -> Result<String> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        bail!("--creds {user} has no password and standard input is not a terminal to ask on: use --password-stdin or --creds USER:PASSWORD");
+    }
+    eprint!("Password for {}: ", crate::terminal::printable(user));
+    let _ = std::io::stderr().flush();
+    let echo = EchoOff::new();
+    let mut line = String::new();
+    let read = std::io::stdin().read_line(&mut line);
+    drop(echo);
+    eprintln!();
+    read.context("reading the password from the terminal")?;
+    let line = line.strip_suffix('\n').unwrap_or(&line);
+    Ok(line.strip_suffix('\r').unwrap_or(line).to_string())
+}
+
+/// Turns the terminal's echo off for as long as it lives.
+struct EchoOff {
+    #[cfg(target_os = "linux")]
+    saved: Option<libc::termios>,
+    #[cfg(windows)]
+    saved: Option<(isize, u32)>,
+}
+
+#[cfg(target_os = "linux")]
+impl EchoOff {
+    fn new() -> EchoOff {
+        // SAFETY: termios calls on standard input with a zeroed struct they fill in.
+        unsafe {
+            let mut term: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut term) != 0 {
+                return EchoOff { saved: None };
+            }
+            let saved = term;
+            term.c_lflag &= !libc::ECHO;
+            term.c_lflag |= libc::ECHONL;
+            if libc::tcsetattr(0, libc::TCSANOW, &term) != 0 {
+                return EchoOff { saved: None };
+            }
+            EchoOff { saved: Some(saved) }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.saved {
+            // SAFETY: restores the settings read in `new`.
+            unsafe {
+                libc::tcsetattr(0, libc::TCSANOW, saved);
+            }
+        }
+    }
+}
+
+#[cfg(windows)]
+mod console {
+    #[link(name = "kernel32")]
+    extern "system" {
+        pub fn GetStdHandle(which: u32) -> isize;
+        pub fn GetConsoleMode(handle: isize, mode: *mut u32) -> i32;
+        pub fn SetConsoleMode(handle: isize, mode: u32) -> i32;
+    }
+    pub const STD_INPUT_HANDLE: u32 = -10i32 as u32;
+    pub const ENABLE_ECHO_INPUT: u32 = 0x0004;
+}
+
+#[cfg(windows)]
+impl EchoOff {
+    fn new() -> EchoOff {
+        // SAFETY: console-mode calls on the standard input handle.
+        unsafe {
+            let handle = console::GetStdHandle(console::STD_INPUT_HANDLE);
+            let mut mode = 0u32;
+            if console::GetConsoleMode(handle, &mut mode) == 0 {
+                return EchoOff { saved: None };
+            }
+            if console::SetConsoleMode(handle, mode & !console::ENABLE_ECHO_INPUT) == 0 {
+                return EchoOff { saved: None };
+            }
+            EchoOff {
+                saved: Some((handle, mode)),
+            }
+        }
+    }
+}
+
+#[cfg(windows)]
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        if let Some((handle, mode)) = self.saved {
+            // SAFETY: restores the mode read in `new`.
+            unsafe {
+                console::SetConsoleMode(handle, mode);
+            }
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
+impl EchoOff {
+    fn new() -> EchoOff {
+        EchoOff {}
     }
 }
 
@@ -140,16 +289,38 @@ fn from_auths(
     Ok(None)
 }
 
+/// An auth file larger than this is refused unread: real ones hold a few entries.
+pub const MAX_AUTH_FILE: u64 = 4 << 20;
+
 fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
-                format!("{} is not valid JSON", path.display())
-            })?))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_AUTH_FILE + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > MAX_AUTH_FILE {
+        bail!(
+            "{} is larger than {} MiB, too large for a credentials file",
+            path.display(),
+            MAX_AUTH_FILE >> 20
+        );
     }
+    Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+        format!("{} is not valid JSON", path.display())
+    })?))
+}
+
+/// A file the user did not name (found in its usual place): if it cannot be read, a pull
+/// that needs no credentials still works, so that is a warning, not an error.
+fn read_json_implicit(path: &Path) -> Option<serde_json::Value> {
+    read_json(path).unwrap_or_else(|e| {
+        eprintln!("oci2wsl: warning: ignoring {e:#}");
+        None
+    })
 }
 
 /// Runs `docker-credential-NAME get` (the helper protocol Docker Desktop uses on Windows).
@@ -231,11 +402,17 @@ pub fn lookup(
     if let Some(f) = std::env::var_os("REGISTRY_AUTH_FILE") {
         files.push(PathBuf::from(f));
     }
+    let implicit = files.len();
     if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR") {
         files.push(PathBuf::from(dir).join("containers/auth.json"));
     }
-    for f in &files {
-        if let Some(v) = read_json(f)? {
+    for (i, f) in files.iter().enumerate() {
+        let json = if i < implicit {
+            read_json(f)?
+        } else {
+            read_json_implicit(f)
+        };
+        if let Some(v) = json {
             if let Some(auths) = v.get("auths").and_then(|a| a.as_object()) {
                 if let Some(c) = from_auths(auths, registry, repository)
                     .with_context(|| format!("in {}", f.display()))?
@@ -248,7 +425,7 @@ pub fn lookup(
     let Some(path) = docker_config_path() else {
         return Ok(None);
     };
-    let Some(config) = read_json(&path)? else {
+    let Some(config) = read_json_implicit(&path) else {
         return Ok(None);
     };
     if let Some(helpers) = config.get("credHelpers").and_then(|h| h.as_object()) {
@@ -359,6 +536,21 @@ mod tests {
         assert_eq!(c.params["service"], "svc");
         assert!(parse_challenge(r#"Bearer realm="unterminated"#).is_none());
         assert!(parse_challenge("").is_none());
+    }
+
+    #[test]
+    fn command_line_credentials() {
+        assert_eq!(
+            Credentials::from_command_line(Some("bob:pw:with:colons"), false).unwrap(),
+            Some(Credentials::Basic {
+                username: "bob".into(),
+                password: "pw:with:colons".into()
+            })
+        );
+        assert_eq!(Credentials::from_command_line(None, false).unwrap(), None);
+        assert!(Credentials::from_command_line(None, true).is_err());
+        assert!(Credentials::from_command_line(Some("bob:pw"), true).is_err());
+        assert!(Credentials::from_command_line(Some(""), true).is_err());
     }
 
     #[test]

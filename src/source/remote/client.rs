@@ -5,42 +5,165 @@
 
 use super::auth::{self, Challenge, Credentials};
 use super::RegistryOptions;
+use crate::terminal::printable;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::io::Read;
+use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use ureq::http::{Response, StatusCode};
 use ureq::Body;
 
+/// Attempts per request; the waits between them are `backoff` or a capped `Retry-After`.
 const MAX_ATTEMPTS: u32 = 6;
 const MAX_TOKEN_FETCHES: u32 = 2;
+/// Redirect hops followed per request (blob downloads go to S3 or a CDN this way).
+const MAX_REDIRECTS: u32 = 5;
+/// A `Retry-After` longer than this is shortened to it: the whole retry budget of one
+/// request stays under a minute of waiting.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// The default stall window, overridable with `OCI2WSL_STALL_TIMEOUT` (seconds).
+const DEFAULT_STALL: Duration = Duration::from_secs(30);
+/// A body that brings fewer bytes than this in one stall window is stalled (a registry that
+/// trickles one byte a second never trips a plain per-read timeout).
+pub const STALL_MIN_BYTES: u64 = 16 * 1024;
 
 pub struct Client {
-    agent: ureq::Agent,
-    /// For hosts whose TLS may go unverified (`--insecure-registry`, `--tls-verify=false`).
-    insecure_agent: ureq::Agent,
+    /// The options, with `--cert-dir`'s certificates added to the CA files.
+    opts: RegistryOptions,
+    /// One agent per (certificate checks, proxy): chosen per request by its target host.
+    agents: Mutex<HashMap<(bool, Option<String>), ureq::Agent>>,
     registry: String,
     api_host: String,
     repository: String,
     credentials: Option<Credentials>,
+    /// The registry host itself is listed in `--insecure-registry`.
     insecure: bool,
     /// "https" or "http", decided by the first request.
     scheme: Mutex<Option<&'static str>>,
     /// Authorization header values by scope.
     tokens: Mutex<HashMap<String, String>>,
+    stall: Duration,
 }
 
-fn is_loopback(host: &str) -> bool {
-    let name = match host.rsplit_once(':') {
-        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => host,
+/// `host[:port]` / `[v6]:port` / a bare IPv6 literal, split; the host without brackets.
+fn split_host_port(authority: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').unwrap_or((rest, ""));
+        return (host, after.strip_prefix(':'));
+    }
+    match authority.split_once(':') {
+        Some((h, p)) if !p.contains(':') => (h, Some(p)),
+        _ => (authority, None),
+    }
+}
+
+fn host_of(authority: &str) -> &str {
+    split_host_port(authority).0
+}
+
+/// Loopback is `localhost` and the IP literals in 127.0.0.0/8 and `::1`, nothing else: a
+/// name like `127.attacker.example` resolves wherever its owner wants.
+pub fn is_loopback(authority: &str) -> bool {
+    let host = host_of(authority);
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `NO_PROXY` (comma-separated: `*`, IP literals, CIDR blocks, domain names where
+/// `example.com`, `.example.com` and `*.example.com` all cover the subdomains, each
+/// optionally with `:port`) exempts `authority`.
+pub fn no_proxy_matches(no_proxy: &str, authority: &str) -> bool {
+    let (host, port) = split_host_port(authority);
+    let host = host.to_ascii_lowercase();
+    let ip = host.parse::<IpAddr>().ok();
+    no_proxy
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .any(|entry| {
+            if entry == "*" {
+                return true;
+            }
+            if let Some((net, bits)) = entry.split_once('/') {
+                return match (net.parse::<IpAddr>(), bits.parse::<u32>(), ip) {
+                    (Ok(net), Ok(bits), Some(ip)) => in_cidr(ip, net, bits),
+                    _ => false,
+                };
+            }
+            let (name, entry_port) = split_host_port(entry);
+            if entry_port.is_some_and(|p| Some(p) != port) {
+                return false;
+            }
+            let name = name.to_ascii_lowercase();
+            if let (Ok(a), Some(b)) = (name.parse::<IpAddr>(), ip) {
+                return a == b;
+            }
+            let domain = name.trim_start_matches('*').trim_start_matches('.');
+            !domain.is_empty() && (host == domain || host.ends_with(&format!(".{domain}")))
+        })
+}
+
+fn in_cidr(ip: IpAddr, net: IpAddr, bits: u32) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) if bits <= 32 => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) if bits <= 128 => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The proxy for a request to `scheme://authority`, from `env` (the process environment in
+/// use): never for loopback, as Go tools do; not for `NO_PROXY` hosts; else
+/// `HTTPS_PROXY`/`HTTP_PROXY` by scheme, then `ALL_PROXY` (lowercase forms too).
+pub fn proxy_for(
+    scheme: &str,
+    authority: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    if is_loopback(authority) {
+        return None;
+    }
+    let var = |name: &str| {
+        env(name)
+            .or_else(|| env(&name.to_ascii_lowercase()))
+            .filter(|v| !v.trim().is_empty())
     };
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    name == "localhost" || name.starts_with("127.") || name == "::1"
+    if var("NO_PROXY").is_some_and(|np| no_proxy_matches(&np, authority)) {
+        return None;
+    }
+    let by_scheme = if scheme == "https" {
+        var("HTTPS_PROXY")
+    } else {
+        var("HTTP_PROXY")
+    };
+    by_scheme.or_else(|| var("ALL_PROXY"))
 }
 
-fn agent(opts: &RegistryOptions, verify: bool) -> Result<ureq::Agent> {
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn agent(
+    opts: &RegistryOptions,
+    verify: bool,
+    proxy: Option<&str>,
+    stall: Duration,
+) -> Result<ureq::Agent> {
     let mut tls = ureq::tls::TlsConfig::builder();
     if !verify {
         tls = tls.disable_verification(true);
@@ -71,18 +194,67 @@ fn agent(opts: &RegistryOptions, verify: bool) -> Result<ureq::Agent> {
         }
         tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&roots));
     }
+    let proxy = proxy
+        .map(|p| ureq::Proxy::new(p).map_err(|e| anyhow!("the proxy {p} is not usable: {e}")))
+        .transpose()?;
     let config = ureq::Agent::config_builder()
         .tls_config(tls.build())
         .http_status_as_error(false)
         .user_agent(concat!("oci2wsl/", env!("CARGO_PKG_VERSION")))
+        // The proxy is chosen per request (`proxy_for`), never by ureq from the environment.
+        .proxy(proxy)
         .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_recv_response(Some(Duration::from_secs(60)))
-        // A stalled body: no byte for this long ends the attempt (and it is retried).
+        .timeout_recv_response(Some(stall))
+        // A stalled body: no byte for this long ends the attempt (and it is retried); a
+        // trickle is caught by `StallGuard`.
         .timeout_recv_body(None)
-        .timeout_per_read(Some(Duration::from_secs(60)))
-        .max_redirects(5)
+        .timeout_per_read(Some(stall))
+        // Redirects are followed by `Client::send`, which decides what each hop may get.
+        .max_redirects(0)
         .build();
     Ok(ureq::Agent::new_with_config(config))
+}
+
+/// A response body that fails with `TimedOut` when a stall window passes with fewer than
+/// `STALL_MIN_BYTES` bytes: the attempt is then retried (or resumed) like a broken one.
+pub struct StallGuard<R> {
+    inner: R,
+    window: Duration,
+    started: Instant,
+    bytes: u64,
+}
+
+impl<R: Read> StallGuard<R> {
+    pub fn new(inner: R, window: Duration) -> StallGuard<R> {
+        StallGuard {
+            inner,
+            window,
+            started: Instant::now(),
+            bytes: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for StallGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        if self.started.elapsed() >= self.window {
+            if self.bytes < STALL_MIN_BYTES && n > 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "stalled: {} bytes in {} s",
+                        self.bytes,
+                        self.window.as_secs_f32()
+                    ),
+                ));
+            }
+            self.started = Instant::now();
+            self.bytes = 0;
+        }
+        Ok(n)
+    }
 }
 
 fn is_certificate_error(e: &ureq::Error) -> bool {
@@ -90,19 +262,21 @@ fn is_certificate_error(e: &ureq::Error) -> bool {
     text.contains("certificate") || text.contains("unknownissuer")
 }
 
+/// `Retry-After` in seconds, capped at `MAX_RETRY_AFTER`.
 fn retry_after(resp: &Response<Body>) -> Option<Duration> {
     let v = resp.headers().get("retry-after")?.to_str().ok()?;
     v.trim()
         .parse::<u64>()
         .ok()
-        .map(|s| Duration::from_secs(s.min(60)))
+        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
 }
 
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((250u64 << attempt.min(6)).min(8_000))
 }
 
-/// The registry's own error text (`{"errors":[{"code":…,"message":…}]}`), shortened.
+/// The registry's own error text (`{"errors":[{"code":…,"message":…}]}`), shortened, with
+/// control characters escaped.
 fn registry_message(resp: Response<Body>) -> String {
     let mut body = resp.into_body();
     let text = body
@@ -114,12 +288,50 @@ fn registry_message(resp: Response<Body>) -> String {
         if let Some(e) = v.get("errors").and_then(|e| e.get(0)) {
             let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
             let msg = e.get("message").and_then(|c| c.as_str()).unwrap_or("");
-            return format!("{code}: {msg}")
-                .trim_matches([' ', ':'])
-                .to_string();
+            let text: String = format!("{code}: {msg}").chars().take(400).collect();
+            return printable(text.trim_matches([' ', ':'])).into_owned();
         }
     }
-    text.chars().take(200).filter(|c| !c.is_control()).collect()
+    let text: String = text.chars().take(200).collect();
+    printable(&text).into_owned()
+}
+
+/// `scheme`, `authority` and the whole URL of an absolute `http(s)://` URL.
+fn split_url(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    (!authority.is_empty() && !authority.contains('@')).then_some((scheme, authority))
+}
+
+/// A `Location` header resolved against the URL that sent it.
+fn resolve_location(base: &str, location: &str) -> Option<String> {
+    let (scheme, authority) = split_url(base)?;
+    let location = location.trim();
+    if location.contains("://") {
+        split_url(location)?;
+        return Some(location.to_string());
+    }
+    if let Some(rest) = location.strip_prefix("//") {
+        return resolve_location(base, &format!("{scheme}://{rest}"));
+    }
+    if location.starts_with('/') {
+        return Some(format!("{scheme}://{authority}{location}"));
+    }
+    let path = &base[scheme.len() + 3 + authority.len()..];
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    let dir = if dir.is_empty() { "/" } else { dir };
+    Some(format!("{scheme}://{authority}{dir}{location}"))
+}
+
+/// A response and whether it came from the registry itself or from a host it redirected to.
+struct Reply {
+    resp: Response<Body>,
+    /// The authority that answered, when it is not the registry's.
+    redirected_to: Option<String>,
 }
 
 impl Client {
@@ -151,9 +363,19 @@ impl Client {
                 }
             }
         }
+        let stall = match std::env::var("OCI2WSL_STALL_TIMEOUT") {
+            Ok(v) => {
+                Duration::from_secs(v.trim().parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(
+                    || anyhow!("OCI2WSL_STALL_TIMEOUT must be a number of seconds, not {v:?}"),
+                )?)
+            }
+            Err(_) => DEFAULT_STALL,
+        };
+        // Built once here so that a bad CA file is an error before anything is fetched.
+        let first = agent(&opts, opts.tls_verify, None, stall)?;
         Ok(Client {
-            agent: agent(&opts, opts.tls_verify)?,
-            insecure_agent: agent(&opts, false)?,
+            agents: Mutex::new(HashMap::from([((opts.tls_verify, None), first)])),
+            opts,
             registry: registry.to_string(),
             api_host: api_host.to_string(),
             repository: repository.to_string(),
@@ -161,7 +383,13 @@ impl Client {
             insecure,
             scheme: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
+            stall,
         })
+    }
+
+    /// The stall window of every body read (see `StallGuard`).
+    pub fn stall_window(&self) -> Duration {
+        self.stall
     }
 
     fn what(&self) -> String {
@@ -172,52 +400,124 @@ impl Client {
         format!("repository:{}:pull", self.repository)
     }
 
-    /// Sends one GET, choosing the scheme on first use: https, or for loopback and
-    /// `--insecure-registry` hosts http when https does not answer, as docker does.
+    /// `--insecure-registry` names this host (or it is the registry, named either way).
+    fn listed_insecure(&self, authority: &str) -> bool {
+        (authority == self.api_host && self.insecure)
+            || self
+                .opts
+                .insecure_registries
+                .iter()
+                .any(|h| h == authority || h == host_of(authority))
+    }
+
+    /// Plain HTTP is allowed for loopback and `--insecure-registry` hosts.
+    fn plain_allowed(&self, authority: &str) -> bool {
+        self.listed_insecure(authority) || is_loopback(authority)
+    }
+
+    /// The agent for a request to this URL: certificate checks unless `--tls-verify=false`
+    /// or the host itself is an `--insecure-registry`; the proxy `proxy_for` picks.
+    fn agent_for(&self, url: &str) -> Result<ureq::Agent> {
+        let (scheme, authority) =
+            split_url(url).ok_or_else(|| anyhow!("not an http(s) URL: {}", printable(url)))?;
+        let verify = self.opts.tls_verify && !self.listed_insecure(authority);
+        let key = (verify, proxy_for(scheme, authority, &env_var));
+        let mut agents = self.agents.lock().unwrap();
+        if let Some(a) = agents.get(&key) {
+            return Ok(a.clone());
+        }
+        let made = agent(&self.opts, verify, key.1.as_deref(), self.stall)?;
+        agents.insert(key, made.clone());
+        Ok(made)
+    }
+
+    /// Sends one GET to the registry, choosing the scheme on first use (https, or for
+    /// loopback and `--insecure-registry` hosts http when https does not answer, as docker
+    /// does), and follows redirects itself: at most `MAX_REDIRECTS` hops, the
+    /// `Authorization` header only to the registry's own origin, never from https down to
+    /// http unless the target host may speak plain HTTP. The outer error is a refusal (not
+    /// retried), the inner one a transport error.
     fn send(
         &self,
         path: &str,
         accept: Option<&str>,
         range_from: u64,
         auth: Option<&str>,
-    ) -> Result<Response<Body>, ureq::Error> {
+    ) -> Result<Result<Reply, ureq::Error>> {
         let known = *self.scheme.lock().unwrap();
-        let plain_allowed = self.insecure || is_loopback(&self.api_host);
         let schemes: Vec<&'static str> = match known {
             Some(s) => vec![s],
-            None if plain_allowed => vec!["https", "http"],
+            None if self.plain_allowed(&self.api_host) => vec!["https", "http"],
             None => vec!["https"],
         };
         let mut last = None;
         for scheme in schemes {
-            let url = format!("{scheme}://{}{path}", self.api_host);
-            let agent = if self.insecure {
-                &self.insecure_agent
-            } else {
-                &self.agent
-            };
-            let mut req = agent.get(&url);
-            if let Some(a) = accept {
-                req = req.header("Accept", a);
-            }
-            if range_from > 0 {
-                req = req.header("Range", &format!("bytes={range_from}-"));
-            }
-            if let Some(a) = auth {
-                req = req.header("Authorization", a);
-            }
-            match req.call() {
-                Ok(resp) => {
-                    *self.scheme.lock().unwrap() = Some(scheme);
-                    return Ok(resp);
+            let origin = format!("{scheme}://{}", self.api_host);
+            let mut url = format!("{origin}{path}");
+            let mut hops = 0;
+            let mut tls_so_far = scheme == "https";
+            loop {
+                let (_, authority) = split_url(&url).expect("URLs here are checked");
+                let at_registry = url.starts_with(&format!("{origin}/"));
+                let mut req = self.agent_for(&url)?.get(&url);
+                if let Some(a) = accept {
+                    req = req.header("Accept", a);
                 }
-                // A server that speaks TLS but whose certificate we do not trust is not a
-                // plain-HTTP server: say so rather than trying http and hiding the cause.
-                Err(e) if is_certificate_error(&e) => return Err(e),
-                Err(e) => last = Some(e),
+                if range_from > 0 {
+                    req = req.header("Range", &format!("bytes={range_from}-"));
+                }
+                if let (Some(a), true) = (auth, at_registry) {
+                    req = req.header("Authorization", a);
+                }
+                let resp = match req.call() {
+                    Ok(resp) => resp,
+                    // A server that speaks TLS but whose certificate we do not trust is not a
+                    // plain-HTTP server: say so rather than trying http and hiding the cause.
+                    Err(e) if is_certificate_error(&e) || hops > 0 => return Ok(Err(e)),
+                    Err(e) => {
+                        last = Some(e);
+                        break;
+                    }
+                };
+                *self.scheme.lock().unwrap() = Some(scheme);
+                let status = resp.status();
+                if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
+                    return Ok(Ok(Reply {
+                        resp,
+                        redirected_to: (!at_registry).then(|| authority.to_string()),
+                    }));
+                }
+                hops += 1;
+                if hops > MAX_REDIRECTS {
+                    bail!(
+                        "{}: more than {MAX_REDIRECTS} redirects for {path}",
+                        self.what()
+                    );
+                }
+                let next = resp
+                    .headers()
+                    .get("location")
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| resolve_location(&url, l))
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "{}: {authority} answered {status} without a usable http(s) Location",
+                            self.what()
+                        )
+                    })?;
+                let (next_scheme, next_authority) = split_url(&next).expect("resolved above");
+                if next_scheme == "http" && tls_so_far && !self.plain_allowed(next_authority) {
+                    bail!(
+                        "{}: refusing the redirect from https to plain http://{} (allow that host with --insecure-registry)",
+                        self.what(),
+                        printable(next_authority)
+                    );
+                }
+                tls_so_far |= next_scheme == "https";
+                url = next;
             }
         }
-        Err(last.expect("at least one scheme"))
+        Ok(Err(last.expect("at least one scheme")))
     }
 
     fn cached_auth(&self) -> Option<String> {
@@ -227,8 +527,9 @@ impl Client {
         None
     }
 
-    /// Exchanges a bearer challenge for a token (anonymous, with basic credentials, or
-    /// with an identity token as a refresh token).
+    /// Exchanges the registry's bearer challenge for a token (anonymous, with basic
+    /// credentials, or with an identity token as a refresh token). The realm is the one the
+    /// registry named; over TLS it must not be plain http unless its host may be.
     fn fetch_token(&self, challenge: &Challenge) -> Result<String> {
         let realm = challenge.params.get("realm").ok_or_else(|| {
             anyhow!(
@@ -236,17 +537,28 @@ impl Client {
                 self.what()
             )
         })?;
+        let (realm_scheme, realm_host) = split_url(realm).ok_or_else(|| {
+            anyhow!(
+                "{}: the token realm {} is not an http(s) URL",
+                self.what(),
+                printable(realm)
+            )
+        })?;
+        let registry_tls = *self.scheme.lock().unwrap() != Some("http");
+        if realm_scheme == "http" && registry_tls && !self.plain_allowed(realm_host) {
+            bail!(
+                "{}: refusing the plain-http token realm http://{} of a registry reached over https (allow that host with --insecure-registry)",
+                self.what(),
+                printable(realm_host)
+            );
+        }
         let scope = challenge
             .params
             .get("scope")
             .cloned()
             .unwrap_or_else(|| self.scope());
         let service = challenge.params.get("service").cloned().unwrap_or_default();
-        let agent = if self.insecure {
-            &self.insecure_agent
-        } else {
-            &self.agent
-        };
+        let agent = self.agent_for(realm)?;
         let resp = match &self.credentials {
             Some(Credentials::IdentityToken(refresh)) => agent.post(realm).send_form([
                 ("grant_type", "refresh_token"),
@@ -277,11 +589,10 @@ impl Client {
         if !status.is_success() {
             bail!("{}: the token service answered {status}", self.what());
         }
-        let body = resp
-            .into_body()
-            .with_config()
-            .limit(1024 * 1024)
-            .read_to_vec()
+        let mut body = Vec::new();
+        StallGuard::new(resp.into_body().into_reader(), self.stall)
+            .take(1024 * 1024)
+            .read_to_end(&mut body)
             .map_err(|e| anyhow!("{}: reading the token: {e}", self.what()))?;
         let v: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|_| anyhow!("{}: the token service did not answer JSON", self.what()))?;
@@ -306,7 +617,10 @@ impl Client {
         let mut attempt = 0;
         loop {
             let auth = self.cached_auth();
-            let resp = match self.send(path, accept, range_from, auth.as_deref()) {
+            let Reply {
+                resp,
+                redirected_to,
+            } = match self.send(path, accept, range_from, auth.as_deref())? {
                 Ok(r) => r,
                 Err(e) => {
                     attempt += 1;
@@ -316,8 +630,6 @@ impl Client {
                             ureq::Error::Tls(_)
                                 | ureq::Error::BadUri(_)
                                 | ureq::Error::HostNotFound
-                                | ureq::Error::TooManyRedirects
-                                | ureq::Error::RedirectFailed
                         );
                     if attempt >= MAX_ATTEMPTS || permanent {
                         return Err(anyhow!("{what}: cannot reach {}: {e}", self.api_host));
@@ -329,6 +641,15 @@ impl Client {
             let status = resp.status();
             if status.is_success() {
                 return Ok(resp);
+            }
+            if let (401, Some(host)) = (status.as_u16(), &redirected_to) {
+                // docker takes challenges only from the registry itself: a redirect target
+                // that asks for credentials gets none, nor a token exchanged on our behalf.
+                bail!(
+                    "{what}: {} (where {} redirected) asks for authentication; credentials go only to the registry",
+                    printable(host),
+                    self.what()
+                );
             }
             match status.as_u16() {
                 401 => {
@@ -393,7 +714,8 @@ impl Client {
     }
 
     /// A small document (manifest or config) whole: bytes, Content-Type and
-    /// Docker-Content-Digest. A connection that breaks while the body is read is retried.
+    /// Docker-Content-Digest. A connection that breaks (or stalls) while the body is read is
+    /// retried.
     fn small(
         &self,
         path: &str,
@@ -413,14 +735,18 @@ impl Client {
             let media = header("content-type")
                 .map(|s| s.split(';').next().unwrap_or("").trim().to_string());
             let digest = header("docker-content-digest");
-            match resp.into_body().with_config().limit(limit).read_to_vec() {
-                Ok(body) => return Ok((body, media, digest)),
-                Err(ureq::Error::BodyExceedsLimit(_)) => {
+            let mut body = Vec::new();
+            let read = StallGuard::new(resp.into_body().into_reader(), self.stall)
+                .take(limit + 1)
+                .read_to_end(&mut body);
+            match read {
+                Ok(_) if body.len() as u64 > limit => {
                     bail!(
                         "{what} of {} is larger than the {limit}-byte limit",
                         self.what()
                     )
                 }
+                Ok(_) => return Ok((body, media, digest)),
                 Err(e) => {
                     attempt += 1;
                     if attempt >= MAX_ATTEMPTS {
@@ -453,9 +779,10 @@ impl Client {
         Ok(self.small(&path, None, limit, &format!("blob {digest}"))?.0)
     }
 
-    /// A blob's bytes from `offset` on, as a stream; `Ok(None)` if the registry ignored the
-    /// range and sends the whole blob again (the caller starts over).
-    pub fn blob(&self, digest: &str, offset: u64) -> Result<(Box<dyn Read + Send>, bool)> {
+    /// A blob's bytes from `offset` on, as a stream guarded against stalls, with the offset
+    /// the body really starts at: 0 for a `200` (the registry ignored the range), the start
+    /// of `Content-Range` for a `206`, `None` for a `206` without a readable one.
+    pub fn blob(&self, digest: &str, offset: u64) -> Result<BlobBody> {
         let what = format!("blob {digest}");
         let resp = self.get(
             &format!("/v2/{}/blobs/{digest}", self.repository),
@@ -463,28 +790,223 @@ impl Client {
             offset,
             &what,
         )?;
-        let resumed = resp.status() == StatusCode::PARTIAL_CONTENT;
-        Ok((Box::new(resp.into_body().into_reader()), resumed))
+        let (start, total) = if resp.status() == StatusCode::PARTIAL_CONTENT {
+            match resp
+                .headers()
+                .get("content-range")
+                .and_then(|h| h.to_str().ok())
+                .and_then(parse_content_range)
+            {
+                Some((start, total)) => (Some(start), total),
+                None => (None, None),
+            }
+        } else {
+            (Some(0), None)
+        };
+        let body = StallGuard::new(resp.into_body().into_reader(), self.stall);
+        Ok(BlobBody {
+            body: Box::new(body),
+            start,
+            total,
+        })
     }
+}
+
+/// A blob response: its body, the blob offset the body starts at (`None`: a `206` whose
+/// `Content-Range` cannot be read) and the blob's total size when the registry said it.
+pub struct BlobBody {
+    pub body: Box<dyn Read + Send>,
+    pub start: Option<u64>,
+    pub total: Option<u64>,
+}
+
+/// `bytes START-END/TOTAL` (TOTAL may be `*`): the start, and the total when given.
+fn parse_content_range(header: &str) -> Option<(u64, Option<u64>)> {
+    let rest = header.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    let start = start.trim().parse::<u64>().ok()?;
+    let end = end.trim().parse::<u64>().ok()?;
+    if end < start {
+        return None;
+    }
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse::<u64>().ok()?),
+    };
+    Some((start, total))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::is_loopback;
+    use super::*;
 
     #[test]
-    fn loopback_hosts() {
+    fn loopback_is_ip_literals_and_localhost_only() {
         for h in [
             "localhost:5000",
+            "LOCALHOST",
             "127.0.0.1:5000",
             "127.1.2.3",
             "[::1]:5000",
+            "::1",
             "localhost",
         ] {
             assert!(is_loopback(h), "{h}");
         }
-        for h in ["registry.io", "10.0.0.1:5000", "localhost.evil.com"] {
+        for h in [
+            "registry.io",
+            "10.0.0.1:5000",
+            "localhost.evil.com",
+            "127.attacker.example",
+            "127.0.0.1.nip.io:5000",
+            "[::2]:5000",
+        ] {
             assert!(!is_loopback(h), "{h}");
         }
+    }
+
+    #[test]
+    fn no_proxy_entries() {
+        let np = "10.0.0.0/8, .corp.example,*.lab.example, plain.example, 192.168.1.7, ports.example:5000, [fd00::1]";
+        for h in [
+            "10.1.2.3:443",
+            "a.corp.example",
+            "corp.example",
+            "x.lab.example",
+            "plain.example",
+            "sub.plain.example:5000",
+            "192.168.1.7",
+            "ports.example:5000",
+            "[fd00::1]:443",
+        ] {
+            assert!(no_proxy_matches(np, h), "{h}");
+        }
+        for h in [
+            "11.0.0.1",
+            "notcorp.example",
+            "plain.example.evil",
+            "192.168.1.8",
+            "ports.example:443",
+            "[fd00::2]",
+        ] {
+            assert!(!no_proxy_matches(np, h), "{h}");
+        }
+        assert!(no_proxy_matches("*", "anything.example"));
+        assert!(no_proxy_matches("fd00::/16", "[fd00:1::5]:5000"));
+    }
+
+    #[test]
+    fn proxy_choice() {
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("HTTPS_PROXY", "http://secure-proxy:3128"),
+            ("http_proxy", "http://plain-proxy:3128"),
+            ("NO_PROXY", "127.0.0.0/8,.internal"),
+        ]);
+        let get = |k: &str| env.get(k).map(|v| v.to_string());
+        assert_eq!(
+            proxy_for("https", "ghcr.io", &get).as_deref(),
+            Some("http://secure-proxy:3128")
+        );
+        assert_eq!(
+            proxy_for("http", "ghcr.io", &get).as_deref(),
+            Some("http://plain-proxy:3128")
+        );
+        assert_eq!(proxy_for("https", "reg.internal:5000", &get), None);
+        // Loopback never goes through a proxy, NO_PROXY or not.
+        let all: HashMap<&str, &str> = HashMap::from([("ALL_PROXY", "http://p:1")]);
+        let get = |k: &str| all.get(k).map(|v| v.to_string());
+        assert_eq!(proxy_for("http", "localhost:5000", &get), None);
+        assert_eq!(proxy_for("http", "[::1]:5000", &get), None);
+        assert_eq!(
+            proxy_for("https", "127.attacker.example", &get).as_deref(),
+            Some("http://p:1")
+        );
+    }
+
+    #[test]
+    fn locations() {
+        let base = "https://reg.io:5000/v2/a/blobs/sha256:ab?x=1";
+        assert_eq!(
+            resolve_location(base, "https://cdn.io/o?sig=1").as_deref(),
+            Some("https://cdn.io/o?sig=1")
+        );
+        assert_eq!(
+            resolve_location(base, "//cdn.io/o").as_deref(),
+            Some("https://cdn.io/o")
+        );
+        assert_eq!(
+            resolve_location(base, "/other").as_deref(),
+            Some("https://reg.io:5000/other")
+        );
+        assert_eq!(
+            resolve_location(base, "next").as_deref(),
+            Some("https://reg.io:5000/v2/a/blobs/next")
+        );
+        assert_eq!(resolve_location(base, "ftp://x/y"), None);
+        // user@host in a Location could disguise the host a request really goes to.
+        assert_eq!(resolve_location(base, "https://reg.io@evil.io/"), None);
+    }
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(
+            parse_content_range("bytes 4616-9727/9728"),
+            Some((4616, Some(9728)))
+        );
+        assert_eq!(parse_content_range("bytes 0-9/*"), Some((0, None)));
+        assert_eq!(parse_content_range("bytes 9-0/10"), None);
+        assert_eq!(parse_content_range("items 0-9/10"), None);
+        assert_eq!(parse_content_range("bytes */10"), None);
+    }
+
+    #[test]
+    fn retry_after_is_capped() {
+        let resp = Response::builder()
+            .status(429)
+            .header("Retry-After", "60")
+            .body(Body::builder().data(""))
+            .unwrap();
+        assert_eq!(retry_after(&resp), Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn insecure_is_per_host() {
+        let opts = RegistryOptions {
+            creds: Some(Credentials::parse_creds("u:p").unwrap()),
+            insecure_registries: vec!["reg.io:5000".into(), "mirror.lan".into()],
+            ..Default::default()
+        };
+        let client = Client::new("reg.io:5000", "reg.io:5000", "a/b", &opts).unwrap();
+        // Plain http (a redirect or realm downgrade) only where --insecure-registry or
+        // loopback allows it.
+        assert!(client.plain_allowed("reg.io:5000"));
+        assert!(client.plain_allowed("mirror.lan:8080"));
+        assert!(client.plain_allowed("127.0.0.1:9000"));
+        assert!(!client.plain_allowed("auth.reg.io"));
+        assert!(!client.plain_allowed("127.attacker.example"));
+        // The registry's --insecure-registry does not switch certificate checks off for a
+        // realm or redirect target on another host.
+        assert!(client.listed_insecure("reg.io:5000"));
+        assert!(!client.listed_insecure("auth.reg.io"));
+        assert!(!client.listed_insecure("reg.io:443"));
+    }
+
+    #[test]
+    fn a_trickle_is_a_stall() {
+        struct Trickle;
+        impl Read for Trickle {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                buf[0] = b'x';
+                Ok(1)
+            }
+        }
+        // A zero window makes every read the end of a window.
+        let mut guard = StallGuard::new(Trickle, Duration::ZERO);
+        let err = guard.read(&mut [0u8; 8]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        let mut plenty = StallGuard::new(&[7u8; 64 * 1024][..], Duration::ZERO);
+        let mut buf = vec![0u8; 64 * 1024];
+        assert_eq!(plenty.read(&mut buf).unwrap(), 64 * 1024);
     }
 }

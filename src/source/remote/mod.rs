@@ -73,9 +73,33 @@ enum Slot {
     Released,
 }
 
+/// One download per distinct blob: a digest listed many times in a manifest is fetched and
+/// spooled once, and its layers share the spool.
 struct Downloads {
+    /// By download.
     slots: Mutex<Vec<Slot>>,
     ready: Condvar,
+    shares: Mutex<Shares>,
+}
+
+#[derive(Default)]
+struct Shares {
+    /// The download of each layer (by layer index).
+    of_layer: Vec<usize>,
+    /// By download: how many layers use it, and how many have not been let go yet.
+    layers: Vec<usize>,
+    remaining: Vec<usize>,
+}
+
+impl Downloads {
+    fn download_of(&self, layer: &Layer) -> Option<usize> {
+        self.shares
+            .lock()
+            .unwrap()
+            .of_layer
+            .get(layer.index)
+            .copied()
+    }
 }
 
 pub struct RegistrySource {
@@ -102,40 +126,65 @@ impl RegistrySource {
             downloads: Arc::new(Downloads {
                 slots: Mutex::new(Vec::new()),
                 ready: Condvar::new(),
+                shares: Mutex::new(Shares::default()),
             }),
             progress: opts.progress,
         })
     }
 
-    /// Marks a finished download released and hands over its spool, the last handle the
-    /// source held.
-    fn take_spool(&self, layer: &Layer) -> Option<(Arc<File>, u64)> {
+    /// Lets a layer go. When it was the last layer of its download, the download is marked
+    /// released and its spool handed over, the last handle the source held. Also says
+    /// whether the spool belongs to this layer alone (only then may a reader free what it
+    /// has read: another layer may be reading the same spool at the same time).
+    fn take_spool(&self, layer: &Layer) -> Option<(Arc<File>, u64, bool)> {
+        let mut shares = self.downloads.shares.lock().unwrap();
+        let d = *shares.of_layer.get(layer.index)?;
         let mut slots = self.downloads.slots.lock().unwrap();
-        let slot = slots.get_mut(layer.index)?;
-        if !matches!(slot, Slot::Done { .. }) {
+        let Slot::Done { file, size } = &slots[d] else {
             return None;
+        };
+        let (file, size) = (file.clone(), *size);
+        shares.remaining[d] = shares.remaining[d].saturating_sub(1);
+        if shares.remaining[d] == 0 {
+            slots[d] = Slot::Released;
         }
-        match std::mem::replace(slot, Slot::Released) {
-            Slot::Done { file, size } => Some((file, size)),
-            _ => unreachable!("checked above"),
-        }
+        Some((file, size, shares.layers[d] == 1))
     }
 
     /// Starts downloading every layer in the background, `parallel` at a time, in order.
     fn start_downloads(&self, layers: &[Layer]) {
+        let mut distinct: Vec<Layer> = Vec::new();
+        let mut shares = Shares::default();
+        for layer in layers {
+            // The size too: a descriptor with a wrong size gets its own (failing) download
+            // rather than borrowing another descriptor's verified spool.
+            let same = distinct.iter().position(|d| {
+                d.digest.is_some() && d.digest == layer.digest && d.size == layer.size
+            });
+            let d = same.unwrap_or_else(|| {
+                distinct.push(layer.clone());
+                shares.layers.push(0);
+                distinct.len() - 1
+            });
+            shares.of_layer.push(d);
+            shares.layers[d] += 1;
+        }
+        shares.remaining = shares.layers.clone();
+        *self.downloads.shares.lock().unwrap() = shares;
         {
             let mut slots = self.downloads.slots.lock().unwrap();
-            *slots = (0..layers.len()).map(|_| Slot::Pending).collect();
+            *slots = (0..distinct.len()).map(|_| Slot::Pending).collect();
         }
         let queue = Arc::new(Mutex::new(
-            layers
+            distinct
                 .iter()
                 .cloned()
+                .enumerate()
                 .collect::<std::collections::VecDeque<_>>(),
         ));
         let bars = self.progress.then(|| {
             let multi = indicatif::MultiProgress::new();
-            let total: u64 = layers.iter().filter_map(|l| l.size).sum();
+            let total: u64 = distinct.iter().filter_map(|l| l.size).sum();
             let bar = multi.add(indicatif::ProgressBar::new(total));
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -144,16 +193,16 @@ impl RegistrySource {
                 .unwrap()
                 .progress_chars("=> "),
             );
-            bar.set_message(format!("{} layers", layers.len()));
+            bar.set_message(format!("{} layers", distinct.len()));
             (multi, bar)
         });
-        for _ in 0..self.parallel.min(layers.len().max(1)) {
+        for _ in 0..self.parallel.min(distinct.len().max(1)) {
             let queue = queue.clone();
             let client = self.client.clone();
             let downloads = self.downloads.clone();
             let bars = bars.clone();
             std::thread::spawn(move || loop {
-                let Some(layer) = queue.lock().unwrap().pop_front() else {
+                let Some((d, layer)) = queue.lock().unwrap().pop_front() else {
                     break;
                 };
                 let bar = bars.as_ref().map(|(multi, total)| {
@@ -176,7 +225,7 @@ impl RegistrySource {
                     (bar, total.clone())
                 });
                 let publish = |state: Slot| {
-                    downloads.slots.lock().unwrap()[layer.index] = state;
+                    downloads.slots.lock().unwrap()[d] = state;
                     downloads.ready.notify_all();
                 };
                 let result = download(&client, &layer, bar.as_ref(), &publish);
@@ -191,6 +240,13 @@ impl RegistrySource {
 
 /// Downloads one blob into a spool file, verifying digest and size, resuming an interrupted
 /// transfer with a range request. `publish` hears of every stretch written.
+///
+/// The spool only ever grows: a byte written to it is never replaced, because a reader may
+/// already have consumed it. When a later attempt sends bytes the spool already holds (the
+/// registry answered the range with `200` and the whole blob, or with a `206` that starts
+/// early), they are compared with the spool and the download fails if they differ; only the
+/// bytes past the spool's end are hashed and appended. So every byte any reader sees is part
+/// of the one sequence the digest check covers.
 fn download(
     client: &Client,
     layer: &Layer,
@@ -204,48 +260,77 @@ fn download(
     let size = layer.size.unwrap_or(u64::MAX);
     let spool = Arc::new(tempfile::tempfile().context("creating a temporary file for a layer")?);
     let mut hasher = Hasher::new(digest.algorithm());
+    // Bytes in the spool: hashed, published, never rewritten.
     let mut have: u64 = 0;
+    // Where the next attempt asks to start: `have`, or 0 after a 206 that cannot be placed.
+    let mut ask_from: u64 = 0;
     let mut interruptions = 0;
     let mut buf = vec![0u8; 256 * 1024];
+    let mut spooled = vec![0u8; buf.len()];
     publish(Slot::Growing {
         file: spool.clone(),
         written: 0,
     });
     'attempts: loop {
-        let (mut body, resumed) = client.blob(&digest.to_string(), have)?;
-        if have > 0 && !resumed {
-            // The registry sent the whole blob again: start over. Readers wait until this
-            // attempt has written past where they are.
-            hasher = Hasher::new(digest.algorithm());
-            if let Some((bar, total)) = bars {
-                bar.set_position(0);
-                total.dec(have);
-            }
-            have = 0;
-            publish(Slot::Growing {
-                file: spool.clone(),
-                written: 0,
-            });
+        if have == size {
+            break;
         }
+        let client::BlobBody {
+            mut body,
+            start,
+            total,
+        } = client.blob(&digest.to_string(), ask_from)?;
+        if let (Some(total), true) = (total, size != u64::MAX) {
+            if total != size {
+                bail!("blob {digest}: the registry says it is {total} bytes, its descriptor says {size}");
+            }
+        }
+        let mut pos = match start {
+            Some(start) if start <= have => start,
+            // A 206 that leaves a gap after the spool, or whose Content-Range cannot be read:
+            // its bytes cannot be placed, so the next attempt asks for the whole blob.
+            _ => {
+                interruptions += 1;
+                if interruptions > 5 {
+                    bail!("blob {digest}: the registry answered {interruptions} resumptions at byte {ask_from} with a range that does not continue the download");
+                }
+                ask_from = 0;
+                continue 'attempts;
+            }
+        };
         loop {
             match body.read(&mut buf) {
                 Ok(0) => break 'attempts,
                 Ok(n) => {
-                    if have + n as u64 > size {
+                    if pos + n as u64 > size {
                         bail!("blob {digest} is longer than the size its descriptor says ({size} bytes): wrong size or tampered");
                     }
-                    hasher.update(&buf[..n]);
-                    // Positioned writes: readers use positioned reads of the same file.
-                    write_at(&spool, &buf[..n], have)?;
-                    have += n as u64;
-                    publish(Slot::Growing {
-                        file: spool.clone(),
-                        written: have,
-                    });
-                    if let Some((bar, total)) = bars {
-                        bar.inc(n as u64);
-                        total.inc(n as u64);
+                    let resent = (have.saturating_sub(pos)).min(n as u64) as usize;
+                    if resent > 0 {
+                        read_exact_at(&spool, &mut spooled[..resent], pos)?;
+                        if let Some(i) = (0..resent).find(|&i| spooled[i] != buf[i]) {
+                            bail!(
+                                "blob {digest}: the registry sent byte {} differently when the download was resumed; refusing to mix two versions of the blob",
+                                pos + i as u64
+                            );
+                        }
                     }
+                    let fresh = &buf[resent..n];
+                    if !fresh.is_empty() {
+                        hasher.update(fresh);
+                        // Positioned writes: readers use positioned reads of the same file.
+                        write_at(&spool, fresh, have)?;
+                        have += fresh.len() as u64;
+                        publish(Slot::Growing {
+                            file: spool.clone(),
+                            written: have,
+                        });
+                        if let Some((bar, total)) = bars {
+                            bar.inc(fresh.len() as u64);
+                            total.inc(fresh.len() as u64);
+                        }
+                    }
+                    pos += n as u64;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -256,6 +341,7 @@ fn download(
                         )));
                     }
                     std::thread::sleep(std::time::Duration::from_millis(200 * interruptions));
+                    ask_from = have;
                     continue 'attempts;
                 }
             }
@@ -277,11 +363,25 @@ fn download(
     Ok((spool, have))
 }
 
+/// Fills `buf` from the spool at `offset` (bytes this download wrote there earlier).
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = read_at(file, &mut buf[done..], offset + done as u64)?;
+        if n == 0 {
+            bail!("the layer's temporary file is shorter than what was written to it");
+        }
+        done += n;
+    }
+    Ok(())
+}
+
 /// A layer's spool as it downloads: blocks for bytes not yet written, ends only when the
 /// download verified the whole blob, and fails when it failed.
 struct GrowingReader {
     downloads: Arc<Downloads>,
-    index: usize,
+    /// The download, not the layer.
+    download: usize,
     pos: u64,
 }
 
@@ -292,7 +392,7 @@ impl Read for GrowingReader {
         }
         let mut slots = self.downloads.slots.lock().unwrap();
         loop {
-            let (file, available) = match &slots[self.index] {
+            let (file, available) = match &slots[self.download] {
                 Slot::Failed(e) => return Err(std::io::Error::other(e.clone())),
                 Slot::Released => return Err(std::io::Error::other(RELEASED)),
                 Slot::Done { file, size } => {
@@ -415,7 +515,8 @@ impl ImageSource for RegistrySource {
     /// anonymous and short-lived) go straight to the output written next.
     fn open_layer_last(&self, layer: &Layer) -> Result<BlobReader> {
         match self.take_spool(layer) {
-            Some((file, size)) => Ok(Box::new(ConsumingReader::new(file, size))),
+            Some((file, size, true)) => Ok(Box::new(ConsumingReader::new(file, size))),
+            Some((file, size, false)) => Ok(Box::new(PositionedReader::new(file, 0, size))),
             // Not downloaded (failed, or released already): open_layer says why.
             None => self.open_layer(layer),
         }
@@ -427,8 +528,9 @@ impl ImageSource for RegistrySource {
     }
 
     fn open_layer(&self, layer: &Layer) -> Result<BlobReader> {
+        let download = self.downloads.download_of(layer);
         let slots = self.downloads.slots.lock().unwrap();
-        match slots.get(layer.index) {
+        match download.and_then(|d| slots.get(d)) {
             None => bail!("layer {} was never scheduled for download", layer.index),
             Some(Slot::Done { file, size }) => {
                 Ok(Box::new(PositionedReader::new(file.clone(), 0, *size)))
@@ -437,7 +539,7 @@ impl ImageSource for RegistrySource {
             Some(Slot::Released) => Err(anyhow!(RELEASED)),
             Some(Slot::Growing { .. } | Slot::Pending) => Ok(Box::new(GrowingReader {
                 downloads: self.downloads.clone(),
-                index: layer.index,
+                download: download.expect("a slot was found for it"),
                 pos: 0,
             })),
         }
