@@ -6,7 +6,8 @@
 //! UTF-16LE unless `WSL_UTF8=1` (and `WSL_STAND_IN_UTF16` is unset). `WSL_STAND_IN_FAIL=MESSAGE` makes an import read all of
 //! its input and then fail with MESSAGE, as WSL relays errors from inside the VM;
 //! `WSL_STAND_IN_FAIL_AFTER=N` fails after reading N bytes of a streamed tar;
-//! `WSL_STAND_IN_SLOW` reads a streamed tar slowly. `NAME.eof` records that the input ended.
+//! `WSL_STAND_IN_SLOW` reads a streamed tar slowly. `NAME.pid` holds the id of the process
+//! that imports NAME; `NAME.eof` records that the input ended.
 
 use std::collections::HashSet;
 use std::fs;
@@ -215,6 +216,12 @@ fn import(args: &[String]) -> ExitCode {
         [name, dir, file, ..] => (name, dir, file),
         _ => return fail("Invalid command line argument: --import\nError code: Wsl/E_INVALIDARG"),
     };
+    // Which process reads the tar, so a test can wait for it to end.
+    fs::write(
+        state().join(format!("{name}.pid")),
+        std::process::id().to_string(),
+    )
+    .unwrap();
     let version = match &args[3..] {
         [] => "default".to_string(),
         [flag, v] if flag == "--version" && (v == "1" || v == "2") => v.clone(),
