@@ -12,7 +12,7 @@
 #![cfg(unix)]
 
 mod support;
-use support::{have, sh};
+use support::{require_root_and_tools, sh};
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@
 #![cfg(unix)]
 
 mod support;
-use support::{have, is_root, sh};
+use support::{require_root_and_tools, sh};
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};

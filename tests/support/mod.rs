@@ -1,7 +1,7 @@
 //! Fixtures for the integration tests: layers written byte by byte (so that hostile names are
 //! possible), images written as OCI layouts and archives, the binary run as a user would, and
 //! a normalised listing of its output with the invariants every output must meet.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use sha2::{Digest, Sha256, Sha512};
 use std::collections::{BTreeMap, HashSet};
