@@ -613,6 +613,54 @@ fn wsl_file_has_a_distribution_conf() {
     assert!(!f.tree.contains_key("etc/wsl-distribution.conf"));
 }
 
+#[test]
+fn a_wsl_files_name_can_be_chosen_and_its_conf_is_never_left_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let own = "[oobe]\ndefaultName = ImagesOwn\n";
+    let img = image_with(
+        json!({ "User": "app" }),
+        &[file("etc/wsl-distribution.conf", own)],
+    );
+    let layout = layout_arg(&oci_layout(tmp.path(), &img, "t"), "t");
+    let out = tmp.path().join("x.wsl");
+    let out = out.to_str().unwrap();
+    let name_in = |extra: &[&str]| {
+        let mut args = vec![layout.as_str(), "-o", out, "--force"];
+        args.extend_from_slice(extra);
+        let o = oci2wsl(&args, &[]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let t = tree(&gunzip(&fs::read(out).unwrap()));
+        clean_reading(&content_of(&t, "etc/wsl-distribution.conf"))
+            .get("oobe.defaultName")
+            .map(str::to_string)
+    };
+    // The image's own name is kept over the file's name; --distribution-name wins.
+    assert_eq!(name_in(&[]).as_deref(), Some("ImagesOwn"));
+    assert_eq!(
+        name_in(&["--distribution-name", "Pg.Server"]).as_deref(),
+        Some("Pg.Server")
+    );
+    for (args, want) in [
+        (
+            vec!["--distribution-name", "two words"],
+            "--distribution-name: \"two words\" is not a valid WSL distribution name",
+        ),
+        (
+            vec!["--no-wsl-config"],
+            "--no-wsl-config: a .wsl file needs /etc/wsl-distribution.conf",
+        ),
+    ] {
+        let mut all = vec![layout.as_str(), "-o", out, "--force"];
+        all.extend(args);
+        assert!(failure(&all).contains(want), "{all:?}");
+    }
+    let err = failure(&[&layout, "--distribution-name", "pg"]);
+    assert!(
+        err.contains("only a .wsl file (-o NAME.wsl) carries a distribution name"),
+        "{err}"
+    );
+}
+
 // ------------------------------------------------------------------ --import
 
 fn stand_in() -> &'static PathBuf {
@@ -725,6 +773,32 @@ fn import_streams_the_tar_into_wsl() {
     assert!(
         err.contains("The operation completed successfully."),
         "{err}"
+    );
+}
+
+/// After an import, the image's own command is one copy-paste away.
+#[test]
+fn import_tells_how_to_start_the_images_command() {
+    let img = image_with(
+        json!({ "WorkingDir": "/srv", "Entrypoint": ["serve"], "Cmd": ["--port", "80"],
+                "ExposedPorts": {"80/tcp": {}} }),
+        &[],
+    );
+    let wsl = Wsl::new(&img);
+    let o = wsl.run(&[&wsl.layout, "--import", "web"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("  the image's command: wsl -d web --cd /srv -- serve --port 80; it listens on 80/tcp (WSL 2 forwards localhost ports to Windows); --boot would start it with the distribution\n"),
+        "{}",
+        stderr(&o)
+    );
+    // Without a command there is nothing to say.
+    let wsl = Wsl::new(&example_image());
+    let o = wsl.run(&[&wsl.layout, "--import", "plain"]);
+    assert!(
+        !stderr(&o).contains("the image's command"),
+        "{}",
+        stderr(&o)
     );
 }
 
@@ -882,6 +956,32 @@ fn interrupted_streaming_import_is_killed_not_ended() {
     assert!(wsl.record("pg").is_none());
 }
 
+/// A WSL that is missing, switched off or failing is reported before the image is read
+/// (here it does not even exist), in one line that says which and what to do.
+#[test]
+fn a_missing_or_broken_wsl_is_reported_before_the_download() {
+    let wsl = Wsl::new(&example_image());
+    for (state, want) in [
+        ("not-installed", "--import pg: WSL is not installed (`wsl --install` in an administrator prompt installs it); "),
+        ("not-enabled", "--import pg: WSL is installed but not enabled (`wsl --install` enables it, then restart Windows); "),
+        ("Catastrophic failure\nError code: Wsl/Service/E_UNEXPECTED", "--import pg: WSL is not working: "),
+    ] {
+        let o = wsl.run_env(
+            &["oci:/nonexistent/layout", "--import", "pg"],
+            &[("WSL_STAND_IN_BROKEN", Path::new(state))],
+        );
+        assert_eq!(o.status.code(), Some(1));
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(want), "{state}: {err}");
+        let said = state.lines().next().unwrap();
+        if !said.contains('-') {
+            assert!(err.contains(said), "WSL's own words: {err}");
+        }
+    }
+    assert!(wsl.imports().is_empty());
+}
+
 #[test]
 fn a_bad_image_never_starts_an_import() {
     let img = example_image().corrupt(Corrupt::BlobByte);
@@ -909,7 +1009,8 @@ fn import_arguments_are_checked() {
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("cannot run /nonexistent/wsl.exe (is WSL installed?"),
+        stderr(&o)
+            .contains("WSL is not installed: there is no /nonexistent/wsl.exe (`wsl --install`"),
         "{}",
         stderr(&o)
     );

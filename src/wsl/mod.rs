@@ -2,6 +2,7 @@
 //! ([`config`]), and the hand-off to `wsl.exe --import` ([`import`]).
 
 pub mod config;
+pub mod host;
 pub mod import;
 pub mod ini;
 

@@ -6,7 +6,8 @@
 //! UTF-16LE unless `WSL_UTF8=1` (and `WSL_STAND_IN_UTF16` is unset). `WSL_STAND_IN_FAIL=MESSAGE` makes an import read all of
 //! its input and then fail with MESSAGE, as WSL relays errors from inside the VM;
 //! `WSL_STAND_IN_FAIL_AFTER=N` fails after reading N bytes of a streamed tar;
-//! `WSL_STAND_IN_SLOW` reads a streamed tar slowly. `NAME.pid` holds the id of the process
+//! `WSL_STAND_IN_SLOW` reads a streamed tar slowly. `WSL_STAND_IN_BROKEN=not-installed`,
+//! `not-enabled` or `MESSAGE` makes every call fail as such a WSL does. `NAME.pid` holds the id of the process
 //! that imports NAME; `NAME.eof` records that the input ended.
 
 use std::collections::HashSet;
@@ -328,6 +329,13 @@ fn main() -> ExitCode {
         .unwrap();
     writeln!(log, "{}", args.join("\t")).unwrap();
     drop(log);
+    // A Windows where WSL is missing, switched off, or failing: every call fails.
+    match std::env::var("WSL_STAND_IN_BROKEN").as_deref() {
+        Ok("not-installed") => return fail("The Windows Subsystem for Linux is not installed. You can install by running 'wsl.exe --install'.\nFor more information please visit https://aka.ms/wslinstall"),
+        Ok("not-enabled") => return fail("The Windows Subsystem for Linux optional component is not enabled. Please enable it and try again.\nError code: Wsl/WSL_E_WSL_OPTIONAL_COMPONENT_REQUIRED"),
+        Ok(message) => return fail(message),
+        Err(_) => {}
+    }
     match args.first().map(String::as_str) {
         Some("--list" | "-l") if args[1..].iter().all(|a| a == "--quiet" || a == "-q") => {
             let names = registered();
