@@ -35,8 +35,8 @@ enum Kind {
 }
 
 /// One logical line: a key with line continuations spans several physical lines. `text`
-/// holds its bytes up to and including its `\n` (none at the end of the file, or when a
-/// lone `\r` ended it, which then starts the next segment).
+/// holds its bytes up to and including its line ending (`\n`, `\r\n` or a lone `\r`, which
+/// WSL also takes for one), so that every segment starts a line.
 #[derive(Clone, Debug)]
 struct Segment {
     kind: Kind,
@@ -74,6 +74,23 @@ fn comment_end(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Past a `\r` at `i`, and the `\n` after it if there is one: WSL ends a line there.
+fn cr_end(b: &[u8], i: usize) -> usize {
+    if b.get(i + 1) == Some(&b'\n') {
+        i + 2
+    } else {
+        i + 1
+    }
+}
+
+/// The line ending `text` closes with: `\r\n`, `\n`, `\r`, or none.
+fn terminator(text: &str) -> &str {
+    ["\r\n", "\n", "\r"]
+        .into_iter()
+        .find(|t| text.ends_with(t))
+        .unwrap_or("")
+}
+
 /// The end of the physical line that contains `i`, past its `\n`.
 fn line_end(b: &[u8], i: usize) -> usize {
     b[i..]
@@ -92,14 +109,7 @@ fn scan(b: &[u8], start: usize, section: &Option<String>) -> (Kind, usize) {
     match b.get(i) {
         None => (Kind::Blank, b.len()),
         Some(b'\n') => (Kind::Blank, i + 1),
-        Some(b'\r') => (
-            Kind::Blank,
-            if b.get(i + 1) == Some(&b'\n') {
-                i + 2
-            } else {
-                i + 1
-            },
-        ),
+        Some(b'\r') => (Kind::Blank, cr_end(b, i)),
         Some(b'#') => (Kind::Blank, comment_end(b, i)),
         Some(b'[') => {
             i += 1;
@@ -121,7 +131,7 @@ fn scan(b: &[u8], start: usize, section: &Option<String>) -> (Kind, usize) {
             match b.get(i) {
                 None => (Kind::Section(name), b.len()),
                 Some(b'\n') => (Kind::Section(name), i + 1),
-                Some(b'\r') => (Kind::Section(name), i),
+                Some(b'\r') => (Kind::Section(name), cr_end(b, i)),
                 Some(b'#') => (Kind::Section(name), comment_end(b, i)),
                 Some(_) => invalid("nothing but a comment may follow ']'"),
             }
@@ -181,6 +191,7 @@ fn scan(b: &[u8], start: usize, section: &Option<String>) -> (Kind, usize) {
             }
             let end = end.unwrap_or(match b.get(i) {
                 Some(b'\n') => i + 1,
+                Some(b'\r') => cr_end(b, i),
                 _ => i,
             });
             value.truncate(kept);
@@ -306,12 +317,7 @@ impl Ini {
                 _ => None,
             };
             let segment = &mut self.segments[first];
-            let newline = if segment.text.ends_with('\n') {
-                "\n"
-            } else {
-                ""
-            };
-            segment.text = format!("{new_line}{newline}");
+            segment.text = format!("{new_line}{}", terminator(&segment.text));
             segment.kind = Kind::Key {
                 section: Some(section.to_string()),
                 name: key.to_string(),
@@ -319,16 +325,13 @@ impl Ini {
             };
             for &i in later {
                 let segment = &mut self.segments[i];
-                segment.text = segment
-                    .text
-                    .split_inclusive('\n')
-                    .map(|l| format!("# {l}"))
-                    .collect();
+                let end = terminator(&segment.text);
+                let body = &segment.text[..segment.text.len() - end.len()];
                 // A comment does not end at a lone `\r` (WSL swallows the character after
-                // it), so it needs its own `\n` not to run into the next line.
-                if !segment.text.ends_with('\n') {
-                    segment.text.push('\n');
-                }
+                // it), so a commented line ends with `\n` whatever it ended with.
+                let end = if end == "\r\n" { end } else { "\n" };
+                let commented: Vec<String> = body.split('\n').map(|l| format!("# {l}")).collect();
+                segment.text = commented.join("\n") + end;
                 segment.kind = Kind::Blank;
             }
             return Ok(old);
@@ -553,6 +556,18 @@ mod tests {
                 ("boot.command", "x")
             ])
         );
+    }
+
+    /// Found by the wsl_conf fuzz target: a section line ended by `\r\n` used to end
+    /// before the `\r`, so a key added after it joined the section's line.
+    #[test]
+    fn fuzz_a_key_added_after_a_crlf_section() {
+        let image = "[a]\r\nk = \" spaced \" oti\\ \ncnnumd\r\n";
+        let mut ini = Ini::parse(image);
+        ini.set("a", "D5", "").unwrap();
+        let read = wsl_reads(ini.text().as_bytes());
+        assert_eq!(read.get("a.D5"), Some(""));
+        assert!(read.rejected, "the image's own invalid line stays");
     }
 
     #[test]
