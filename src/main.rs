@@ -124,6 +124,16 @@ struct Cli {
     #[arg(long, help_heading = "WSL", conflicts_with = "no_wsl_config")]
     boot: bool,
 
+    /// For -o NAME.wsl: the name `wsl --install --from-file` offers ([oobe] defaultName in
+    /// /etc/wsl-distribution.conf) [default: the image's own, else the file's name].
+    #[arg(
+        long,
+        value_name = "NAME",
+        help_heading = "WSL",
+        conflicts_with = "no_wsl_config"
+    )]
+    distribution_name: Option<String>,
+
     /// Import the result as WSL distribution NAME (wsl --import). Without -o the tar is
     /// streamed into WSL and no tarball is written to disk.
     #[arg(long, value_name = "NAME", help_heading = "WSL")]
@@ -176,8 +186,26 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
             platform: Platform::parse(p).map_err(anyhow::Error::msg)?,
             explicit: true,
         },
-        None => PlatformChoice::default(),
+        // WSL runs the machine's own architecture, also when this program runs emulated.
+        None => {
+            let mut choice = PlatformChoice::default();
+            if let Some(arch) = oci2wsl::wsl::host::native_architecture() {
+                choice.platform.architecture = arch.to_string();
+            }
+            choice
+        }
     };
+    let wsl_file_name = cli.output.as_deref().and_then(distribution_name);
+    if cli.no_wsl_config && wsl_file_name.is_some() {
+        anyhow::bail!("--no-wsl-config: a .wsl file needs /etc/wsl-distribution.conf; write a .tar.gz for the plain file system");
+    }
+    if let Some(name) = &cli.distribution_name {
+        if wsl_file_name.is_none() {
+            anyhow::bail!("--distribution-name {name}: only a .wsl file (-o NAME.wsl) carries a distribution name");
+        }
+        oci2wsl::wsl::import::check_name(name)
+            .map_err(|e| anyhow::anyhow!("--distribution-name: {e}"))?;
+    }
     let jobs = cli.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -210,7 +238,8 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
         wsl: (!cli.no_wsl_config).then(|| WslOptions {
             user: cli.user.clone(),
             boot: cli.boot,
-            distribution_name: cli.output.as_deref().and_then(distribution_name),
+            distribution_name: cli.distribution_name.clone().or(wsl_file_name),
+            distribution_name_chosen: cli.distribution_name.is_some(),
         }),
         import: cli.import.as_ref().map(|name| ImportOptions {
             name: name.clone(),
@@ -278,6 +307,9 @@ fn main() -> ExitCode {
                         format!(" (wsl: {said})")
                     }
                 );
+                if let Some(hint) = summary.wsl.start_hint(name) {
+                    eprintln!("  {hint}");
+                }
             }
         }
         Ok(())

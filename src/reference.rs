@@ -148,15 +148,22 @@ fn daemon_image(text: &str) -> Result<String> {
 }
 
 /// Splits `PATH[:REST]` at the first colon, skipping a Windows drive letter (`C:\x`, `C:/x`),
-/// as skopeo does: paths cannot contain colons, tags can.
+/// also after a `\\?\` or `\\.\` prefix (Windows' verbatim and device paths, which
+/// `canonicalize` returns there), as skopeo does: paths cannot contain colons, tags can.
 fn split_path(text: &str) -> (String, Option<String>) {
     let b = text.as_bytes();
-    let skip = if b.len() >= 3
-        && b[0].is_ascii_alphabetic()
-        && b[1] == b':'
-        && (b[2] == b'\\' || b[2] == b'/')
+    let prefix = if b.starts_with(b"\\\\?\\") || b.starts_with(b"\\\\.\\") {
+        4
+    } else {
+        0
+    };
+    let d = &b[prefix..];
+    let skip = if d.len() >= 3
+        && d[0].is_ascii_alphabetic()
+        && d[1] == b':'
+        && (d[2] == b'\\' || d[2] == b'/')
     {
-        2
+        prefix + 2
     } else {
         0
     };
@@ -214,6 +221,15 @@ mod tests {
                 selector: Selector::Tag("v1".into())
             }
         );
+        for verbatim in ["\\\\?\\C:\\img\\lay", "\\\\.\\C:\\img\\lay"] {
+            assert_eq!(
+                SourceRef::parse(&format!("oci:{verbatim}:v1")).unwrap(),
+                SourceRef::OciLayout {
+                    path: verbatim.into(),
+                    selector: Selector::Tag("v1".into())
+                }
+            );
+        }
         let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         assert_eq!(
             SourceRef::parse(&format!("oci:lay@{d}")).unwrap(),

@@ -2,6 +2,8 @@
 //! stand-in `wsl.exe` (tests/wsl-stand-in, built here) that checks the whole tarball.
 
 mod support;
+#[path = "support/wsl_conf_oracle.rs"]
+mod wsl_conf_oracle;
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -80,6 +82,22 @@ fn text(f: &Flattened, path: &str) -> String {
     String::from_utf8(content_of(&f.tree, path)).unwrap()
 }
 
+/// What WSL reads from a generated configuration file, which must parse without a warning.
+fn wsl_reads(f: &Flattened, path: &str) -> wsl_conf_oracle::Reading {
+    clean_reading(&content_of(&f.tree, path))
+}
+
+fn clean_reading(bytes: &[u8]) -> wsl_conf_oracle::Reading {
+    let read = wsl_conf_oracle::read(bytes);
+    assert!(
+        read.warnings.is_empty() && !read.rejected,
+        "WSL warns about\n{}\n{:?}",
+        String::from_utf8_lossy(bytes),
+        read.warnings
+    );
+    read
+}
+
 fn metadata(f: &Flattened) -> Value {
     serde_json::from_str(&text(f, "etc/oci2wsl/image.json")).unwrap()
 }
@@ -101,8 +119,12 @@ fn named_user_env_and_metadata() {
     );
     let f = flatten(&img, &[]);
     let conf = text(&f, "etc/wsl.conf");
-    assert!(conf.contains("[user]\ndefault = app\n"), "{conf}");
-    assert!(!conf.contains("[boot]"), "{conf}");
+    assert!(conf.contains("[user]\ndefault = \"app\"\n"), "{conf}");
+    let read = wsl_reads(&f, "etc/wsl.conf");
+    assert_eq!(
+        read.values,
+        [("user.default".to_string(), "app".to_string())]
+    );
     for generated in [
         "etc/wsl.conf",
         "etc/profile.d/oci2wsl-env.sh",
@@ -192,15 +214,19 @@ fn numeric_users_resolve_through_passwd() {
         let img = image_with(json!({ "User": spec }), &[]);
         let f = flatten(&img, &[]);
         let want = if spec == "999" { "postgres" } else { "app" };
-        assert!(
-            text(&f, "etc/wsl.conf").contains(&format!("default = {want}\n")),
+        assert_eq!(
+            wsl_reads(&f, "etc/wsl.conf").get("user.default"),
+            Some(want),
             "{spec}"
         );
         assert!(!f.stderr.contains("warning"), "{spec}: {}", f.stderr);
     }
     // A group other than the user's own cannot be carried: said, not fatal.
     let f = flatten(&image_with(json!({ "User": "app:0" }), &[]), &[]);
-    assert!(text(&f, "etc/wsl.conf").contains("default = app\n"));
+    assert_eq!(
+        wsl_reads(&f, "etc/wsl.conf").get("user.default"),
+        Some("app")
+    );
     assert!(f.stderr.contains("primary group"), "{}", f.stderr);
 }
 
@@ -245,7 +271,10 @@ fn the_images_own_wsl_conf_is_merged() {
         "{conf}"
     );
     assert!(conf.contains("[network]\nhostname = box\n"), "{conf}");
-    assert!(conf.contains("[user]\ndefault = app\n"), "{conf}");
+    let read = wsl_reads(&f, "etc/wsl.conf");
+    assert_eq!(read.get("user.default"), Some("app"));
+    assert_eq!(read.get("boot.systemd"), Some("true"));
+    assert_eq!(read.get("network.hostname"), Some("box"));
 
     // An image that names its WSL user keeps it; --user overrides it.
     let own = "[user]\ndefault=postgres\n";
@@ -259,16 +288,25 @@ fn the_images_own_wsl_conf_is_merged() {
         f.stderr
     );
     let f = flatten(&img, &["--user", "app"]);
-    assert!(text(&f, "etc/wsl.conf").contains("[user]\ndefault = app\n"));
-    assert!(!text(&f, "etc/wsl.conf").contains("postgres"));
+    assert_eq!(
+        text(&f, "etc/wsl.conf"),
+        "# Keys set by oci2wsl from the image config (see /etc/oci2wsl/image.json)\n[user]\ndefault = \"app\"\n"
+    );
+    assert_eq!(
+        wsl_reads(&f, "etc/wsl.conf").get("user.default"),
+        Some("app")
+    );
 }
 
 #[test]
 fn user_flag_must_name_a_user_of_the_image() {
-    let f = flatten(&image_with(json!({}), &[]), &["--user", "postgres"]);
-    assert!(text(&f, "etc/wsl.conf").contains("default = postgres\n"));
-    let f = flatten(&image_with(json!({}), &[]), &["--user", "999"]);
-    assert!(text(&f, "etc/wsl.conf").contains("default = postgres\n"));
+    for flag in ["postgres", "999"] {
+        let f = flatten(&image_with(json!({}), &[]), &["--user", flag]);
+        assert_eq!(
+            wsl_reads(&f, "etc/wsl.conf").get("user.default"),
+            Some("postgres")
+        );
+    }
 
     let tmp = tempfile::tempdir().unwrap();
     let layout = oci_layout(tmp.path(), &image_with(json!({}), &[]), "t");
@@ -299,35 +337,56 @@ fn no_wsl_config_gives_the_plain_file_system() {
     assert!(!f.stderr.contains("WSL:"), "{}", f.stderr);
 }
 
+/// Runs a `[boot] command` as WSL does (`/bin/sh -c`), with `program` a stub on `PATH` that
+/// prints its working directory and arguments; returns them.
+fn run_boot_command(command: &str, program: &str) -> Vec<Vec<u8>> {
+    let bin = tempfile::tempdir().unwrap();
+    let stub = bin.path().join(program);
+    fs::write(
+        &stub,
+        "#!/bin/sh\nprintf '%s\\0' \"$PWD\"\nfor a; do printf '%s\\0' \"$a\"; done\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&stub, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut path = std::ffi::OsString::from(bin.path());
+    path.push(":/usr/bin:/bin");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("PATH", path)
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{command}: {}", stderr(&o));
+    let mut out: Vec<Vec<u8>> = o.stdout.split(|b| *b == 0).map(<[u8]>::to_vec).collect();
+    assert_eq!(out.pop(), Some(vec![]), "{command}");
+    out
+}
+
+fn bytes_of(words: &[&str]) -> Vec<Vec<u8>> {
+    words.iter().map(|w| w.as_bytes().to_vec()).collect()
+}
+
 #[test]
 fn boot_runs_the_entrypoint() {
     let img = image_with(
-        json!({ "User": "postgres", "WorkingDir": "/var/lib/postgresql",
+        json!({ "User": "postgres", "WorkingDir": "/usr/bin",
                 "Entrypoint": ["docker-entrypoint.sh"], "Cmd": ["postgres", "-c", "it's"] }),
         &[],
     );
     let f = flatten(&img, &["--boot"]);
-    let conf = text(&f, "etc/wsl.conf");
-    let command = conf
-        .lines()
-        .find_map(|l| l.strip_prefix("command = "))
-        .unwrap_or_else(|| panic!("{conf}"));
-    assert!(conf.contains("[boot]\ncommand = "), "{conf}");
+    let read = wsl_reads(&f, "etc/wsl.conf");
+    let command = read.get("boot.command").unwrap();
     assert_eq!(
         command,
-        "cd '/var/lib/postgresql' && [ ! -r /etc/profile.d/oci2wsl-env.sh ] || . /etc/profile.d/oci2wsl-env.sh; exec 'docker-entrypoint.sh' 'postgres' '-c' 'it'\\''s'"
+        "cd '/usr/bin' || exit 1; [ ! -r /etc/profile.d/oci2wsl-env.sh ] || . /etc/profile.d/oci2wsl-env.sh; exec 'docker-entrypoint.sh' 'postgres' '-c' 'it'\\''s'"
     );
+    assert_eq!(read.get("user.default"), Some("postgres"));
     // WSL runs it with /bin/sh -c: it must parse, and run the right argv.
-    let traced = Command::new("sh")
-        .arg("-c")
-        .arg(command.replace("exec ", "printf '%s|' "))
-        .env("PATH", "/usr/bin:/bin")
-        .current_dir("/")
-        .output()
-        .unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&traced.stdout),
-        "docker-entrypoint.sh|postgres|-c|it's|"
+        run_boot_command(command, "docker-entrypoint.sh"),
+        bytes_of(&["/usr/bin", "postgres", "-c", "it's"])
     );
     assert!(f
         .stderr
@@ -339,6 +398,146 @@ fn boot_runs_the_entrypoint() {
     assert!(
         err.contains("--boot: the image has neither Entrypoint nor Cmd"),
         "{err}"
+    );
+}
+
+/// A WorkingDir or argument with a line break, `#`, quotes or backslashes cannot add keys or
+/// sections to wsl.conf (it used to: `[user] default=root` from a WorkingDir), nor cut the
+/// command short; it reaches the program unchanged.
+#[test]
+fn boot_command_survives_hostile_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().to_str().unwrap();
+    let dir = format!("{base}/srv\n[user]\ndefault=root\n[automount]\noptions=umask=000 # x");
+    fs::create_dir(&dir).unwrap();
+    let args = [
+        "it's # not a comment",
+        "say \"hi\" \\ C:\\path\\",
+        "two\nlines\n[interop]\n",
+        "caf\u{e9} \u{4e2d}\u{6587}",
+        "cr\rlf\r\n",
+        "100% \\141 $HOME `id`",
+        "\ttab ",
+        "",
+    ];
+    let mut cmd = vec!["show-args"];
+    cmd.extend(args);
+    let img = image_with(
+        json!({ "User": "postgres", "WorkingDir": dir, "Cmd": cmd }),
+        &[],
+    );
+    let f = flatten(&img, &["--boot"]);
+    let read = wsl_reads(&f, "etc/wsl.conf");
+    let keys: Vec<&str> = read.values.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["user.default", "boot.command"]);
+    assert_eq!(read.get("user.default"), Some("postgres"));
+    let mut want = vec![dir.as_str()];
+    want.extend(args);
+    assert_eq!(
+        run_boot_command(read.get("boot.command").unwrap(), "show-args"),
+        bytes_of(&want)
+    );
+    // The summary says what WSL will run.
+    assert!(f.stderr.contains("default user postgres"), "{}", f.stderr);
+
+    let layout = oci_layout(
+        tmp.path(),
+        &image_with(json!({ "Cmd": ["a\u{0}b"] }), &[]),
+        "t",
+    );
+    let err = failure(&[&layout_arg(&layout, "t"), "--boot"]);
+    assert!(err.contains("has a NUL character"), "{err}");
+}
+
+/// Property: for arbitrary argv and working directories (drawn from the characters that
+/// matter to wsl.conf and to sh), what WSL reads from wsl.conf, run by sh, is that argv in
+/// that directory.
+#[test]
+fn boot_command_round_trips_arbitrary_argv() {
+    const ALPHABET: &[&str] = &[
+        "a",
+        "Z",
+        "0",
+        " ",
+        "\t",
+        "\n",
+        "\r",
+        "'",
+        "\"",
+        "\\",
+        "#",
+        "%",
+        "$",
+        "`",
+        "=",
+        "[",
+        "]",
+        ";",
+        "&",
+        "|",
+        "*",
+        "-",
+        "_",
+        "\u{e9}",
+        "\u{1f600}",
+        "\u{7}",
+        "\u{8}",
+        "\u{7f}",
+    ];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    for case in 0..12 {
+        let mut word = |max: usize| -> String {
+            (0..next(max + 1))
+                .map(|_| ALPHABET[next(ALPHABET.len())])
+                .collect()
+        };
+        let dir = format!("{}/{case}{}", tmp.path().display(), word(8));
+        let argv: Vec<String> = (0..1 + case % 4).map(|_| word(10)).collect();
+        fs::create_dir(&dir).unwrap();
+        let mut cmd = vec!["show-args".to_string()];
+        cmd.extend(argv.iter().cloned());
+        let img = image_with(json!({ "WorkingDir": dir, "Cmd": cmd }), &[]);
+        let f = flatten(&img, &["--boot"]);
+        let read = wsl_reads(&f, "etc/wsl.conf");
+        let mut want = vec![dir.as_str()];
+        want.extend(argv.iter().map(String::as_str));
+        assert_eq!(
+            run_boot_command(read.get("boot.command").unwrap(), "show-args"),
+            bytes_of(&want),
+            "{argv:?} in {dir:?}"
+        );
+    }
+}
+
+/// An image's wsl.conf that repeats a key, or has a line WSL stops at: what we set is what
+/// WSL reads, without a warning about our keys.
+#[test]
+fn merge_follows_wsls_reading_of_the_images_file() {
+    let own = "[user]\ndefault = root # the first wins\n[user]\ndefault = app\n";
+    let img = image_with(json!({ "Cmd": ["x"] }), &[file("etc/wsl.conf", own)]);
+    let f = flatten(&img, &["--user", "postgres", "--boot"]);
+    let read = wsl_reads(&f, "etc/wsl.conf");
+    assert_eq!(read.get("user.default"), Some("postgres"));
+    assert!(read.get("boot.command").is_some());
+
+    let own = "[boot]\nsystemd=true\ncommand = C:\\Windows\n[user]\ndefault=app\n";
+    let img = image_with(json!({ "User": "postgres" }), &[file("etc/wsl.conf", own)]);
+    let f = flatten(&img, &[]);
+    let read = wsl_conf_oracle::read(&content_of(&f.tree, "etc/wsl.conf"));
+    assert!(read.rejected, "the image's own bad line stays");
+    assert_eq!(read.get("boot.systemd"), Some("true"));
+    assert_eq!(read.get("user.default"), Some("postgres"));
+    assert!(
+        f.stderr.contains("/etc/wsl.conf line 3") && f.stderr.contains("WSL ignores it"),
+        "{}",
+        f.stderr
     );
 }
 
@@ -354,7 +553,10 @@ fn generated_files_follow_a_symlinked_etc() {
     img.config_extra = json!({ "config": { "User": "app", "Env": ["X=1"] } });
     let f = flatten(&img, &[]);
     assert_eq!(f.tree["etc"].kind, 'l');
-    assert!(text(&f, "private/etc/wsl.conf").contains("default = app"));
+    assert_eq!(
+        wsl_reads(&f, "private/etc/wsl.conf").get("user.default"),
+        Some("app")
+    );
     assert!(f.tree.contains_key("private/etc/oci2wsl/image.json"));
     assert!(f.tree.contains_key("private/etc/profile.d/oci2wsl-env.sh"));
     assert!(!f.tree.keys().any(|k| k.starts_with("etc/")));
@@ -399,36 +601,64 @@ fn wsl_file_has_a_distribution_conf() {
     let bytes = fs::read(&out).unwrap();
     assert_eq!(&bytes[..2], [0x1f, 0x8b], "a .wsl file is a gzip tar");
     let t = tree(&gunzip(&bytes));
-    let conf = String::from_utf8(content_of(&t, "etc/wsl-distribution.conf")).unwrap();
-    let sections = ini(&conf);
-    assert_eq!(sections["oobe"]["defaultUid"], "1000");
-    assert_eq!(sections["oobe"]["defaultName"], "my-app");
-    assert_eq!(sections["shortcut"]["enabled"], "true");
-    assert_eq!(sections["windowsterminal"]["enabled"], "true");
+    let read = clean_reading(&content_of(&t, "etc/wsl-distribution.conf"));
+    assert_eq!(read.get("oobe.defaultUid"), Some("1000"));
+    assert_eq!(read.get("oobe.defaultName"), Some("my-app"));
+    assert_eq!(read.get("shortcut.enabled"), Some("true"));
+    assert_eq!(read.get("windowsterminal.enabled"), Some("true"));
+    clean_reading(&content_of(&t, "etc/wsl.conf"));
     assert!(stderr(&o).contains("/etc/wsl-distribution.conf (name my-app, uid 1000)"));
     // Other outputs do not get one.
     let f = flatten(&image_with(json!({ "User": "app" }), &[]), &[]);
     assert!(!f.tree.contains_key("etc/wsl-distribution.conf"));
 }
 
-/// A strict reader of the INI dialect: every non-comment line a section or `key = value`.
-fn ini(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
-    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let mut section = None;
-    for line in text.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = Some(s.to_string());
-            continue;
-        }
-        let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("{line}"));
-        out.entry(section.clone().expect("key before any section"))
-            .or_default()
-            .insert(k.trim().into(), v.trim().into());
+#[test]
+fn a_wsl_files_name_can_be_chosen_and_its_conf_is_never_left_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let own = "[oobe]\ndefaultName = ImagesOwn\n";
+    let img = image_with(
+        json!({ "User": "app" }),
+        &[file("etc/wsl-distribution.conf", own)],
+    );
+    let layout = layout_arg(&oci_layout(tmp.path(), &img, "t"), "t");
+    let out = tmp.path().join("x.wsl");
+    let out = out.to_str().unwrap();
+    let name_in = |extra: &[&str]| {
+        let mut args = vec![layout.as_str(), "-o", out, "--force"];
+        args.extend_from_slice(extra);
+        let o = oci2wsl(&args, &[]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let t = tree(&gunzip(&fs::read(out).unwrap()));
+        clean_reading(&content_of(&t, "etc/wsl-distribution.conf"))
+            .get("oobe.defaultName")
+            .map(str::to_string)
+    };
+    // The image's own name is kept over the file's name; --distribution-name wins.
+    assert_eq!(name_in(&[]).as_deref(), Some("ImagesOwn"));
+    assert_eq!(
+        name_in(&["--distribution-name", "Pg.Server"]).as_deref(),
+        Some("Pg.Server")
+    );
+    for (args, want) in [
+        (
+            vec!["--distribution-name", "two words"],
+            "--distribution-name: \"two words\" is not a valid WSL distribution name",
+        ),
+        (
+            vec!["--no-wsl-config"],
+            "--no-wsl-config: a .wsl file needs /etc/wsl-distribution.conf",
+        ),
+    ] {
+        let mut all = vec![layout.as_str(), "-o", out, "--force"];
+        all.extend(args);
+        assert!(failure(&all).contains(want), "{all:?}");
     }
-    out
+    let err = failure(&[&layout, "--distribution-name", "pg"]);
+    assert!(
+        err.contains("only a .wsl file (-o NAME.wsl) carries a distribution name"),
+        "{err}"
+    );
 }
 
 // ------------------------------------------------------------------ --import
@@ -532,6 +762,10 @@ fn import_streams_the_tar_into_wsl() {
     assert_eq!(wsl.received("pg"), direct.stdout);
     let t = tree(&wsl.received("pg"));
     assert!(content_of(&t, "etc/wsl.conf").starts_with(b"#"));
+    assert_eq!(
+        clean_reading(&content_of(&t, "etc/wsl.conf")).get("user.default"),
+        Some("app")
+    );
     assert!(wsl.record("pg").unwrap().contains("version=default"));
     let err = stderr(&o);
     assert!(err.contains("written to wsl --import pg"), "{err}");
@@ -539,6 +773,32 @@ fn import_streams_the_tar_into_wsl() {
     assert!(
         err.contains("The operation completed successfully."),
         "{err}"
+    );
+}
+
+/// After an import, the image's own command is one copy-paste away.
+#[test]
+fn import_tells_how_to_start_the_images_command() {
+    let img = image_with(
+        json!({ "WorkingDir": "/srv", "Entrypoint": ["serve"], "Cmd": ["--port", "80"],
+                "ExposedPorts": {"80/tcp": {}} }),
+        &[],
+    );
+    let wsl = Wsl::new(&img);
+    let o = wsl.run(&[&wsl.layout, "--import", "web"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("  the image's command: wsl -d web --cd /srv -- serve --port 80; it listens on 80/tcp (WSL 2 forwards localhost ports to Windows); --boot would start it with the distribution\n"),
+        "{}",
+        stderr(&o)
+    );
+    // Without a command there is nothing to say.
+    let wsl = Wsl::new(&example_image());
+    let o = wsl.run(&[&wsl.layout, "--import", "plain"]);
+    assert!(
+        !stderr(&o).contains("the image's command"),
+        "{}",
+        stderr(&o)
     );
 }
 
@@ -630,9 +890,22 @@ fn wsl_failing_mid_stream_is_relayed_not_a_broken_pipe() {
     assert!(wsl.record("pg").is_none());
 }
 
+/// Whether process `pid` still runs: it exists and is not a zombie (which has ended but
+/// waits for its parent, here whoever adopted it after oci2wsl exited).
+#[cfg(target_os = "linux")]
+fn process_is_running(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !matches!(rest.trim_start().chars().next(), Some('Z' | 'X'))),
+        Err(_) => false,
+    }
+}
+
 /// SIGTERM while WSL reads the stream: oci2wsl exits 130 and kills the import first, so WSL
 /// never sees an end of input (a tar cut at an entry boundary could pass for a whole one).
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 #[test]
 fn interrupted_streaming_import_is_killed_not_ended() {
     let big: String = "0123456789abcdef".repeat(1 << 18);
@@ -664,13 +937,49 @@ fn interrupted_streaming_import_is_killed_not_ended() {
     assert!(killed.success());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
-    // The stand-in is gone without ever reading an end of input, and registered nothing.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Once the stand-in has ended, it never read an end of input, and registered nothing.
+    let pid: u32 = fs::read_to_string(wsl.state.join("pg.pid"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    while process_is_running(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the killed import is still running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(
         !wsl.state.join("pg.eof").exists(),
         "WSL saw a clean end of input"
     );
     assert!(wsl.record("pg").is_none());
+}
+
+/// A WSL that is missing, switched off or failing is reported before the image is read
+/// (here it does not even exist), in one line that says which and what to do.
+#[test]
+fn a_missing_or_broken_wsl_is_reported_before_the_download() {
+    let wsl = Wsl::new(&example_image());
+    for (state, want) in [
+        ("not-installed", "--import pg: WSL is not installed (`wsl --install` in an administrator prompt installs it); "),
+        ("not-enabled", "--import pg: WSL is installed but not enabled (`wsl --install` enables it, then restart Windows); "),
+        ("Catastrophic failure\nError code: Wsl/Service/E_UNEXPECTED", "--import pg: WSL is not working: "),
+    ] {
+        let o = wsl.run_env(
+            &["oci:/nonexistent/layout", "--import", "pg"],
+            &[("WSL_STAND_IN_BROKEN", Path::new(state))],
+        );
+        assert_eq!(o.status.code(), Some(1));
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(want), "{state}: {err}");
+        let said = state.lines().next().unwrap();
+        if !said.contains('-') {
+            assert!(err.contains(said), "WSL's own words: {err}");
+        }
+    }
+    assert!(wsl.imports().is_empty());
 }
 
 #[test]
@@ -700,7 +1009,8 @@ fn import_arguments_are_checked() {
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("cannot run /nonexistent/wsl.exe (is WSL installed?"),
+        stderr(&o)
+            .contains("WSL is not installed: there is no /nonexistent/wsl.exe (`wsl --install`"),
         "{}",
         stderr(&o)
     );

@@ -9,7 +9,7 @@ use super::ini::Ini;
 use crate::image::Image;
 use crate::layer::entry::{EntryKind, EntryMeta};
 use crate::layer::Augment;
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -53,6 +53,8 @@ pub struct WslOptions {
     /// Set for `-o NAME.wsl`: write `/etc/wsl-distribution.conf` with this default
     /// distribution name.
     pub distribution_name: Option<String>,
+    /// `--distribution-name`: the name replaces one the image's own file sets.
+    pub distribution_name_chosen: bool,
 }
 
 /// The translation of one image; after the flatten, `report` says what was set.
@@ -69,6 +71,53 @@ pub struct Report {
     pub set: Vec<String>,
     /// What could not be translated as the image says.
     pub warnings: Vec<String>,
+    /// The image's Entrypoint and Cmd, WorkingDir and exposed ports, and whether `--boot`
+    /// starts them: after an import, the user is told how to start them by hand.
+    pub entrypoint: Vec<String>,
+    pub working_dir: Option<String>,
+    pub ports: Vec<String>,
+    pub boot: bool,
+}
+
+impl Report {
+    /// How to start the image's command in the imported distribution `name`, or `None`
+    /// when the image has none.
+    pub fn start_hint(&self, name: &str) -> Option<String> {
+        if self.entrypoint.is_empty() {
+            return None;
+        }
+        let word = |w: &str| {
+            if !w.is_empty()
+                && w.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@+%".contains(&b))
+            {
+                w.to_string()
+            } else {
+                shell_quote(w)
+            }
+        };
+        let mut hint = format!("the image's command: wsl -d {name}");
+        if let Some(dir) = &self.working_dir {
+            hint.push_str(&format!(" --cd {}", word(dir)));
+        }
+        hint.push_str(" --");
+        for arg in &self.entrypoint {
+            hint.push(' ');
+            hint.push_str(&word(arg));
+        }
+        if !self.ports.is_empty() {
+            hint.push_str(&format!(
+                "; it listens on {} (WSL 2 forwards localhost ports to Windows)",
+                self.ports.join(", ")
+            ));
+        }
+        if self.boot {
+            hint.push_str("; [boot] command starts it when the distribution starts");
+        } else {
+            hint.push_str("; --boot would start it with the distribution");
+        }
+        Some(hint)
+    }
 }
 
 /// One line of `/etc/passwd`.
@@ -143,6 +192,51 @@ pub fn lookup_user(spec: &str, passwd: &[PasswdEntry]) -> UserLookup {
 /// `'value'` for a POSIX shell: nothing inside single quotes is special but the quote.
 pub fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// The `sh -c` script WSL's `[boot] command` runs: change to `dir`, read the image's
+/// environment, exec `argv`. It is printable ASCII whatever the arguments hold, so that
+/// `wsl.conf` can carry it unchanged (see `ini::quote`): a word with other characters is
+/// spelled as `printf` octal escapes into a variable, with a sentinel `_` that keeps the
+/// trailing newlines a command substitution would drop.
+pub fn boot_script(dir: Option<&str>, argv: &[String]) -> Result<String> {
+    let mut prelude = String::new();
+    let mut word = |value: &str, what: &str| -> Result<String> {
+        if value.contains('\0') {
+            bail!("--boot: the image's {what} {value:?} has a NUL character, which no command line can hold");
+        }
+        if value.chars().all(|c| matches!(c, ' '..='~' | '\n' | '\t')) {
+            return Ok(shell_quote(value));
+        }
+        let name = format!("__oci2wsl_{}", prelude.matches("=$(").count());
+        let mut format = String::new();
+        for (i, b) in value.bytes().enumerate() {
+            // A format starting with `-` would be read as an option of printf.
+            match b {
+                b'-' if i == 0 => format.push_str("\\055"),
+                b' '..=b'~' if !matches!(b, b'\'' | b'\\' | b'%') => format.push(b as char),
+                _ => format.push_str(&format!("\\{b:03o}")),
+            }
+        }
+        prelude.push_str(&format!("{name}=$(printf '{format}_'); "));
+        Ok(format!("\"${{{name}%_}}\""))
+    };
+    let dir = dir.map(|d| word(d, "WorkingDir")).transpose()?;
+    let argv = argv
+        .iter()
+        .map(|a| word(a, "Entrypoint or Cmd argument"))
+        .collect::<Result<Vec<_>>>()?;
+    let mut command = prelude;
+    if let Some(dir) = dir {
+        // A missing directory stops the start, as it stops `docker run`.
+        command.push_str(&format!("cd {dir} || exit 1; "));
+    }
+    command.push_str(&format!("[ ! -r /{ENV_SCRIPT} ] || . /{ENV_SCRIPT}; exec"));
+    for arg in argv {
+        command.push(' ');
+        command.push_str(&arg);
+    }
+    Ok(command)
 }
 
 fn is_shell_name(name: &str) -> bool {
@@ -351,20 +445,10 @@ impl<'a> Translation<'a> {
         if argv.is_empty() {
             bail!("--boot: the image has neither Entrypoint nor Cmd");
         }
-        if argv.iter().any(|a| a.contains(['\n', '\r'])) {
-            bail!("--boot: the image's Entrypoint or Cmd has a line break, which wsl.conf cannot hold");
-        }
-        let mut command = String::new();
-        if let Some(dir) = config.and_then(|c| c.working_dir().clone()) {
-            if !dir.is_empty() {
-                command.push_str(&format!("cd {} && ", shell_quote(&dir)));
-            }
-        }
-        command.push_str(&format!("[ ! -r /{ENV_SCRIPT} ] || . /{ENV_SCRIPT}; exec"));
-        for arg in &argv {
-            command.push(' ');
-            command.push_str(&shell_quote(arg));
-        }
+        let dir = config
+            .and_then(|c| c.working_dir().clone())
+            .filter(|d| !d.is_empty());
+        let command = boot_script(dir.as_deref(), &argv)?;
         if let Some(u) = user.filter(|u| u.uid != 0) {
             self.report.warnings.push(format!(
                 "--boot: WSL runs [boot] command as root, not as {}",
@@ -372,6 +456,16 @@ impl<'a> Translation<'a> {
             ));
         }
         Ok(command)
+    }
+
+    /// An image's own file with a line WSL cannot parse: WSL reads nothing after it, so
+    /// the keys we set went before it, and the user should know about the rest.
+    fn warn_unreadable(&mut self, invalid: Option<(usize, String, String)>, path: &str) {
+        if let Some((line, text, why)) = invalid {
+            self.report.warnings.push(format!(
+                "the image's /{path} line {line} ({text:?}) is not valid for WSL ({why}): WSL ignores it and everything after it"
+            ));
+        }
     }
 
     fn metadata(&self, user: Option<&PasswdEntry>) -> Vec<u8> {
@@ -438,6 +532,7 @@ impl Augment for Translation<'_> {
 
         let image_conf = text_of(captured, WSL_CONF);
         let mut conf = Ini::parse(image_conf.as_deref().unwrap_or(""));
+        let conf_unreadable = conf.first_invalid();
         let mut conf_changed = false;
         if let Some(u) = &user {
             let image_default = conf.get("user", "default");
@@ -451,7 +546,9 @@ impl Augment for Translation<'_> {
                     ));
                 }
                 _ => {
-                    conf.set("user", "default", &u.name);
+                    conf.set("user", "default", &u.name).map_err(|e| {
+                        anyhow!("the default user {:?} in /{WSL_CONF}: {e}", u.name)
+                    })?;
                     conf_changed = true;
                     self.report.set.push(format!(
                         "default user {} (uid {}) in /{WSL_CONF}",
@@ -462,13 +559,15 @@ impl Augment for Translation<'_> {
         }
         if self.options.boot {
             let command = self.boot_command(user.as_ref())?;
-            conf.set("boot", "command", &command);
+            conf.set("boot", "command", &command)
+                .map_err(|e| anyhow!("--boot: /{WSL_CONF}: {e}"))?;
             conf_changed = true;
             self.report
                 .set
                 .push(format!("[boot] command in /{WSL_CONF}: {command}"));
         }
         if conf_changed {
+            self.warn_unreadable(conf_unreadable, WSL_CONF);
             conf.note("Keys set by oci2wsl from the image config (see /etc/oci2wsl/image.json)");
             out.push(self.file(WSL_CONF, conf.text().into_bytes()));
         }
@@ -489,18 +588,22 @@ impl Augment for Translation<'_> {
                     .as_deref()
                     .unwrap_or(""),
             );
+            let dist_unreadable = dist.first_invalid();
             dist.note("Generated by oci2wsl for `wsl --install --from-file`");
-            if dist.get("oobe", "defaultName").is_none() {
-                dist.set("oobe", "defaultName", &name);
+            let written = |e: anyhow::Error| anyhow!("/{DISTRIBUTION_CONF}: {e}");
+            if self.options.distribution_name_chosen || dist.get("oobe", "defaultName").is_none() {
+                dist.set("oobe", "defaultName", &name).map_err(written)?;
             }
             if let Some(u) = &user {
-                dist.set("oobe", "defaultUid", &u.uid.to_string());
+                dist.set("oobe", "defaultUid", &u.uid.to_string())
+                    .map_err(written)?;
             }
             for section in ["shortcut", "windowsterminal"] {
                 if dist.get(section, "enabled").is_none() {
-                    dist.set(section, "enabled", "true");
+                    dist.set(section, "enabled", "true").map_err(written)?;
                 }
             }
+            self.warn_unreadable(dist_unreadable, DISTRIBUTION_CONF);
             self.report.set.push(format!(
                 "/{DISTRIBUTION_CONF} (name {}{})",
                 dist.get("oobe", "defaultName").unwrap_or_default(),
@@ -509,6 +612,17 @@ impl Augment for Translation<'_> {
                     .unwrap_or_default()
             ));
             out.push(self.file(DISTRIBUTION_CONF, dist.text().into_bytes()));
+        }
+
+        if let Some(c) = self.image.config.config().as_ref() {
+            let mut argv = c.entrypoint().clone().unwrap_or_default();
+            argv.extend(c.cmd().clone().unwrap_or_default());
+            let mut ports = c.exposed_ports().clone().unwrap_or_default();
+            ports.sort();
+            self.report.entrypoint = argv;
+            self.report.working_dir = c.working_dir().clone().filter(|d| !d.is_empty());
+            self.report.ports = ports;
+            self.report.boot = self.options.boot;
         }
 
         out.push(self.file(METADATA, self.metadata(user.as_ref())));
@@ -579,6 +693,100 @@ mod tests {
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20+01:0é"), None);
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20+1:000"), None);
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20+-1:00"), None);
+    }
+
+    /// Writes `argv` (run in `dir`) as `[boot] command`, reads it back as WSL would, runs it
+    /// with `sh` as WSL would, and returns what the program saw: its directory, then argv.
+    fn boot_round_trip(dir: &str, argv: &[String]) -> Vec<Vec<u8>> {
+        let script = boot_script(Some(dir), argv).unwrap();
+        let mut ini = Ini::parse("");
+        ini.set("boot", "command", &script).unwrap();
+        let read = crate::wsl::wsl_conf_oracle::read(ini.text().as_bytes());
+        assert!(read.warnings.is_empty(), "{:?}", read.warnings);
+        assert_eq!(read.get("boot.command"), Some(script.as_str()));
+        // `exec` replaced by a function that prints, so no program is needed.
+        let shown = script.replacen(
+            &format!("{ENV_SCRIPT}; exec "),
+            "/dev/null; show() { printf '%s\\0' \"$PWD\" \"$@\"; }; show ",
+            1,
+        );
+        let out = std::process::Command::new("sh")
+            .args(["-c", &shown])
+            .current_dir("/")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{script}");
+        let mut words: Vec<Vec<u8>> = out.stdout.split(|b| *b == 0).map(<[u8]>::to_vec).collect();
+        assert_eq!(words.pop(), Some(vec![]));
+        words
+    }
+
+    #[test]
+    fn boot_script_round_trips_through_wsl_conf_and_sh() {
+        const ALPHABET: &[&str] = &[
+            "a",
+            " ",
+            "\t",
+            "\n",
+            "\r",
+            "'",
+            "\"",
+            "\\",
+            "#",
+            "%",
+            "$",
+            "`",
+            "\u{e9}",
+            "\u{1f600}",
+            "\u{1}",
+            "\u{8}",
+            "\u{7f}",
+            "_",
+            "-",
+        ];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..200 {
+            let mut word = || -> String {
+                (0..next(9))
+                    .map(|_| ALPHABET[next(ALPHABET.len())])
+                    .collect()
+            };
+            let argv: Vec<String> = (0..4).map(|_| word()).collect();
+            let seen = boot_round_trip("/", &argv);
+            assert_eq!(seen[0], b"/");
+            let want: Vec<Vec<u8>> = argv.iter().map(|a| a.as_bytes().to_vec()).collect();
+            assert_eq!(seen[1..], want[..], "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn boot_script_refuses_nul() {
+        let err = boot_script(None, &["a\0b".to_string()]).unwrap_err();
+        assert!(err.to_string().contains("NUL"), "{err}");
+    }
+
+    #[test]
+    fn start_hints() {
+        let mut report = Report::default();
+        assert_eq!(report.start_hint("pg"), None);
+        report.entrypoint = vec!["docker-entrypoint.sh".into(), "it's".into()];
+        report.working_dir = Some("/var/lib/postgresql".into());
+        report.ports = vec!["5432/tcp".into()];
+        assert_eq!(
+            report.start_hint("pg").unwrap(),
+            "the image's command: wsl -d pg --cd /var/lib/postgresql -- docker-entrypoint.sh 'it'\\''s'; it listens on 5432/tcp (WSL 2 forwards localhost ports to Windows); --boot would start it with the distribution"
+        );
+        report.boot = true;
+        assert!(report
+            .start_hint("pg")
+            .unwrap()
+            .ends_with("[boot] command starts it when the distribution starts"));
     }
 
     #[test]

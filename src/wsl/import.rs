@@ -36,21 +36,58 @@ pub fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// What `wsl.exe` printed: UTF-16LE unless `WSL_UTF8=1` took effect, so both are read.
+/// What `wsl.exe` printed: UTF-16LE unless `WSL_UTF8=1` took effect, so both are read. A
+/// byte-order mark decides; without one, text whose every other byte is mostly zero is
+/// UTF-16LE.
 pub fn decode_output(bytes: &[u8]) -> String {
-    let looks_utf16 = bytes.len() >= 2
-        && bytes.len() % 2 == 0
-        && bytes.chunks(2).filter(|c| c[1] == 0).count() * 2 >= bytes.len() / 2;
-    let text = if looks_utf16 {
+    let utf16 = |bytes: &[u8]| {
         let units: Vec<u16> = bytes
-            .chunks(2)
+            .chunks_exact(2)
             .map(|c| u16::from_le_bytes([c[0], c[1]]))
             .collect();
         String::from_utf16_lossy(&units)
+    };
+    let text = if let Some(rest) = bytes.strip_prefix(&[0xff, 0xfe]) {
+        utf16(rest)
+    } else if let Some(rest) = bytes.strip_prefix(&[0xef, 0xbb, 0xbf]) {
+        String::from_utf8_lossy(rest).into_owned()
+    } else if bytes.len() >= 2
+        && bytes.len() % 2 == 0
+        && bytes.chunks(2).filter(|c| c[1] == 0).count() * 2 >= bytes.len() / 2
+    {
+        utf16(bytes)
     } else {
         String::from_utf8_lossy(bytes).into_owned()
     };
     text.trim_start_matches('\u{feff}').replace('\0', "")
+}
+
+/// Why `wsl --list` failed, from what it said: no distributions yet is no failure at all.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ListFailure {
+    NoDistributions,
+    NotInstalled,
+    NotEnabled,
+    Other,
+}
+
+pub fn classify_list_failure(said: &str) -> ListFailure {
+    let lower = said.to_ascii_lowercase();
+    if lower.contains("no installed distributions")
+        || lower.contains("wsl_e_default_distro_not_found")
+    {
+        ListFailure::NoDistributions
+    } else if lower.contains("is not installed") {
+        ListFailure::NotInstalled
+    } else if lower.contains("not enabled")
+        || lower.contains("optional_component")
+        || lower.contains("virtual machine platform")
+        || lower.contains("wsl is disabled")
+    {
+        ListFailure::NotEnabled
+    } else {
+        ListFailure::Other
+    }
 }
 
 /// One line for an error message: WSL's own words, lines joined.
@@ -81,16 +118,43 @@ impl ImportOptions {
             .args(["--list", "--quiet"])
             .stdin(Stdio::null())
             .output()
-            .with_context(|| {
-                format!(
-                    "cannot run {} (is WSL installed? --wsl-exe or OCI2WSL_WSL_EXE name another)",
-                    self.describe_exe()
-                )
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    anyhow::anyhow!(
+                        "WSL is not installed: there is no {} (`wsl --install` in an administrator prompt installs it; --wsl-exe or OCI2WSL_WSL_EXE name another)",
+                        self.describe_exe()
+                    )
+                } else {
+                    anyhow::anyhow!("cannot run {}: {e}", self.describe_exe())
+                }
             })?;
         if !out.status.success() {
-            // With no distribution at all, `wsl --list` fails ("has no installed
-            // distributions"): there is nothing to clash with.
-            return Ok(Vec::new());
+            let said = one_line(&format!(
+                "{}\n{}",
+                decode_output(&out.stdout),
+                decode_output(&out.stderr)
+            ));
+            let code = out
+                .status
+                .code()
+                .map_or_else(|| "a signal".to_string(), |c| c.to_string());
+            match classify_list_failure(&said) {
+                // Nothing to clash with.
+                ListFailure::NoDistributions => return Ok(Vec::new()),
+                ListFailure::NotInstalled => bail!(
+                    "WSL is not installed (`wsl --install` in an administrator prompt installs it); {} --list says: {said}",
+                    self.describe_exe()
+                ),
+                ListFailure::NotEnabled => bail!(
+                    "WSL is installed but not enabled (`wsl --install` enables it, then restart Windows); {} --list says: {said}",
+                    self.describe_exe()
+                ),
+                ListFailure::Other => bail!(
+                    "WSL is not working: {} --list failed (exit {code}){}",
+                    self.describe_exe(),
+                    if said.is_empty() { String::new() } else { format!(": {said}") }
+                ),
+            }
         }
         Ok(decode_output(&out.stdout)
             .lines()
@@ -344,5 +408,28 @@ mod tests {
         assert_eq!(decode_output(&utf16), "Ubuntu\r\npg\r\n");
         assert_eq!(decode_output(b"Ubuntu\npg\n"), "Ubuntu\npg\n");
         assert_eq!(decode_output(b""), "");
+        // A BOM decides, even for text the zero-byte guess would get wrong: one
+        // non-Latin name has no zero bytes in UTF-16LE.
+        let cjk: Vec<u8> = "\u{feff}\u{4e2d}\u{6587}"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        assert_eq!(decode_output(&cjk), "\u{4e2d}\u{6587}");
+        assert_eq!(decode_output(b"\xef\xbb\xbfpg\n"), "pg\n");
+    }
+
+    /// The messages of microsoft/WSL's localized strings (en-US) for each state, and an
+    /// unrelated failure.
+    #[test]
+    fn list_failures() {
+        for (said, want) in [
+            ("Windows Subsystem for Linux has no installed distributions. Error code: Wsl/WSL_E_DEFAULT_DISTRO_NOT_FOUND", ListFailure::NoDistributions),
+            ("The Windows Subsystem for Linux is not installed. You can install by running 'wsl.exe --install'.", ListFailure::NotInstalled),
+            ("The Windows Subsystem for Linux optional component is not enabled. Please enable it and try again.", ListFailure::NotEnabled),
+            ("Please enable the Virtual Machine Platform Windows feature and ensure virtualization is enabled in the BIOS.", ListFailure::NotEnabled),
+            ("Catastrophic failure Error code: Wsl/Service/E_UNEXPECTED", ListFailure::Other),
+        ] {
+            assert_eq!(classify_list_failure(said), want, "{said}");
+        }
     }
 }

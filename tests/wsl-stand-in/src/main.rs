@@ -6,7 +6,9 @@
 //! UTF-16LE unless `WSL_UTF8=1` (and `WSL_STAND_IN_UTF16` is unset). `WSL_STAND_IN_FAIL=MESSAGE` makes an import read all of
 //! its input and then fail with MESSAGE, as WSL relays errors from inside the VM;
 //! `WSL_STAND_IN_FAIL_AFTER=N` fails after reading N bytes of a streamed tar;
-//! `WSL_STAND_IN_SLOW` reads a streamed tar slowly. `NAME.eof` records that the input ended.
+//! `WSL_STAND_IN_SLOW` reads a streamed tar slowly. `WSL_STAND_IN_BROKEN=not-installed`,
+//! `not-enabled` or `MESSAGE` makes every call fail as such a WSL does. `NAME.pid` holds the id of the process
+//! that imports NAME; `NAME.eof` records that the input ended.
 
 use std::collections::HashSet;
 use std::fs;
@@ -215,6 +217,12 @@ fn import(args: &[String]) -> ExitCode {
         [name, dir, file, ..] => (name, dir, file),
         _ => return fail("Invalid command line argument: --import\nError code: Wsl/E_INVALIDARG"),
     };
+    // Which process reads the tar, so a test can wait for it to end.
+    fs::write(
+        state().join(format!("{name}.pid")),
+        std::process::id().to_string(),
+    )
+    .unwrap();
     let version = match &args[3..] {
         [] => "default".to_string(),
         [flag, v] if flag == "--version" && (v == "1" || v == "2") => v.clone(),
@@ -321,6 +329,13 @@ fn main() -> ExitCode {
         .unwrap();
     writeln!(log, "{}", args.join("\t")).unwrap();
     drop(log);
+    // A Windows where WSL is missing, switched off, or failing: every call fails.
+    match std::env::var("WSL_STAND_IN_BROKEN").as_deref() {
+        Ok("not-installed") => return fail("The Windows Subsystem for Linux is not installed. You can install by running 'wsl.exe --install'.\nFor more information please visit https://aka.ms/wslinstall"),
+        Ok("not-enabled") => return fail("The Windows Subsystem for Linux optional component is not enabled. Please enable it and try again.\nError code: Wsl/WSL_E_WSL_OPTIONAL_COMPONENT_REQUIRED"),
+        Ok(message) => return fail(message),
+        Err(_) => {}
+    }
     match args.first().map(String::as_str) {
         Some("--list" | "-l") if args[1..].iter().all(|a| a == "--quiet" || a == "-q") => {
             let names = registered();
