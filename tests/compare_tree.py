@@ -75,7 +75,7 @@ def from_dir(root):
                 digest = ""
                 kind = "d" if stat.S_ISDIR(mode) else "l" if stat.S_ISLNK(mode) else "c" if stat.S_ISCHR(mode) \
                     else "b" if stat.S_ISBLK(mode) else "p" if stat.S_ISFIFO(mode) else "?"
-                if kind in "cbp":
+                if kind in "cbpl":
                     inodes.setdefault(st.st_ino, set()).add(rel)
             try:
                 names = os.listxattr(full, follow_symlinks=False)
