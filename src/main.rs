@@ -199,6 +199,20 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
     if cli.no_wsl_config && wsl_file_name.is_some() {
         anyhow::bail!("--no-wsl-config: a .wsl file needs /etc/wsl-distribution.conf; write a .tar.gz for the plain file system");
     }
+    if let (Some(name), Some(output)) = (&cli.import, cli.output.as_deref()) {
+        // wsl --import reads the file back by name once it is complete: a device or FIFO
+        // written through would hand it nothing (or another program's stream).
+        let path = std::path::Path::new(output);
+        if output != "-"
+            && oci2wsl::output::target::inspect(path, true).ok()
+                == Some(oci2wsl::output::target::Target::WriteThrough)
+        {
+            anyhow::bail!(
+                "--import {name} -o {output}: wsl --import needs a regular file to read back; \
+                 name a file, or leave out -o to stream the import"
+            );
+        }
+    }
     if let Some(name) = &cli.distribution_name {
         if wsl_file_name.is_none() {
             anyhow::bail!("--distribution-name {name}: only a .wsl file (-o NAME.wsl) carries a distribution name");

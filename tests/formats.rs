@@ -11,43 +11,8 @@ use common::*;
 use std::path::Path;
 use std::process::Command;
 
-/// Files, directories, a symlink, a hardlink, a whiteout, an opaque directory, owners and
-/// modes: enough that a wrong layer, order or compression shows in the output.
-fn layers(c: Compression) -> Vec<Layer> {
-    vec![
-        layer(vec![
-            dir("etc"),
-            file("etc/os-release", "ID=fixture\n"),
-            file("etc/hostname", "old\n"),
-            dir("usr"),
-            dir("usr/bin"),
-            file("usr/bin/tool", "#!/bin/sh\necho tool\n").mode(0o755),
-            symlink("bin", "usr/bin"),
-            dir("var"),
-            dir("var/cache"),
-            file("var/cache/junk", "junk"),
-        ])
-        .compression(c),
-        layer(vec![
-            file("etc/hostname", "new\n"),
-            hardlink("usr/bin/tool2", "usr/bin/tool"),
-            whiteout("var/cache"),
-            dir("opt"),
-            file("opt/a", "a"),
-        ])
-        .compression(c),
-        layer(vec![
-            dir("opt"),
-            file("opt/b", "b"),
-            opaque("opt"),
-            file("etc/motd", "welcome\n").owner(1000, 1000),
-        ])
-        .compression(c),
-    ]
-}
-
 fn host_image(c: Compression) -> Image {
-    image(layers(c))
+    image(sample_layers(c))
         .platform(&host_platform().to_string())
         .build()
 }

@@ -325,3 +325,29 @@ fn temp_file_of_a_killed_run_is_removed_by_the_next_run() {
     assert_eq!(r.stderr, "");
     assert_eq!(dir_names(&out), vec!["x.tar"]);
 }
+
+/// `--import NAME -o FIFO` would hand wsl.exe a path it cannot read back: refused before the
+/// image is read, and the FIFO stays.
+#[test]
+fn import_to_a_fifo_is_refused_before_the_image_is_read() {
+    if !require_tools(&["mkfifo"]) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let src = missing_src(tmp.path());
+    let r = oci2wsl(&[
+        src.as_str(),
+        "--import",
+        "demo",
+        "--wsl-exe",
+        "/nonexistent/wsl.exe",
+        "-o",
+        fifo.to_str().unwrap(),
+    ]);
+    r.assert_failure(&["--import demo", "regular file"]);
+    assert!(!r.stderr.contains("no-such-layout"), "{}", r.stderr);
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+}

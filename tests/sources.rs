@@ -7,41 +7,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-/// The content of the small image every test here uses: three layers exercising files,
-/// directories, symlinks, hardlinks, whiteouts and an opaque directory.
-fn sample_layers(c: Compression) -> Vec<Layer> {
-    vec![
-        layer(vec![
-            dir("etc"),
-            file("etc/os-release", "ID=fixture\n"),
-            file("etc/hostname", "old\n"),
-            dir("usr"),
-            dir("usr/bin"),
-            file("usr/bin/tool", "#!/bin/sh\necho tool\n").mode(0o755),
-            symlink("bin", "usr/bin"),
-            dir("var"),
-            dir("var/cache"),
-            file("var/cache/junk", "junk"),
-        ])
-        .compression(c),
-        layer(vec![
-            file("etc/hostname", "new\n"),
-            hardlink("usr/bin/tool2", "usr/bin/tool"),
-            whiteout("var/cache"),
-            dir("opt"),
-            file("opt/a", "a"),
-        ])
-        .compression(c),
-        layer(vec![
-            dir("opt"),
-            file("opt/b", "b"),
-            opaque("opt"),
-            file("etc/motd", "welcome\n").owner(1000, 1000),
-        ])
-        .compression(c),
-    ]
-}
-
 fn sample() -> ImageBuilder {
     image(sample_layers(Compression::Gzip))
 }

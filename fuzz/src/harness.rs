@@ -1511,7 +1511,8 @@ pub fn wsl_config(part: &[u8]) -> Vec<u8> {
 /// `/etc/profile` in the image give either an output or a clean error, never a panic.
 ///
 /// Input: a flags byte (bit 0 `--boot`, bit 1 `--user` from the sixth part, bit 2 a `.wsl`
-/// output, bit 3 the image files in a second layer, over placeholder files in the first),
+/// output, bit 3 the image files in a second layer, over placeholder files in the first,
+/// bit 4 the `.wsl` name chosen on the command line),
 /// then NUL-separated parts: config (see [`wsl_config`]), passwd, wsl.conf, profile, user.
 /// A missing part is a missing file.
 pub fn run_wsl(data: &[u8]) -> Result<(), String> {
@@ -1561,7 +1562,7 @@ pub fn wsl_output(data: &[u8]) -> Result<Option<Vec<u8>>, String> {
             .then(|| String::from_utf8_lossy(parts.get(4).copied().unwrap_or(b"")).into_owned()),
         boot: flags & 1 != 0,
         distribution_name: (flags & 4 != 0).then(|| "fuzz".to_string()),
-        distribution_name_chosen: flags & 8 != 0,
+        distribution_name_chosen: flags & 16 != 0,
     };
     let mut translation = Translation::new(&image, "fuzz".into(), options);
     let mut out = TarWriter::new(Capped(Vec::new()));

@@ -91,7 +91,7 @@ fn read_block(r: &mut impl Read, block: &mut [u8; BLOCK]) -> io::Result<bool> {
 }
 
 /// A numeric field: octal (NUL/space padded, blank = 0) or GNU base-256.
-fn number(field: &[u8], what: &str) -> io::Result<u64> {
+pub(crate) fn number(field: &[u8], what: &str) -> io::Result<u64> {
     if field.first().is_some_and(|b| b & 0x80 != 0) {
         if field[0] == 0xff {
             return Err(invalid(format!("negative {what} in tar header")));
@@ -118,12 +118,12 @@ fn number(field: &[u8], what: &str) -> io::Result<u64> {
     u64::from_str_radix(s, 8).map_err(|_| invalid(format!("bad {what} {s:?} in tar header")))
 }
 
-fn field_bytes(field: &[u8]) -> &[u8] {
+pub(crate) fn field_bytes(field: &[u8]) -> &[u8] {
     let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
     &field[..end]
 }
 
-fn checksum_ok(h: &[u8; BLOCK]) -> io::Result<bool> {
+pub(crate) fn checksum_ok(h: &[u8; BLOCK]) -> io::Result<bool> {
     let stored = number(&h[148..156], "checksum")?;
     let mut unsigned: u64 = 0;
     let mut signed: i64 = 0;
@@ -155,28 +155,22 @@ fn percent_decode(s: &[u8]) -> Vec<u8> {
     out
 }
 
+/// libarchive writes xattr values in base64 with or without padding; both are read.
 fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for &c in s {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' | b'\n' | b'\r' => continue,
-            _ => return None,
-        };
-        acc = (acc << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine as _;
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let compact: Vec<u8> = s
+        .iter()
+        .copied()
+        .filter(|c| !matches!(c, b'\n' | b'\r'))
+        .collect();
+    LENIENT.decode(compact).ok()
 }
 
 #[derive(Default)]

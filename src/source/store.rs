@@ -322,58 +322,17 @@ fn index_members(file: &File) -> Result<HashMap<String, Member>> {
     Ok(members)
 }
 
-fn trim_nul(field: &[u8]) -> &[u8] {
-    let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
-    &field[..end]
-}
+// Header fields are read by the layer reader's decoders: one reading of octal, base-256 and
+// checksums for every tar the product opens.
+use crate::layer::tar_reader::{checksum_ok, field_bytes as trim_nul, number};
 
-/// Octal (NUL or space padded, blank meaning 0) or GNU base-256.
+/// Octal (NUL or space padded, blank meaning 0) or GNU base-256; `None` if malformed.
 fn header_number(field: &[u8]) -> Option<u64> {
-    if field[0] & 0x80 != 0 {
-        if field[0] == 0xff {
-            return None;
-        }
-        let mut value = (field[0] & 0x7f) as u64;
-        for b in &field[1..] {
-            value = value.checked_mul(256)?.checked_add(*b as u64)?;
-        }
-        return Some(value);
-    }
-    let text = std::str::from_utf8(trim_nul(field)).ok()?.trim();
-    if text.is_empty() {
-        return Some(0);
-    }
-    u64::from_str_radix(text, 8).ok()
+    number(field, "number").ok()
 }
 
 fn header_checksum_ok(header: &[u8; 512]) -> bool {
-    let Some(stated) = header_number(&header[148..156]) else {
-        return false;
-    };
-    let unsigned: u64 = header
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                *b as u64
-            }
-        })
-        .sum();
-    // Some old writers summed signed bytes.
-    let signed: i64 = header
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                *b as i8 as i64
-            }
-        })
-        .sum();
-    stated == unsigned || stated as i64 == signed
+    checksum_ok(header).unwrap_or(false)
 }
 
 /// `LEN KEY=VALUE\n` records; `None` if one is malformed.

@@ -1213,3 +1213,39 @@ pub fn platformless_index(images: &[&Image], with_attestation: bool) -> Index {
         children: built.children,
     }
 }
+
+/// The small image the source and format tests share: three layers exercising files,
+/// directories, symlinks, hardlinks, whiteouts and an opaque directory.
+pub fn sample_layers(c: Compression) -> Vec<Layer> {
+    use super::layer::{dir, file, hardlink, opaque, symlink, whiteout};
+    vec![
+        layer(vec![
+            dir("etc"),
+            file("etc/os-release", "ID=fixture\n"),
+            file("etc/hostname", "old\n"),
+            dir("usr"),
+            dir("usr/bin"),
+            file("usr/bin/tool", "#!/bin/sh\necho tool\n").mode(0o755),
+            symlink("bin", "usr/bin"),
+            dir("var"),
+            dir("var/cache"),
+            file("var/cache/junk", "junk"),
+        ])
+        .compression(c),
+        layer(vec![
+            file("etc/hostname", "new\n"),
+            hardlink("usr/bin/tool2", "usr/bin/tool"),
+            whiteout("var/cache"),
+            dir("opt"),
+            file("opt/a", "a"),
+        ])
+        .compression(c),
+        layer(vec![
+            dir("opt"),
+            file("opt/b", "b"),
+            opaque("opt"),
+            file("etc/motd", "welcome\n").owner(1000, 1000),
+        ])
+        .compression(c),
+    ]
+}
