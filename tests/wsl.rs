@@ -144,6 +144,12 @@ fn named_user_env_and_metadata() {
         );
     }
     assert_eq!(f.tree["etc/profile.d"].kind, 'd');
+    // The directory only oci2wsl makes is dated like its files, not 1970.
+    let d = &f.tree["etc/oci2wsl"];
+    assert_eq!(
+        (d.kind, d.mode, d.uid, d.gid, d.mtime),
+        ('d', 0o755, 0, 0, 1714979289)
+    );
 
     let m = metadata(&f);
     assert_eq!(m["user"], "app");
@@ -560,6 +566,7 @@ fn generated_files_follow_a_symlinked_etc() {
         Some("app")
     );
     assert!(f.tree.contains_key("private/etc/oci2wsl/image.json"));
+    assert_eq!(f.tree["private/etc/oci2wsl"].kind, 'd');
     assert!(f.tree.contains_key("private/etc/profile.d/oci2wsl-env.sh"));
     assert!(!f.tree.keys().any(|k| k.starts_with("etc/")));
 }
