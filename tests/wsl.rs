@@ -1082,13 +1082,16 @@ fn listing_in_utf16_is_understood() {
 /// and `bin` holds stand-ins for what interop puts on PATH: `cmd.exe` (which answers
 /// `%LOCALAPPDATA%` as `cmd /u` does, in UTF-16LE, and logs its arguments) and `wslpath`
 /// (which maps between the two spellings, and fails when `WSLPATH_FAIL` is set).
+#[cfg(unix)]
 struct Interop {
     windows: PathBuf,
     bin: PathBuf,
 }
 
+#[cfg(unix)]
 const WINDOWS_LOCAL_APP_DATA: &str = "C:\\Users\\J\u{f6}rg\\AppData\\Local";
 
+#[cfg(unix)]
 impl Interop {
     fn new(wsl: &Wsl, with_cmd: bool) -> Interop {
         let root = wsl.state.parent().unwrap();

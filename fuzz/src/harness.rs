@@ -1561,6 +1561,7 @@ pub fn wsl_output(data: &[u8]) -> Result<Option<Vec<u8>>, String> {
             .then(|| String::from_utf8_lossy(parts.get(4).copied().unwrap_or(b"")).into_owned()),
         boot: flags & 1 != 0,
         distribution_name: (flags & 4 != 0).then(|| "fuzz".to_string()),
+        distribution_name_chosen: false,
     };
     let mut translation = Translation::new(&image, "fuzz".into(), options);
     let mut out = TarWriter::new(Capped(Vec::new()));
