@@ -42,7 +42,9 @@ fn oci2wsl(args: &[&str], envs: &[(&str, &Path)]) -> Output {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .env_remove("OCI2WSL_WSL_EXE");
+        .env_remove("OCI2WSL_WSL_EXE")
+        // Tests run inside a WSL distribution too; only the interop tests play one.
+        .env_remove("WSL_DISTRO_NAME");
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -142,6 +144,12 @@ fn named_user_env_and_metadata() {
         );
     }
     assert_eq!(f.tree["etc/profile.d"].kind, 'd');
+    // The directory only oci2wsl makes is dated like its files, not 1970.
+    let d = &f.tree["etc/oci2wsl"];
+    assert_eq!(
+        (d.kind, d.mode, d.uid, d.gid, d.mtime),
+        ('d', 0o755, 0, 0, 1714979289)
+    );
 
     let m = metadata(&f);
     assert_eq!(m["user"], "app");
@@ -558,6 +566,7 @@ fn generated_files_follow_a_symlinked_etc() {
         Some("app")
     );
     assert!(f.tree.contains_key("private/etc/oci2wsl/image.json"));
+    assert_eq!(f.tree["private/etc/oci2wsl"].kind, 'd');
     assert!(f.tree.contains_key("private/etc/profile.d/oci2wsl-env.sh"));
     assert!(!f.tree.keys().any(|k| k.starts_with("etc/")));
 }
@@ -916,6 +925,7 @@ fn interrupted_streaming_import_is_killed_not_ended() {
         .env("WSL_STAND_IN_DIR", &wsl.state)
         .env("LOCALAPPDATA", &wsl.local)
         .env("WSL_STAND_IN_SLOW", "1")
+        .env_remove("WSL_DISTRO_NAME")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -1020,6 +1030,7 @@ fn import_arguments_are_checked() {
         .env("OCI2WSL_WSL_EXE", stand_in())
         .env("WSL_STAND_IN_DIR", &wsl.state)
         .env_remove("LOCALAPPDATA")
+        .env_remove("WSL_DISTRO_NAME")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
@@ -1063,4 +1074,216 @@ fn listing_in_utf16_is_understood() {
         b"f\0i\0",
         "the stand-in really spoke UTF-16"
     );
+}
+
+// ------------------------------------------------------------------ --import inside WSL
+
+/// A WSL distribution's view of Windows: drive C: is the directory `c` under `windows`,
+/// and `bin` holds stand-ins for what interop puts on PATH: `cmd.exe` (which answers
+/// `%LOCALAPPDATA%` as `cmd /u` does, in UTF-16LE, and logs its arguments) and `wslpath`
+/// (which maps between the two spellings, and fails when `WSLPATH_FAIL` is set).
+#[cfg(unix)]
+struct Interop {
+    windows: PathBuf,
+    bin: PathBuf,
+}
+
+#[cfg(unix)]
+const WINDOWS_LOCAL_APP_DATA: &str = "C:\\Users\\J\u{f6}rg\\AppData\\Local";
+
+#[cfg(unix)]
+impl Interop {
+    fn new(wsl: &Wsl, with_cmd: bool) -> Interop {
+        let root = wsl.state.parent().unwrap();
+        let windows = root.join("windows");
+        let bin = root.join(if with_cmd { "bin" } else { "bin-no-cmd" });
+        fs::create_dir_all(windows.join("c/Users/J\u{f6}rg/AppData/Local")).unwrap();
+        fs::create_dir_all(&bin).unwrap();
+        let script = |name: &str, text: String| {
+            let path = bin.join(name);
+            fs::write(&path, text).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        let root = windows.to_str().unwrap();
+        script(
+            "wslpath",
+            format!(
+                r#"#!/bin/sh
+root='{root}'
+if [ -n "$WSLPATH_FAIL" ]; then echo "wslpath: $2: $WSLPATH_FAIL" >&2; exit 1; fi
+case "$1" in
+-u) drive=$(printf %s "$2" | cut -c1 | tr A-Z a-z)
+    printf '%s%s\n' "$root/$drive" "$(printf %s "$2" | cut -c3- | tr '\\' /)" ;;
+-w) case "$2" in
+    "$root"/?/*) rest=${{2#"$root"/}}
+        printf '%s:%s\n' "$(printf %s "$rest" | cut -c1 | tr a-z A-Z)" "$(printf %s "$rest" | cut -c2- | tr / '\\')" ;;
+    *) printf '\\\\wsl.localhost\\Test%s\n' "$(printf %s "$2" | tr / '\\')" ;;
+    esac ;;
+*) echo "wslpath: bad option $1" >&2; exit 1 ;;
+esac
+"#
+            ),
+        );
+        if with_cmd {
+            let answer: Vec<u8> = format!("{WINDOWS_LOCAL_APP_DATA}\r\n")
+                .encode_utf16()
+                .flat_map(|u| u.to_le_bytes())
+                .collect();
+            fs::write(bin.join("echo.out"), answer).unwrap();
+            let bin_dir = bin.to_str().unwrap();
+            script(
+                "cmd.exe",
+                format!(
+                    r#"#!/bin/sh
+printf '%s\n' "$*" >> '{bin_dir}/cmd.log'
+echo "'\\wsl.localhost\Test\tmp' CMD.EXE was started with the above path as the current directory. UNC paths are not supported." >&2
+cat '{bin_dir}/echo.out'
+"#
+                ),
+            );
+        }
+        Interop { windows, bin }
+    }
+
+    fn run(&self, wsl: &Wsl, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        let path = format!("{}:/usr/bin:/bin", self.bin.display());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci2wsl"));
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .env("OCI2WSL_WSL_EXE", stand_in())
+            .env("WSL_STAND_IN_DIR", &wsl.state)
+            .env("WSL_STAND_IN_WINDOWS_ROOT", &self.windows)
+            .env("WSL_DISTRO_NAME", "Test")
+            .env("PATH", path)
+            .env_remove("LOCALAPPDATA")
+            .env_remove("WSLPATH_FAIL");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn inside_wsl_the_default_install_dir_comes_from_windows() {
+    let wsl = Wsl::new(&example_image());
+    let interop = Interop::new(&wsl, true);
+    let o = interop.run(&wsl, &[&wsl.layout, "--import", "pg"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let windows_dir = format!("{WINDOWS_LOCAL_APP_DATA}\\Wsl\\pg");
+    assert_eq!(wsl.imports(), [vec!["--import", "pg", &windows_dir, "-"]]);
+    // The parent was made where Windows will look for it, and WSL put its disk there.
+    let ours = interop
+        .windows
+        .join("c/Users/J\u{f6}rg/AppData/Local/Wsl/pg");
+    assert!(ours.join("ext4.vhdx").is_file());
+    assert_eq!(
+        fs::read_to_string(interop.bin.join("cmd.log")).unwrap(),
+        "/u /c echo %LOCALAPPDATA%\n"
+    );
+    assert!(
+        stderr(&o).contains(&format!("in {windows_dir}")),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn inside_wsl_a_written_file_and_our_install_dir_are_handed_over_as_windows_paths() {
+    let wsl = Wsl::new(&example_image());
+    let interop = Interop::new(&wsl, true);
+    let out = interop.windows.join("c/out dir/pg.rootfs.tar");
+    fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let dir = interop.windows.join("c/WSL Distros/deep/pg");
+    let o = interop.run(
+        &wsl,
+        &[
+            &wsl.layout,
+            "-o",
+            out.to_str().unwrap(),
+            "--import",
+            "pg",
+            "--install-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        wsl.imports(),
+        [vec![
+            "--import",
+            "pg",
+            "C:\\WSL Distros\\deep\\pg",
+            "C:\\out dir\\pg.rootfs.tar"
+        ]]
+    );
+    assert!(dir.join("ext4.vhdx").is_file());
+    assert_eq!(wsl.received("pg"), fs::read(&out).unwrap());
+    // A Windows path is handed over as it is.
+    let o = interop.run(
+        &wsl,
+        &[
+            &wsl.layout,
+            "--import",
+            "pg2",
+            "--install-dir",
+            "C:\\WSL Distros\\pg2",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(wsl.imports()[1][2], "C:\\WSL Distros\\pg2");
+}
+
+/// Without cmd.exe or a working wslpath, one line says what failed and what to pass.
+#[cfg(unix)]
+#[test]
+fn inside_wsl_missing_interop_tools_name_the_way_around() {
+    let wsl = Wsl::new(&example_image());
+    let no_cmd = Interop::new(&wsl, false);
+    let one_line = |o: &Output| {
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(o));
+        let err = stderr(o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        err
+    };
+    let err = one_line(&no_cmd.run(&wsl, &[&wsl.layout, "--import", "pg"], &[]));
+    assert!(err.contains("--import pg: --install-dir is needed: inside WSL the default %LOCALAPPDATA%\\Wsl\\pg comes from Windows, and cannot run cmd.exe"), "{err}");
+    let with_cmd = Interop::new(&wsl, true);
+    let broken = [("WSLPATH_FAIL", "Invalid argument")];
+    let err = one_line(&with_cmd.run(&wsl, &[&wsl.layout, "--import", "pg"], &broken));
+    assert!(err.contains("wslpath -u C:\\Users\\J\u{f6}rg\\AppData\\Local failed (exit 1): wslpath: C:\\Users\\J\u{f6}rg\\AppData\\Local: Invalid argument; pass --install-dir as a Windows path"), "{err}");
+    let out = with_cmd.windows.join("c/pg.tar");
+    let err = one_line(&with_cmd.run(
+        &wsl,
+        &[
+            &wsl.layout,
+            "-o",
+            out.to_str().unwrap(),
+            "--import",
+            "pg",
+            "--install-dir",
+            "C:\\pg",
+        ],
+        &broken,
+    ));
+    assert!(err.contains("wsl.exe needs a Windows path to "), "{err}");
+    assert!(
+        err.contains("leave out -o to stream the image into WSL instead"),
+        "{err}"
+    );
+    assert!(wsl.imports().is_empty());
+    // What the errors suggest works: a Windows --install-dir needs neither cmd.exe nor
+    // wslpath, and streaming needs no path for the file.
+    let o = no_cmd.run(
+        &wsl,
+        &[&wsl.layout, "--import", "pg", "--install-dir", "C:\\pg"],
+        &broken,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(wsl.imports(), [vec!["--import", "pg", "C:\\pg", "-"]]);
 }

@@ -352,7 +352,8 @@ impl Tree {
     }
 
     /// Adds (or replaces) a regular file whose content is in memory, after all layers:
-    /// how configuration generated from the image gets into the output.
+    /// how configuration generated from the image gets into the output. A directory given
+    /// after the files in it gives them a parent with metadata instead of an implicit one.
     ///
     /// A symlinked parent (`etc -> private/etc`) is followed inside the image, as a program
     /// writing the file in the running distribution would, instead of being replaced by a
@@ -363,10 +364,23 @@ impl Tree {
         mut meta: EntryMeta,
         content: Vec<u8>,
     ) -> Result<()> {
-        if meta.kind != EntryKind::Regular || meta.size != content.len() as u64 {
-            bail!("internal: an added file must be a regular file of its content's size");
+        let well_formed = match meta.kind {
+            EntryKind::Regular => meta.size == content.len() as u64,
+            EntryKind::Directory => content.is_empty(),
+            _ => false,
+        };
+        if !well_formed {
+            bail!("internal: an added entry must be a directory, or a regular file of its content's size");
         }
         meta.path = self.follow_parents(&meta.path);
+        if meta.kind == EntryKind::Directory {
+            // Dates a directory that only exists because files were added into it. What
+            // the layers put at the path (their own directory, a symlink) stays theirs.
+            return match self.nodes.get(&meta.path) {
+                Some(Node::Dir(Some(_)) | Node::Leaf(_)) => Ok(()),
+                Some(Node::Dir(None)) | None => self.add(layers, 0, meta, None, None),
+            };
+        }
         let ordinal = self.next_inode as u64;
         self.add(layers, ordinal, meta, Some(Arc::new(content)), None)
     }
@@ -991,6 +1005,59 @@ mod tests {
             .contentless
             .iter()
             .any(|(p, m, _)| p == b"etc" && m.kind == EntryKind::Symlink));
+    }
+
+    #[test]
+    fn an_added_directory_dates_only_what_the_layers_did_not_make() {
+        let mut tree = Tree::new();
+        let mut own = meta("etc/own", EntryKind::Directory);
+        own.mtime = 5;
+        tree.apply_layer(
+            0,
+            vec![
+                ScannedEntry {
+                    ordinal: 0,
+                    change: Change::Add(own),
+                    content: None,
+                },
+                ScannedEntry {
+                    ordinal: 1,
+                    change: symlink("etc/linked", "own"),
+                    content: None,
+                },
+            ],
+        )
+        .unwrap();
+        let dated = |path: &str| {
+            let mut m = meta(path, EntryKind::Directory);
+            m.mtime = 1_700_000_000;
+            m
+        };
+        let mut json = meta("etc/gen/image.json", EntryKind::Regular);
+        json.size = 2;
+        tree.add_extra(1, json, b"{}".to_vec()).unwrap();
+        for path in ["etc/gen", "etc/own", "etc/linked", "new"] {
+            tree.add_extra(1, dated(path), Vec::new()).unwrap();
+        }
+        let mut bad = meta("etc/gen", EntryKind::Directory);
+        bad.size = 0;
+        assert!(tree.add_extra(1, bad, b"x".to_vec()).is_err());
+        let plan = tree.plan(1);
+        let entry = |path: &str| {
+            plan.contentless
+                .iter()
+                .find(|(p, _, _)| p == path.as_bytes())
+                .map(|(_, m, _)| (m.kind, m.mtime))
+        };
+        assert_eq!(
+            entry("etc/gen"),
+            Some((EntryKind::Directory, 1_700_000_000))
+        );
+        assert_eq!(entry("new"), Some((EntryKind::Directory, 1_700_000_000)));
+        assert_eq!(entry("etc/own"), Some((EntryKind::Directory, 5)));
+        assert_eq!(entry("etc/linked").map(|e| e.0), Some(EntryKind::Symlink));
+        // Its implicit parent keeps the default.
+        assert_eq!(entry("etc"), Some((EntryKind::Directory, 0)));
     }
 
     #[test]

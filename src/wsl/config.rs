@@ -18,6 +18,8 @@ pub const WSL_CONF: &str = "etc/wsl.conf";
 pub const DISTRIBUTION_CONF: &str = "etc/wsl-distribution.conf";
 pub const ENV_SCRIPT: &str = "etc/profile.d/oci2wsl-env.sh";
 pub const METADATA: &str = "etc/oci2wsl/image.json";
+/// The directory of [`METADATA`], which only the generated files put there.
+pub const METADATA_DIR: &str = "etc/oci2wsl";
 const PASSWD: &str = "etc/passwd";
 const PROFILE: &str = "etc/profile";
 
@@ -626,6 +628,10 @@ impl Augment for Translation<'_> {
         }
 
         out.push(self.file(METADATA, self.metadata(user.as_ref())));
+        // Dated like the files in it, not 1970: after them, so the tree fills it in.
+        let mut dir = EntryMeta::implicit_dir(METADATA_DIR.as_bytes().to_vec());
+        dir.mtime = self.mtime();
+        out.push((dir, Vec::new()));
         self.report
             .set
             .push(format!("image metadata in /{METADATA}"));

@@ -1,5 +1,6 @@
 //! `wsl.exe --import`: the hand-off to WSL, checked before anything is downloaded.
 
+use super::host::interop;
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::io::Read;
@@ -175,22 +176,57 @@ impl ImportOptions {
                 self.name
             );
         }
+        if interop::inside_wsl() {
+            return self.install_dir_through_interop();
+        }
         let dir = match &self.install_dir {
             Some(d) => d.clone(),
             None => default_install_dir(&self.name)?,
         };
-        if dir.join("ext4.vhdx").exists() {
-            bail!(
-                "{} already holds a WSL disk (ext4.vhdx); choose another --install-dir",
-                dir.display()
-            );
-        }
-        // wsl.exe creates only the last component of the install directory.
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
+        prepare_install_dir(&dir)?;
         Ok(dir)
+    }
+
+    /// Inside a WSL distribution: the install directory as `wsl.exe` needs it, a Windows
+    /// path, after the same checks on our view of it.
+    fn install_dir_through_interop(&self) -> Result<PathBuf> {
+        let instead = "pass --install-dir as a Windows path (C:\\…) or one under /mnt";
+        match &self.install_dir {
+            None => {
+                let base = interop::local_app_data().map_err(|e| {
+                    anyhow::anyhow!("--install-dir is needed: inside WSL the default %LOCALAPPDATA%\\Wsl\\{} comes from Windows, and {e}", self.name)
+                })?;
+                let ours =
+                    interop::to_linux(&base).map_err(|e| anyhow::anyhow!("{e}; {instead}"))?;
+                prepare_install_dir(&ours.join("Wsl").join(&self.name))?;
+                Ok(PathBuf::from(format!("{base}\\Wsl\\{}", self.name)))
+            }
+            Some(dir) => match dir.to_str().filter(|d| interop::is_windows_path(d)) {
+                Some(windows) => {
+                    // Checked where we can see it; wsl.exe still reports what we cannot.
+                    if let Ok(ours) = interop::to_linux(windows) {
+                        prepare_install_dir(&ours)?;
+                    }
+                    Ok(dir.clone())
+                }
+                None => {
+                    let ours = std::path::absolute(dir)
+                        .with_context(|| format!("--install-dir {}", dir.display()))?;
+                    prepare_install_dir(&ours)?;
+                    // The parent exists now; the last component may not, and wsl.exe creates it.
+                    let (parent, last) = match (ours.parent(), ours.file_name()) {
+                        (Some(p), Some(l)) => (p, l.to_string_lossy()),
+                        _ => bail!("--install-dir {} names no directory", dir.display()),
+                    };
+                    let parent = interop::to_windows(parent)
+                        .map_err(|e| anyhow::anyhow!("{e}; {instead}"))?;
+                    Ok(PathBuf::from(format!(
+                        "{}\\{last}",
+                        parent.trim_end_matches('\\')
+                    )))
+                }
+            },
+        }
     }
 
     fn import_args(&self, dir: &Path, file: &Path) -> Vec<OsString> {
@@ -210,6 +246,13 @@ impl ImportOptions {
     /// Imports a finished file. Returns what WSL printed.
     pub fn import_file(&self, dir: &Path, file: &Path) -> Result<String> {
         let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+        let file = if interop::inside_wsl() {
+            PathBuf::from(interop::to_windows(&file).map_err(|e| {
+                anyhow::anyhow!("wsl.exe needs a Windows path to {}: {e}; leave out -o to stream the image into WSL instead", file.display())
+            })?)
+        } else {
+            file
+        };
         let out = self
             .command()
             .args(self.import_args(dir, &file))
@@ -306,6 +349,22 @@ fn finish(name: &str, status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> Resul
         );
     }
     Ok(one_line(&said))
+}
+
+/// Refuses a directory that already holds a distribution, and creates its parents:
+/// wsl.exe creates only the last component of the install directory.
+fn prepare_install_dir(dir: &Path) -> Result<()> {
+    if dir.join("ext4.vhdx").exists() {
+        bail!(
+            "{} already holds a WSL disk (ext4.vhdx); choose another --install-dir",
+            dir.display()
+        );
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    Ok(())
 }
 
 /// The default install location, as Wsl-Manager lays it out.

@@ -7,13 +7,13 @@
 //! its input and then fail with MESSAGE, as WSL relays errors from inside the VM;
 //! `WSL_STAND_IN_FAIL_AFTER=N` fails after reading N bytes of a streamed tar;
 //! `WSL_STAND_IN_SLOW` reads a streamed tar slowly. `WSL_STAND_IN_BROKEN=not-installed`,
-//! `not-enabled` or `MESSAGE` makes every call fail as such a WSL does. `NAME.pid` holds the id of the process
+//! `not-enabled` or `MESSAGE` makes every call fail as such a WSL does; `WSL_STAND_IN_WINDOWS_ROOT` makes it take Windows paths only (see `on_windows`). `NAME.pid` holds the id of the process
 //! that imports NAME; `NAME.eof` records that the input ended.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn say(text: &str) {
@@ -212,6 +212,24 @@ fn check_tar(data: &[u8]) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
+/// Where a path WSL was given lives. With `WSL_STAND_IN_WINDOWS_ROOT` set the stand-in is
+/// the Windows program that `wsl.exe` is: it takes only Windows drive paths, and drive
+/// `X:` is the directory `x` under that root.
+fn on_windows(path: &str) -> Result<PathBuf, String> {
+    let Some(root) = std::env::var_os("WSL_STAND_IN_WINDOWS_ROOT") else {
+        return Ok(PathBuf::from(path));
+    };
+    let b = path.as_bytes();
+    if b.len() < 3 || !b[0].is_ascii_alphabetic() || b[1] != b':' || b[2] != b'\\' {
+        return Err(format!("The system cannot find the path specified.\nError code: Wsl/Service/RegisterDistro/ERROR_PATH_NOT_FOUND (not a Windows path: {path})"));
+    }
+    let mut out = PathBuf::from(root).join(path[..1].to_ascii_lowercase());
+    for part in path[3..].split('\\').filter(|p| !p.is_empty()) {
+        out.push(part);
+    }
+    Ok(out)
+}
+
 fn import(args: &[String]) -> ExitCode {
     let (name, dir, file) = match args {
         [name, dir, file, ..] => (name, dir, file),
@@ -244,7 +262,12 @@ fn import(args: &[String]) -> ExitCode {
     if registered().iter().any(|n| n.eq_ignore_ascii_case(name)) {
         return fail("A distribution with the supplied name already exists.\nError code: Wsl/Service/RegisterDistro/ERROR_ALREADY_EXISTS");
     }
-    let dir = Path::new(dir);
+    let dir_arg = dir;
+    let dir = match on_windows(dir) {
+        Ok(d) => d,
+        Err(e) => return fail(&e),
+    };
+    let dir = dir.as_path();
     // wsl.exe creates the last component only.
     if let Err(e) = fs::create_dir(dir) {
         if e.kind() != io::ErrorKind::AlreadyExists {
@@ -279,7 +302,10 @@ fn import(args: &[String]) -> ExitCode {
     } else if file == "-" {
         io::stdin().lock().read_to_end(&mut data)
     } else {
-        fs::File::open(file).and_then(|mut f| f.read_to_end(&mut data))
+        match on_windows(file) {
+            Ok(path) => fs::File::open(path).and_then(|mut f| f.read_to_end(&mut data)),
+            Err(e) => return fail(&e),
+        }
     };
     if let Err(e) = read {
         return fail(&format!("The system cannot find the file specified.\nError code: Wsl/Service/RegisterDistro/ERROR_FILE_NOT_FOUND ({file}: {e})"));
@@ -305,8 +331,7 @@ fn import(args: &[String]) -> ExitCode {
     fs::create_dir_all(&distros).unwrap();
     fs::write(state().join(format!("{name}.tar")), &data).unwrap();
     let record = format!(
-        "dir={}\nversion={version}\nfile={file}\ninput_bytes={compressed}\nentries={}\n{}\n",
-        dir.display(),
+        "dir={dir_arg}\nversion={version}\nfile={file}\ninput_bytes={compressed}\nentries={}\n{}\n",
         names.len(),
         names.join("\n")
     );
