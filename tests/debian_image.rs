@@ -226,7 +226,7 @@ fn debian_image_extracts_cleanly_and_verifies() {
         .arg("-C")
         .arg(&wsl));
     let conf = fs::read_to_string(wsl.join("etc/wsl.conf")).unwrap();
-    assert!(conf.contains("[user]\ndefault = daemon\n"), "{conf}");
+    assert!(conf.contains("[user]\ndefault = \"daemon\"\n"), "{conf}");
     let login = sh(Command::new("chroot")
         .arg(&wsl)
         .args(["/usr/bin/env", "-i", "HOME=/root", "PATH=/usr/bin:/bin"])

@@ -21,6 +21,7 @@ fn runner(target: &str) -> fn(&[u8]) -> Result<(), String> {
         "www_authenticate" => harness::run_www_authenticate,
         "tar_reader" => harness::run_tar_reader,
         "wsl" => harness::run_wsl,
+        "wsl_conf" => harness::run_wsl_conf,
         other => panic!("no fuzz target {other}"),
     }
 }
