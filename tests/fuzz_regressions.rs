@@ -182,3 +182,17 @@ fn wsl_seeds_reach_the_generated_files() {
     let data = std::fs::read(seeds.join("line-config-user-by-uid")).unwrap();
     assert!(harness::wsl_output(&data).unwrap().is_some());
 }
+
+/// `--user` with a line break in it (from the fuzz input's user part) gave a two-line
+/// "no such user" error; a name from outside is now printed with control characters escaped.
+#[test]
+fn wsl_user_name_with_newline_is_a_one_line_error() {
+    run("wsl", "user-name-with-newline");
+}
+
+/// The image's wsl.conf ended with a comment ending in a backslash and no line end; a key
+/// added to that section joined the comment, so WSL would not read it.
+#[test]
+fn wsl_conf_key_after_last_line_ending_in_a_backslash() {
+    run("wsl_conf", "key-after-last-line-backslash");
+}

@@ -333,7 +333,8 @@ impl<'a> Translation<'a> {
             return match lookup_user(&name, passwd) {
                 UserLookup::Found { entry, .. } => Ok(Some(entry)),
                 _ => bail!(
-                    "--user {name}: the image's /etc/passwd has no such user{}",
+                    "--user {}: the image's /etc/passwd has no such user{}",
+                    crate::terminal::printable(&name),
                     if passwd.is_empty() {
                         " (the image has no /etc/passwd)"
                     } else {

@@ -360,6 +360,12 @@ impl Ini {
             }
         }
         if let Some(at) = at {
+            let mut added = added;
+            // Only the file's last line can lack its line end (a backslash there keeps
+            // `parse` from adding one): the key must not join that line.
+            if at > 0 && !self.segments[at - 1].text.ends_with(['\n', '\r']) {
+                added.text.insert(0, '\n');
+            }
             self.segments.insert(at, added);
             return Ok(None);
         }
@@ -568,6 +574,21 @@ mod tests {
         let read = wsl_reads(ini.text().as_bytes());
         assert_eq!(read.get("a.D5"), Some(""));
         assert!(read.rejected, "the image's own invalid line stays");
+    }
+
+    /// A fuzz finding (`wsl_conf`): the last line, a comment ending in a backslash and no
+    /// line end, swallowed the key added after it.
+    #[test]
+    fn fuzz_a_key_added_after_a_last_line_ending_in_a_backslash() {
+        let image = "[boot]\ncommand = C:^Windows#\\";
+        let mut ini = Ini::parse(image);
+        ini.set("boot", "ne", "").unwrap();
+        let read = wsl_reads(ini.text().as_bytes());
+        assert_eq!(read.get("boot.ne"), Some(""));
+        assert_eq!(
+            read.get("boot.command"),
+            wsl_reads(image.as_bytes()).get("boot.command")
+        );
     }
 
     #[test]
