@@ -91,6 +91,15 @@ fn terminator(text: &str) -> &str {
         .unwrap_or("")
 }
 
+/// Whether a line added right after `text` would be read as part of it: the file's last
+/// line without its line end (a backslash there keeps `parse` from adding one), or a last
+/// line whose backslash continues it into whatever follows. A blank line ends either; in
+/// any other case it is only a blank line.
+fn continues_into_next(text: &str) -> bool {
+    let body = text.strip_suffix(terminator(text)).unwrap_or(text);
+    body.len() == text.len() || body.ends_with('\\')
+}
+
 /// The end of the physical line that contains `i`, past its `\n`.
 fn line_end(b: &[u8], i: usize) -> usize {
     b[i..]
@@ -361,9 +370,7 @@ impl Ini {
         }
         if let Some(at) = at {
             let mut added = added;
-            // Only the file's last line can lack its line end (a backslash there keeps
-            // `parse` from adding one): the key must not join that line.
-            if at > 0 && !self.segments[at - 1].text.ends_with(['\n', '\r']) {
+            if at > 0 && continues_into_next(&self.segments[at - 1].text) {
                 added.text.insert(0, '\n');
             }
             self.segments.insert(at, added);
@@ -588,6 +595,21 @@ mod tests {
         assert_eq!(
             read.get("boot.command"),
             wsl_reads(image.as_bytes()).get("boot.command")
+        );
+    }
+
+    /// A fuzz finding (`wsl_conf`): the section's last key ended the file with a
+    /// continuing backslash and its line end; the added key became part of its value.
+    #[test]
+    fn fuzz_a_key_added_after_a_continued_last_line() {
+        let image = "[user]\ndefaull = app [user]\nDEFAULT=\\\n";
+        let mut ini = Ini::parse(image);
+        ini.set("user", "command", "it's \"q\" #\\").unwrap();
+        let read = wsl_reads(ini.text().as_bytes());
+        assert_eq!(read.get("user.command"), Some("it's \"q\" #\\"));
+        assert_eq!(
+            read.get("user.DEFAULT"),
+            wsl_reads(image.as_bytes()).get("user.DEFAULT")
         );
     }
 
