@@ -198,7 +198,10 @@ struct SparseRecords {
     map: Vec<u64>,
 }
 
-fn parse_pax(data: &[u8], ext: &mut Extensions) -> io::Result<()> {
+/// The `LEN KEY=VALUE\n` records of a PAX extended header, as (key, value) pairs. Trailing
+/// NUL padding ends them. The outer-archive index (`source::store`) reads the same framing.
+pub(crate) fn pax_records(data: &[u8]) -> io::Result<Vec<(&[u8], &[u8])>> {
+    let mut records = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
         if rest.iter().all(|b| *b == 0) {
@@ -223,7 +226,13 @@ fn parse_pax(data: &[u8], ext: &mut Extensions) -> io::Result<()> {
             .iter()
             .position(|b| *b == b'=')
             .ok_or_else(|| invalid("malformed PAX record (no '=')".into()))?;
-        let (key, value) = (&record[..eq], &record[eq + 1..]);
+        records.push((&record[..eq], &record[eq + 1..]));
+    }
+    Ok(records)
+}
+
+fn parse_pax(data: &[u8], ext: &mut Extensions) -> io::Result<()> {
+    for (key, value) in pax_records(data)? {
         let num = |what: &str| -> io::Result<u64> {
             std::str::from_utf8(value)
                 .ok()

@@ -226,12 +226,12 @@ fn index_members(file: &File) -> Result<HashMap<String, Member>> {
         if got < header.len() {
             bail!("the archive ends inside a header at byte {pos} (truncated archive)");
         }
-        if !header_checksum_ok(&header) {
+        if !checksum_ok(&header).unwrap_or(false) {
             bail!("bad tar header checksum at byte {pos}: not a tar archive, or a damaged one");
         }
         let typeflag = header[156];
-        let mut size = header_number(&header[124..136])
-            .ok_or_else(|| anyhow!("bad size field in the tar header at byte {pos}"))?;
+        let mut size = number(&header[124..136], "size")
+            .map_err(|_| anyhow!("bad size field in the tar header at byte {pos}"))?;
         if let Some((_, v)) = pax.iter().find(|(k, _)| k == "size") {
             size = std::str::from_utf8(v)
                 .ok()
@@ -257,12 +257,16 @@ fn index_members(file: &File) -> Result<HashMap<String, Member>> {
                 }
                 match typeflag {
                     b'x' => {
-                        pax = parse_pax_records(&record).ok_or_else(|| {
-                            anyhow!("malformed PAX header in the archive at byte {pos}")
-                        })?
+                        pax = pax_records(&record)
+                            .map_err(|_| {
+                                anyhow!("malformed PAX header in the archive at byte {pos}")
+                            })?
+                            .into_iter()
+                            .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_vec()))
+                            .collect()
                     }
-                    b'L' => long_name = Some(trim_nul(&record).to_vec()),
-                    _ => long_link = Some(trim_nul(&record).to_vec()),
+                    b'L' => long_name = Some(field_bytes(&record).to_vec()),
+                    _ => long_link = Some(field_bytes(&record).to_vec()),
                 }
                 pos = next;
                 continue;
@@ -280,8 +284,8 @@ fn index_members(file: &File) -> Result<HashMap<String, Member>> {
         } else if let Some(n) = long_name.take() {
             n
         } else {
-            let name = trim_nul(&header[0..100]);
-            let prefix = trim_nul(&header[345..500]);
+            let name = field_bytes(&header[0..100]);
+            let prefix = field_bytes(&header[345..500]);
             if &header[257..262] == b"ustar" && !prefix.is_empty() {
                 [prefix, b"/", name].concat()
             } else {
@@ -293,7 +297,7 @@ fn index_members(file: &File) -> Result<HashMap<String, Member>> {
         } else if let Some(l) = long_link.take() {
             l
         } else {
-            trim_nul(&header[157..257]).to_vec()
+            field_bytes(&header[157..257]).to_vec()
         };
         pax.clear();
         long_name = None;
@@ -322,39 +326,9 @@ fn index_members(file: &File) -> Result<HashMap<String, Member>> {
     Ok(members)
 }
 
-// Header fields are read by the layer reader's decoders: one reading of octal, base-256 and
-// checksums for every tar the product opens.
-use crate::layer::tar_reader::{checksum_ok, field_bytes as trim_nul, number};
-
-/// Octal (NUL or space padded, blank meaning 0) or GNU base-256; `None` if malformed.
-fn header_number(field: &[u8]) -> Option<u64> {
-    number(field, "number").ok()
-}
-
-fn header_checksum_ok(header: &[u8; 512]) -> bool {
-    checksum_ok(header).unwrap_or(false)
-}
-
-/// `LEN KEY=VALUE\n` records; `None` if one is malformed.
-fn parse_pax_records(mut data: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
-    let mut records = Vec::new();
-    while !data.is_empty() {
-        if data.iter().all(|b| *b == 0) {
-            break;
-        }
-        let space = data.iter().position(|b| *b == b' ')?;
-        let len: usize = std::str::from_utf8(&data[..space]).ok()?.parse().ok()?;
-        if len <= space + 1 || len > data.len() || data[len - 1] != b'\n' {
-            return None;
-        }
-        let record = &data[space + 1..len - 1];
-        let eq = record.iter().position(|b| *b == b'=')?;
-        let key = String::from_utf8_lossy(&record[..eq]).into_owned();
-        records.push((key, record[eq + 1..].to_vec()));
-        data = &data[len..];
-    }
-    Some(records)
-}
+// Header fields and PAX records are read by the layer reader's decoders: one reading of
+// octal, base-256, checksums and PAX framing for every tar the product opens.
+use crate::layer::tar_reader::{checksum_ok, field_bytes, number, pax_records};
 
 /// Reads until `buf` is full or the file ends; returns how much was read.
 fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
