@@ -270,6 +270,7 @@ fn flatten_checked(
     let options = FlattenOptions {
         jobs,
         max_expansion: 100,
+        ..Default::default()
     };
     match flatten(source, &image, &mut out, &options, None) {
         Ok(_) => {
@@ -1129,6 +1130,7 @@ pub fn run_structured(data: &[u8]) -> Result<(), String> {
             let options = FlattenOptions {
                 jobs: 1,
                 max_expansion: 100,
+                ..Default::default()
             };
             let e = flatten(&source, &image, &mut out, &options, None).unwrap_err();
             Err(format!("refused a valid image: {e:#}"))
@@ -1569,6 +1571,7 @@ pub fn wsl_output(data: &[u8]) -> Result<Option<Vec<u8>>, String> {
     let flatten_options = FlattenOptions {
         jobs: 1,
         max_expansion: 100,
+        ..Default::default()
     };
     match flatten(
         &source,
