@@ -79,6 +79,15 @@ struct Cli {
     #[arg(short, long)]
     quiet: bool,
 
+    /// Show the image instead of converting it: its index and platforms, layers and sizes,
+    /// config, and what the WSL stage would write. Fetches the manifest and config only.
+    #[arg(long, conflicts_with_all = ["output", "import", "force"])]
+    inspect: bool,
+
+    /// With --inspect: print JSON on standard output instead of text.
+    #[arg(long, requires = "inspect")]
+    json: bool,
+
     /// How to show progress: auto (bars on a terminal), plain, none, or json (one JSON
     /// object per line on stderr for every event, the summary and any error; for front
     /// ends, see docs/events.md).
@@ -312,6 +321,63 @@ fn distribution_name(output: &str) -> Option<String> {
     })
 }
 
+/// `--inspect`: resolve the image and print what converting it would do.
+fn inspect(
+    cli: &Cli,
+    json: Option<&Arc<cli::json::JsonEvents>>,
+    display: Arc<cli::progress::Display>,
+) -> ExitCode {
+    let observer: Arc<dyn Observer> = match (json, cli.json) {
+        (Some(json), _) => json.clone(),
+        // The JSON document carries the warnings itself.
+        (None, true) => Arc::new(oci2wsl::events::Silent),
+        (None, false) => display,
+    };
+    let result = options(cli)
+        .or_else(|e| {
+            if oci2wsl::error::classify(&e) == ErrorKind::Other {
+                Err(e).kind(ErrorKind::Usage)
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(oci2wsl::error::Error::from)
+        .and_then(|opts| {
+            oci2wsl::inspect::inspect(
+                &oci2wsl::inspect::InspectOptions {
+                    image: opts.image,
+                    platform: opts.platform,
+                    registry: opts.registry,
+                    wsl: opts.wsl,
+                },
+                observer,
+            )
+        });
+    match result {
+        Ok(inspection) => {
+            let text = if cli.json {
+                let mut value = serde_json::to_value(&inspection).expect("serialisable");
+                value["v"] = 1.into();
+                format!("{value:#}\n")
+            } else {
+                cli::inspect::human(&inspection)
+            };
+            let mut stdout = std::io::stdout().lock();
+            if std::io::Write::write_all(&mut stdout, text.as_bytes()).is_err() {
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            match json {
+                Some(json) => json.error(&e),
+                None => eprintln!("oci2wsl: error: {}", printable(&e.to_string())),
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// True when the raw arguments ask for JSON progress: a command line clap refuses still
 /// owes a front end its error as an event.
 fn json_requested() -> bool {
@@ -354,6 +420,9 @@ fn main() -> ExitCode {
         Some(json) => json.clone(),
         None => display.clone(),
     };
+    if cli.inspect {
+        return inspect(&cli, json.as_ref(), display.clone());
+    }
     let result = options(&cli)
         .or_else(|e| {
             // What options() refuses is the command line, unless a deeper tag says otherwise.
