@@ -200,9 +200,14 @@ impl JsonRun {
 /// Runs the binary with `--progress=json` and `args`; every stderr line must be a schema
 /// event, the first one resolved or error, the last one summary or error.
 fn run_json(args: &[&str]) -> JsonRun {
+    run_json_env(args, &[])
+}
+
+fn run_json_env(args: &[&str], envs: &[(&str, &Path)]) -> JsonRun {
     let out = Command::new(bin())
         .arg("--progress=json")
         .args(args)
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -405,6 +410,57 @@ fn a_registry_pull_reports_each_layer_downloaded() {
     assert_eq!(summary["output"], "-");
     assert_eq!(summary["wsl_set"], json!([]));
     assert_eq!(summary["image"], run.of("resolved")[0]["image"]);
+}
+
+/// The stand-in `wsl.exe` tests/wsl.rs uses (tests/wsl-stand-in), built once.
+fn stand_in() -> &'static Path {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target = root.join("target/wsl-stand-in");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let o = Command::new(cargo)
+            .args(["build", "--release", "--quiet", "--manifest-path"])
+            .arg(root.join("tests/wsl-stand-in/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        target.join("release/wsl-stand-in")
+    })
+}
+
+#[test]
+fn an_import_reports_its_start_and_end_and_the_summary_names_the_distribution() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = sample_image(&host_platform().to_string());
+    let src = oci_dir(dir.path(), &img, "t");
+    let state = dir.path().join("wsl state");
+    let local = dir.path().join("local");
+    let run = run_json_env(
+        &["--import", "pg", &src],
+        &[
+            ("OCI2WSL_WSL_EXE", stand_in()),
+            ("WSL_STAND_IN_DIR", &state),
+            ("LOCALAPPDATA", &local),
+        ],
+    );
+    assert_eq!(run.code, 0, "{:?}", run.lines);
+    let position = |name: &str| run.events.iter().position(|e| e == name).unwrap();
+    let started = position("import-started");
+    let finished = position("import-finished");
+    assert!(position("emit-started") < finished && started < finished);
+    let dir_written = local.join("Wsl").join("pg");
+    assert_eq!(
+        run.lines[finished],
+        json!({"v": 1, "event": "import-finished", "name": "pg",
+               "dir": dir_written.to_str().unwrap()})
+    );
+    let summary = run.lines.last().unwrap();
+    assert_eq!(summary["output"], Value::Null, "streamed, no file");
+    assert_eq!(summary["import"]["name"], "pg");
+    assert_eq!(summary["import"]["dir"], dir_written.to_str().unwrap());
 }
 
 fn only_error(run: &JsonRun) -> &Value {
