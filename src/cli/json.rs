@@ -242,7 +242,6 @@ impl Observer for JsonEvents {
             }
             // An event added to the library later: named by its debug form until the schema
             // gives it fields, so a front end sees it rather than nothing.
-            #[allow(unreachable_patterns)]
             other => {
                 let debug = format!("{other:?}");
                 let name = debug
