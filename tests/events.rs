@@ -518,6 +518,29 @@ fn a_missing_tag_is_not_found_in_a_registry() {
     assert!(error["message"].as_str().unwrap().contains("missing"));
 }
 
+/// A registry that wants credentials the run does not have: a loopback server that answers
+/// every request with 401 and a Basic challenge.
+#[test]
+fn a_registry_asking_for_credentials_is_an_auth_error() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request);
+            let _ = conn.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"test\"\r\n\
+                  Content-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let run = run_json(&[&format!("127.0.0.1:{port}/private/app:1")]);
+    assert_eq!(run.code, 1);
+    let error = only_error(&run);
+    assert_eq!(error["code"], "auth", "{error}");
+}
+
 #[test]
 fn command_line_mistakes_are_usage_errors_and_the_stream_stays_json() {
     // clap refuses this one, with its exit status 2.
