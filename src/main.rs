@@ -358,7 +358,7 @@ fn inspect(
             let text = if cli.json {
                 let mut value = serde_json::to_value(&inspection).expect("serialisable");
                 value["v"] = 1.into();
-                format!("{value:#}\n")
+                cli::json::escape_controls(format!("{value:#}\n"))
             } else {
                 cli::inspect::human(&inspection)
             };

@@ -122,8 +122,27 @@ fn line(name: &str, fields: Value) -> String {
     }
 }
 
+/// serde_json escapes only U+0000 to U+001F; DEL and the C1 controls (CSI is U+009B) would
+/// reach a terminal a person watches the stream on. They occur only inside strings, where
+/// `\uXXXX` means the same character, so the line still parses to the same value.
+pub fn escape_controls(text: String) -> String {
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                format!("\\u{:04x}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 impl State {
-    fn write(&mut self, mut text: String) {
+    fn write(&mut self, text: String) {
+        let mut text = escape_controls(text);
         text.push('\n');
         // A front end that closed its end of the pipe no longer listens: nothing to do.
         let _ = self.out.write_all(text.as_bytes());
@@ -323,6 +342,22 @@ mod tests {
             .map(|l| l["done"].as_u64().unwrap())
             .collect();
         assert_eq!(dones, [1, 1000]);
+    }
+
+    #[test]
+    fn no_control_character_reaches_the_stream_and_the_value_survives() {
+        let buffer = Buffer::default();
+        let events = JsonEvents::to(Box::new(buffer.clone()));
+        let hostile = "a\x1b[2J\u{9b}31m\x7f\nb";
+        events.event(&Event::Warning {
+            message: hostile.into(),
+        });
+        let raw = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            !raw.trim_end_matches('\n').chars().any(char::is_control),
+            "{raw:?}"
+        );
+        assert_eq!(lines(&buffer)[0]["message"], hostile);
     }
 
     #[test]
