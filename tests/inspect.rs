@@ -244,3 +244,29 @@ fn no_wsl_config_shows_no_wsl_preview_and_inspect_refuses_an_output() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("--inspect"), "{}", out.stderr);
 }
+
+#[test]
+fn terminal_escapes_in_a_label_are_not_printed_and_survive_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = image(vec![layer(vec![file("a", "x")])]);
+    let hostile = "red\u{1b}[31m\u{9b}2J\u{7f}";
+    b.runtime_config = json!({"Labels": {"title": hostile}});
+    let img = b.build();
+    let src = oci_dir(dir.path(), &img, "t");
+    let text = run(&["--inspect", "--platform", "linux/amd64", &src]);
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(
+        text.stdout.contains("title=red\\x1b[31m"),
+        "{}",
+        text.stdout
+    );
+    let out = run(&["--inspect", "--json", "--platform", "linux/amd64", &src]);
+    for stdout in [&text.stdout, &out.stdout] {
+        assert!(
+            !stdout.chars().any(|c| c.is_control() && c != '\n'),
+            "{stdout:?}"
+        );
+    }
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["config"]["labels"]["title"], hostile);
+}

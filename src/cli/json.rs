@@ -122,16 +122,18 @@ fn line(name: &str, fields: Value) -> String {
     }
 }
 
-/// serde_json escapes only U+0000 to U+001F; DEL and the C1 controls (CSI is U+009B) would
-/// reach a terminal a person watches the stream on. They occur only inside strings, where
-/// `\uXXXX` means the same character, so the line still parses to the same value.
+/// serde_json escapes only U+0000 to U+001F inside strings; DEL and the C1 controls (CSI is
+/// U+009B) would reach a terminal a person watches the stream on. They occur only inside
+/// strings, where `\uXXXX` means the same character, so the JSON parses to the same value.
+/// A raw line break can only be the layout of pretty-printed JSON and stays.
 pub fn escape_controls(text: String) -> String {
-    if !text.chars().any(char::is_control) {
+    let escaped = |c: char| c.is_control() && c != '\n';
+    if !text.chars().any(escaped) {
         return text;
     }
     text.chars()
         .map(|c| {
-            if c.is_control() {
+            if escaped(c) {
                 format!("\\u{:04x}", c as u32)
             } else {
                 c.to_string()
