@@ -12,7 +12,7 @@ use oci2wsl::pipeline::{self, Options};
 use oci2wsl::source::remote::auth::Credentials;
 use oci2wsl::source::remote::RegistryOptions;
 use oci2wsl::terminal::printable;
-use oci2wsl::wsl::{ImportOptions, WslOptions};
+use oci2wsl::wsl::{DistributionName, ImportOptions, WslOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -283,8 +283,11 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
         wsl: (!cli.no_wsl_config).then(|| WslOptions {
             user: cli.user.clone(),
             boot: cli.boot,
-            distribution_name: cli.distribution_name.clone().or(wsl_file_name),
-            distribution_name_chosen: cli.distribution_name.is_some(),
+            distribution_name: match (&cli.distribution_name, wsl_file_name) {
+                (Some(chosen), _) => Some(DistributionName::Chosen(chosen.clone())),
+                (None, Some(file)) => Some(DistributionName::FromFileName(file)),
+                (None, None) => None,
+            },
         }),
         import: cli.import.as_ref().map(|name| ImportOptions {
             name: name.clone(),

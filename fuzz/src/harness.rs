@@ -1523,7 +1523,7 @@ pub fn run_wsl(data: &[u8]) -> Result<(), String> {
 
 /// [`run_wsl`], returning the output tar when there is one (`None` for a clean error).
 pub fn wsl_output(data: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    use oci2wsl::wsl::{Translation, WslOptions};
+    use oci2wsl::wsl::{DistributionName, Translation, WslOptions};
     let Some((&flags, rest)) = data.split_first() else {
         return Ok(None);
     };
@@ -1563,8 +1563,13 @@ pub fn wsl_output(data: &[u8]) -> Result<Option<Vec<u8>>, String> {
         user: (flags & 2 != 0)
             .then(|| String::from_utf8_lossy(parts.get(4).copied().unwrap_or(b"")).into_owned()),
         boot: flags & 1 != 0,
-        distribution_name: (flags & 4 != 0).then(|| "fuzz".to_string()),
-        distribution_name_chosen: flags & 16 != 0,
+        distribution_name: (flags & 4 != 0).then(|| {
+            if flags & 16 != 0 {
+                DistributionName::Chosen("fuzz".to_string())
+            } else {
+                DistributionName::FromFileName("fuzz".to_string())
+            }
+        }),
     };
     let mut translation = Translation::new(&image, "fuzz".into(), options);
     let mut out = TarWriter::new(Capped(Vec::new()));
