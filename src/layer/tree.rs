@@ -537,11 +537,14 @@ impl Tree {
         self.used_slots += 1;
     }
 
-    /// Makes room: a table of the live nodes alone, at most half full.
+    /// Makes room: a table of the live nodes alone, at most half full. Its size also grows
+    /// with all nodes ever made, so that a layer replacing one directory over and over (few
+    /// live nodes, many dead) does not pay a pass over every node each few hundred entries.
     fn rebuild_table(&mut self) {
         let live = self.live_nodes();
         let count: usize = live.iter().map(|w| w.count_ones() as usize).sum();
-        self.slots = vec![NONE; (count * 2 + 2).next_power_of_two().max(1024)];
+        let size = (count * 2 + self.nodes.len() / 4 + 2).next_power_of_two();
+        self.slots = vec![NONE; size.max(1024)];
         self.used_slots = 0;
         for id in 0..self.nodes.len() {
             if live[id / 64] >> (id % 64) & 1 != 0 && self.nodes[id].parent != NONE {
@@ -1909,5 +1912,23 @@ mod tests {
         assert!(has(&out, "d0/new file@1:50"), "{out:?}");
         assert!(has(&out, "d1/f1 file@1:150"), "{out:?}");
         assert!(!out.iter().any(|l| l.starts_with("d1/f101 ")), "{out:?}");
+    }
+
+    #[test]
+    fn a_path_replaced_thousands_of_times_shows_the_last() {
+        // Each directory-to-file swap leaves a removed node behind in the lookup table.
+        let mut layer = Vec::new();
+        for i in 0..4000 {
+            layer.push(dir("x"));
+            layer.push(file(&format!("x/f{i}")));
+            layer.push(file("x"));
+        }
+        layer.push(dir_mode("x", 0o700));
+        layer.push(file("x/last"));
+        let out = flatten(vec![layer]).unwrap();
+        assert_eq!(
+            out,
+            [". Directory/755", "x Directory/700", "x/last file@0:12001"]
+        );
     }
 }
