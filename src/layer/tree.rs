@@ -616,16 +616,19 @@ impl Tree {
         decode_meta(&self.metas, &mut pos, path, kind, 0)
     }
 
-    /// The symlink target of `node`, when it is a symlink that `layer` made.
-    fn own_symlink(&self, layer: usize, node: NodeId) -> Option<Vec<u8>> {
+    fn is_own_symlink(&self, layer: usize, node: NodeId) -> bool {
         if self.is_dir(node) {
-            return None;
+            return false;
         }
         let inode = &self.inodes[self.nodes[node as usize].payload as usize];
-        (inode.layer as usize == layer && inode.kind() == EntryKind::Symlink).then(|| {
-            self.meta_at(inode.data[0], Vec::new(), EntryKind::Symlink)
-                .link
-        })
+        inode.layer as usize == layer && inode.kind() == EntryKind::Symlink
+    }
+
+    /// The symlink target of `node`, when it is a symlink that `layer` made.
+    fn own_symlink(&self, layer: usize, node: NodeId) -> Option<Vec<u8>> {
+        self.is_own_symlink(layer, node)
+            .then(|| self.symlink_target(node))
+            .flatten()
     }
 
     /// The link target of `node`, when it is a symlink of any layer.
@@ -669,10 +672,18 @@ impl Tree {
     /// Makes every ancestor of `path` a directory and returns its parent. An ancestor that is
     /// a non-directory (a file, or a symlink: overlay storage takes the path literally)
     /// becomes an implicit directory, so the output never has a path below a non-directory.
-    fn ensure_parents(&mut self, path: &[u8]) -> Result<NodeId> {
+    ///
+    /// With `own_links_of`, an ancestor that is a symlink made by that layer stops the walk
+    /// instead, before anything changed (`None`): the path must be resolved through it. (Only
+    /// a missing or replaced ancestor changes the tree, and nothing exists below either.)
+    fn ensure_parents(
+        &mut self,
+        path: &[u8],
+        own_links_of: Option<usize>,
+    ) -> Result<Option<NodeId>> {
         let mut cur = self.root;
         let Some(last_slash) = path.iter().rposition(|b| *b == b'/') else {
-            return Ok(cur);
+            return Ok(Some(cur));
         };
         for c in path[..last_slash].split(|b| *b == b'/') {
             if c.is_empty() {
@@ -681,13 +692,16 @@ impl Tree {
             cur = match self.lookup(cur, c) {
                 Some(id) if self.is_dir(id) => id,
                 Some(id) => {
+                    if own_links_of.is_some_and(|layer| self.is_own_symlink(layer, id)) {
+                        return Ok(None);
+                    }
                     self.kill(id);
                     self.new_node(cur, c, Some(id), DIR, NONE)?
                 }
                 None => self.new_node(cur, c, None, DIR, NONE)?,
             };
         }
-        Ok(cur)
+        Ok(Some(cur))
     }
 
     /// Puts a non-directory showing `inode` at `name` in `parent`, replacing what was there.
@@ -730,18 +744,20 @@ impl Tree {
             let Change::Add(mut meta) = e.change else {
                 return Ok(());
             };
+            if own_links && meta.kind == EntryKind::Hardlink {
+                meta.link = self.through_own_links(layer, &meta.link)?;
+            }
             let mut entry_name = None;
-            if own_links {
+            let mut parent = self.ensure_parents(&meta.path, own_links.then_some(layer))?;
+            if parent.is_none() {
                 let resolved = self.through_own_links(layer, &meta.path)?;
                 if resolved != meta.path {
                     entry_name = Some(std::mem::replace(&mut meta.path, resolved).into());
                 }
-                if meta.kind == EntryKind::Hardlink {
-                    meta.link = self.through_own_links(layer, &meta.link)?;
-                }
+                parent = self.ensure_parents(&meta.path, None)?;
             }
             own_links |= matches!(meta.kind, EntryKind::Symlink | EntryKind::Hardlink);
-            self.add(layer, e.ordinal, meta, e.content, entry_name)?;
+            self.add(layer, e.ordinal, meta, e.content, entry_name, parent)?;
             Ok(())
         })
     }
@@ -847,7 +863,8 @@ impl Tree {
         Ok(id)
     }
 
-    /// Adds one entry; returns the inode it made, if any.
+    /// Adds one entry below `parent` (its parent directory when the caller already made
+    /// it); returns the inode it made, if any.
     fn add(
         &mut self,
         layer: usize,
@@ -855,6 +872,7 @@ impl Tree {
         meta: EntryMeta,
         content: Option<Arc<Vec<u8>>>,
         entry_name: Option<Box<[u8]>>,
+        parent: Option<NodeId>,
     ) -> Result<Option<InodeId>> {
         if meta.path.is_empty() {
             if meta.kind != EntryKind::Directory {
@@ -864,7 +882,12 @@ impl Tree {
             self.nodes[root as usize].payload = self.push_meta(&meta)?;
             return Ok(None);
         }
-        let parent = self.ensure_parents(&meta.path)?;
+        let parent = match parent {
+            Some(parent) => parent,
+            None => self
+                .ensure_parents(&meta.path, None)?
+                .expect("stops only at a layer's own links"),
+        };
         let name = base_name(&meta.path);
         match meta.kind {
             EntryKind::Directory => {
@@ -944,13 +967,14 @@ impl Tree {
                 .find(&meta.path)
                 .is_some_and(|id| !self.is_dir(id) || self.nodes[id as usize].payload != NONE);
             if !made_by_layers {
-                self.add(layers, 0, meta, None, None)?;
+                self.add(layers, 0, meta, None, None, None)?;
             }
             return Ok(());
         }
         let ordinal = self.inodes.len() as u64;
         let kept = meta.clone();
-        if let Some(inode) = self.add(layers, ordinal, meta, Some(Arc::new(content)), None)? {
+        let content = Some(Arc::new(content));
+        if let Some(inode) = self.add(layers, ordinal, meta, content, None, None)? {
             self.added_metas.insert(inode, kept);
         }
         Ok(())
