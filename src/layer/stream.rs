@@ -130,10 +130,9 @@ impl<R: Read> HashedAside<R> {
         let fresh = helper.spent.try_recv().unwrap_or_default();
         let full = std::mem::replace(&mut self.batch, fresh);
         self.batch.clear();
-        helper
-            .batches
-            .send(full)
-            .map_err(|_| io::Error::other(format!("the thread hashing the {} stopped", helper.what)))
+        helper.batches.send(full).map_err(|_| {
+            io::Error::other(format!("the thread hashing the {} stopped", helper.what))
+        })
     }
 
     fn check_at_end(&mut self) -> io::Result<()> {
