@@ -6,8 +6,8 @@ layers with deletions, a replaced directory, hardlinks and an incompressible fil
 with umoci), serves it from Debian's docker-registry on 127.0.0.1, and measures, in one run:
 the reference pipeline, the floors (pigz -6 of the flattened tar, GNU zcat of the layer
 blobs), and oci2wsl from the OCI layout and from the registry. Prints wall time, CPU time,
-peak RSS and output size per command, and the ratios that issue 5 sets as targets. It
-prints; it never fails on a time.
+peak RSS and output size per command, and each target (issues 5 and 16) with its ratio and
+whether it is met. It prints; it never fails on a time.
 
     sudo scripts/bench.py              # the full image (~500 MB of layers), 3 runs, medians
     sudo scripts/bench.py --small      # what CI runs: a minbase image, 1 run
@@ -503,9 +503,10 @@ def main():
             registry.wait()
         shutil.rmtree(work, ignore_errors=True)
 
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"\noci2wsl benchmark ({'small' if args.small else 'full'} image: {len(blobs)} layers, "
           f"{human(blob_bytes)} of blobs, flat tar {human(flat_size)}), "
-          f"{os.cpu_count()} cores, median of {runs} cold run(s)\n")
+          f"{os.cpu_count()} cores, median of {runs} cold run(s), load average at the end {load}\n")
     print(f"{'command':34} {'wall s':>8} {'cpu s':>8} {'peak RSS':>10} {'output':>11}")
     for name, r in results.items():
         print(f"{name:34} {r['wall']:8.2f} {r['cpu']:8.2f} {human(r['rss']):>10} {human(r['size']):>11}")
@@ -513,9 +514,12 @@ def main():
     def wall(name):
         return results.get(name, {}).get("wall")
 
+    def cpu(name):
+        return results.get(name, {}).get("cpu")
+
     ref_parts = ["reference: skopeo copy", "reference: umoci unpack", "reference: tar | gzip -6"]
     ref_total = sum(wall(p) for p in ref_parts) if all(wall(p) for p in ref_parts) else None
-    print(f"\n{'ratio':58} {'value':>7} {'target':>8}")
+    print(f"\n{'target':58} {'value':>7} {'target':>8}  status")
     rows = []
 
     def ratio(label, a, b, target):
@@ -524,28 +528,35 @@ def main():
         else:
             rows.append((label, a / b, target))
 
+    # Issue 5's targets, and issue 16's tighter ones where both name the same figure.
     for src in ("layout", "registry"):
         gz = wall(f"oci2wsl {src} -> .tar.gz")
         if gz is None:
             continue
         ratio(f"{src}: .tar.gz vs skopeo+umoci+tar|gzip pipeline", gz, ref_total, 0.25)
-        ratio(f"{src}: .tar.gz vs pigz -6 alone", gz, wall("floor: pigz -6 of the flat tar"), 0.75)
-        ratio(f"{src}: tar stdout vs zcat of the blobs", wall(f"oci2wsl {src} -> tar stdout"),
-              wall("floor: zcat of the layer blobs"), 1.0)
-        ratio(f"{src}: .tar.zst vs tar stdout", wall(f"oci2wsl {src} -> .tar.zst"), wall(f"oci2wsl {src} -> tar stdout"), 1.2)
+    ratio("layout: .tar.gz vs pigz -6 alone", wall("oci2wsl layout -> .tar.gz"),
+          wall("floor: pigz -6 of the flat tar"), 0.45)
     gz_size = results.get("oci2wsl layout -> .tar.gz", {}).get("size")
     ref_size = results.get("floor: gzip -6 of the flat tar", {}).get("size")
     ratio("output size: .tar.gz vs gzip -6", gz_size, ref_size, 1.02)
-    for src in ("registry",):
-        for kind in (".tar.gz", "tar stdout", ".tar.zst"):
-            ratio(f"registry vs layout: {kind}", wall(f"oci2wsl {src} -> {kind}"), wall(f"oci2wsl layout -> {kind}"), 1.10)
+    ratio("layout: tar stdout vs zcat of the blobs", wall("oci2wsl layout -> tar stdout"),
+          wall("floor: zcat of the layer blobs"), 0.35)
+    ratio("layout: .tar.zst vs tar stdout", wall("oci2wsl layout -> .tar.zst"),
+          wall("oci2wsl layout -> tar stdout"), 1.10)
+    # The registry server runs on the same cores and a registry run fills spool pages that a
+    # layout run never touches, so wall time compares the machines, not the two code paths;
+    # oci2wsl's own CPU seconds (getrusage of the child, which excludes the server) do.
+    for kind in (".tar.gz", "tar stdout", ".tar.zst"):
+        ratio(f"registry vs layout, oci2wsl's CPU s: {kind}", cpu(f"oci2wsl registry -> {kind}"),
+              cpu(f"oci2wsl layout -> {kind}"), 1.05)
     peak = max((r["rss"] or 0 for n, r in results.items() if n.startswith("oci2wsl")), default=None)
     for label, value, target in rows:
-        verdict = "-" if value is None else ("meets" if value <= target else "MISSES")
+        status = "-" if value is None else ("met" if value <= target else "MISSED")
         shown = "-" if value is None else f"{value:.2f}x"
-        print(f"{label:58} {shown:>7} {'<= ' + str(target) + 'x':>8}  {verdict}")
+        print(f"{label:58} {shown:>7} {'<= ' + str(target) + 'x':>8}  {status}")
     if peak:
-        print(f"{'peak RSS of oci2wsl (MiB)':58} {peak / 2**20:7.0f} {'<= 128':>8}  {'meets' if peak <= 128 * 2**20 else 'MISSES'}")
+        status = "met" if peak <= 128 * 2**20 else "MISSED"
+        print(f"{'peak RSS of oci2wsl (MiB)':58} {peak / 2**20:7.0f} {'<= 128':>8}  {status}")
     many = many_paths_table(args.cache, binary, runs)
     if args.json:
         with open(args.json, "w") as f:

@@ -62,7 +62,7 @@ struct Cli {
     #[arg(long, value_enum)]
     compression: Option<CompressionArg>,
 
-    /// Compression level (gzip 0-12, default 6; zstd 1-22, default 2).
+    /// Compression level (gzip 0-12, default 2; zstd 1-22, default 2).
     #[arg(long)]
     level: Option<i32>,
 

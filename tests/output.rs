@@ -169,7 +169,7 @@ fn compression_levels() {
     let src = sample_src(tmp.path());
     let want = plain(&src);
     let dir = out_dir(tmp.path());
-    for level in ["0", "1", "6", "9"] {
+    for level in ["0", "1", "2", "6", "9"] {
         let p = dir.join(format!("g{level}.tar.gz"));
         run_to(&src, &p, &["--level", level]).assert_ok();
         assert_eq!(
@@ -187,11 +187,17 @@ fn compression_levels() {
             "zstd level {level}"
         );
     }
-    // The documented defaults: gzip 6, zstd 2 (not zstd's own 3; see docs/performance.md).
+    // The documented defaults: gzip (libdeflate) 2, not 6, and zstd 2, not zstd's own 3;
+    // see docs/performance.md.
     run_to(&src, &dir.join("default.tar.gz"), &[]).assert_ok();
     run_to(&src, &dir.join("default.tar.zst"), &[]).assert_ok();
     let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
-    assert_eq!(read("default.tar.gz"), read("g6.tar.gz"), "gzip default");
+    assert_eq!(read("default.tar.gz"), read("g2.tar.gz"), "gzip default");
+    assert_ne!(
+        read("g2.tar.gz"),
+        read("g6.tar.gz"),
+        "gzip levels 2 and 6 differ"
+    );
     assert_eq!(read("default.tar.zst"), read("z2.tar.zst"), "zstd default");
     assert_ne!(
         read("z2.tar.zst"),

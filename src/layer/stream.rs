@@ -4,15 +4,20 @@
 //! diff_id check → tar parser. Both checks fire inside `read` at end of stream, and
 //! [`LayerStream::finish`] drains whatever the tar parser left (padding, trailing blocks, the
 //! end of the compressed stream), so a layer is only "done" once every byte was verified.
+//!
+//! Both digests are computed on helper threads ([`HashedAside`]): a layer's own thread then
+//! only reads, inflates and parses, so the largest layer, which bounds the index pass, is no
+//! longer also bound by hashing each of its bytes twice.
 
 use super::tar_reader::TarReader;
-use crate::image::digest::{Expected, VerifyingReader};
+use crate::image::digest::{Digest, Expected, Hasher, VerifyingReader};
 use crate::image::manifest::Compression;
 use crate::image::Layer;
 use crate::source::store::BlobReader;
 use anyhow::{bail, Result};
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 // The gzip decoder's state is large, but there is one Decoded per layer stream: boxing it
 // would buy nothing.
@@ -43,8 +48,141 @@ impl<R: BufRead> Decoded<R> {
     }
 }
 
-type Raw = BufReader<VerifyingReader<BlobReader>>;
-pub type Uncompressed = VerifyingReader<Decoded<Raw>>;
+type Raw = BufReader<HashedAside<VerifyingReader<BlobReader>>>;
+pub type Uncompressed = HashedAside<VerifyingReader<Decoded<Raw>>>;
+
+/// Checks the digest of the bytes read through it, hashing them on a helper thread. Length
+/// limits stay with the [`VerifyingReader`] inside, which checks them inline: a stream that
+/// runs too long is still cut off at once, and a truncated one is reported as truncated
+/// (the inner reader fails at end of stream before the digest is looked at).
+pub struct HashedAside<R> {
+    inner: R,
+    helper: Option<Helper>,
+    /// Bytes not yet handed to the helper: reads can be a few bytes (tar headers), and one
+    /// message per read would cost more than the copy into a batch.
+    batch: Vec<u8>,
+    done: bool,
+}
+
+struct Helper {
+    batches: mpsc::SyncSender<Vec<u8>>,
+    /// Batches the helper has hashed, to be filled again.
+    spent: mpsc::Receiver<Vec<u8>>,
+    digest: JoinHandle<Digest>,
+    expected: Digest,
+    what: String,
+}
+
+const HASH_BATCH: usize = 256 * 1024;
+
+impl<R: Read> HashedAside<R> {
+    /// `expected: None` hashes nothing (the digest is unknown or was checked elsewhere).
+    pub fn new(inner: R, expected: Option<Digest>, what: &str) -> io::Result<HashedAside<R>> {
+        let helper = match expected {
+            None => None,
+            Some(expected) => {
+                // A few batches in flight: enough that neither side waits for the other,
+                // and at most a MiB or so per stream.
+                let (batches, incoming) = mpsc::sync_channel::<Vec<u8>>(4);
+                let (give_back, spent) = mpsc::channel::<Vec<u8>>();
+                let mut hasher = Hasher::new(expected.algorithm());
+                let digest = std::thread::Builder::new()
+                    .name("oci2wsl-hash".into())
+                    .spawn(move || {
+                        for batch in incoming {
+                            hasher.update(&batch);
+                            let _ = give_back.send(batch);
+                        }
+                        hasher.finish()
+                    })
+                    .map_err(|e| {
+                        io::Error::other(format!("cannot start a thread to hash the {what}: {e}"))
+                    })?;
+                Some(Helper {
+                    batches,
+                    spent,
+                    digest,
+                    expected,
+                    what: what.to_string(),
+                })
+            }
+        };
+        Ok(HashedAside {
+            inner,
+            helper,
+            batch: Vec::new(),
+            done: false,
+        })
+    }
+
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    fn send_batch(&mut self) -> io::Result<()> {
+        let Some(helper) = &self.helper else {
+            return Ok(());
+        };
+        let fresh = helper.spent.try_recv().unwrap_or_default();
+        let full = std::mem::replace(&mut self.batch, fresh);
+        self.batch.clear();
+        helper.batches.send(full).map_err(|_| {
+            io::Error::other(format!("the thread hashing the {} stopped", helper.what))
+        })
+    }
+
+    fn check_at_end(&mut self) -> io::Result<()> {
+        self.done = true;
+        if self.helper.is_none() {
+            return Ok(());
+        }
+        if !self.batch.is_empty() {
+            self.send_batch()?;
+        }
+        let Helper {
+            batches,
+            digest,
+            expected,
+            what,
+            ..
+        } = self.helper.take().expect("checked above");
+        drop(batches);
+        let actual = digest
+            .join()
+            .map_err(|_| io::Error::other(format!("the thread hashing the {what} failed")))?;
+        if actual != expected {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{what} has digest {actual}, expected {expected} (corrupted or tampered)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for HashedAside<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            self.check_at_end()?;
+            return Ok(0);
+        }
+        if self.helper.is_some() {
+            self.batch.extend_from_slice(&buf[..n]);
+            if self.batch.len() >= HASH_BATCH {
+                self.send_batch()?;
+            }
+        }
+        Ok(n)
+    }
+}
 
 /// Compression as the first bytes show it.
 pub fn sniff(head: &[u8]) -> Compression {
@@ -214,16 +352,18 @@ impl LayerStream {
         let raw = VerifyingReader::new(
             blob,
             Expected {
-                digest: if blob_verified {
-                    None
-                } else {
-                    layer.digest.clone()
-                },
+                digest: None,
                 size: layer.size,
                 max: None,
                 what: "blob".into(),
             },
         );
+        let blob_digest = if blob_verified {
+            None
+        } else {
+            layer.digest.clone()
+        };
+        let raw = HashedAside::new(raw, blob_digest, "blob")?;
         let max = layer.size.map(|compressed| {
             (
                 crate::limits::max_uncompressed(compressed, max_expansion),
@@ -237,12 +377,17 @@ impl LayerStream {
         let uncompressed = VerifyingReader::new(
             decoded,
             Expected {
-                digest: Some(layer.diff_id.clone()),
+                digest: None,
                 size: None,
                 max: max.clone(),
                 what: "uncompressed layer (diff_id)".into(),
             },
         );
+        let uncompressed = HashedAside::new(
+            uncompressed,
+            Some(layer.diff_id.clone()),
+            "uncompressed layer (diff_id)",
+        )?;
         Ok(LayerStream {
             tar: TarReader::new(uncompressed),
             max,
@@ -255,7 +400,12 @@ impl LayerStream {
         let entry = self.tar.next_entry()?;
         if let Some((max, why)) = &self.max {
             let holes = self.tar.hole_bytes();
-            let expanded = self.tar.get_ref().bytes_read().saturating_add(holes);
+            let expanded = self
+                .tar
+                .get_ref()
+                .get_ref()
+                .bytes_read()
+                .saturating_add(holes);
             if holes > 0 && expanded > *max {
                 bail!(
                     "the uncompressed layer with its sparse files expanded is larger than {max} bytes: {why}"
@@ -273,8 +423,7 @@ impl LayerStream {
     /// of the blob itself: if the blob does not match its digest, that is the real cause and
     /// the better message ("corrupted or tampered" rather than "checksum mismatch").
     pub fn blob_mismatch(self) -> Option<io::Error> {
-        let raw = self.tar.into_inner().into_inner().into_inner();
-        let mut raw = raw;
+        let mut raw = self.tar.into_inner().into_inner().into_inner().into_inner();
         match io::copy(&mut raw, &mut io::sink()) {
             Err(e) if e.kind() == io::ErrorKind::InvalidData => Some(e),
             _ => None,
@@ -286,10 +435,114 @@ impl LayerStream {
     pub fn finish(self) -> io::Result<(u64, u64)> {
         let mut uncompressed = self.tar.into_inner();
         io::copy(&mut uncompressed, &mut io::sink())?;
+        let uncompressed = uncompressed.into_inner();
         let tar_bytes = uncompressed.bytes_read();
         let mut raw = uncompressed.into_inner().into_inner();
         io::copy(&mut raw, &mut io::sink())?;
-        let blob = raw.into_inner();
+        let blob = raw.into_inner().into_inner();
         Ok((tar_bytes, blob.bytes_read()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 1000) as u8).collect()
+    }
+
+    /// Reads in pieces of `piece` bytes, as the tar parser does (headers, then content).
+    fn read_all(reader: &mut impl Read, piece: usize) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; piece];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                return Ok(out);
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[test]
+    fn hashed_aside_passes_matching_bytes_through() {
+        // More than a few batches, read in small and large pieces.
+        let bytes = data(3 * HASH_BATCH + 12345);
+        for piece in [512, 1 << 20] {
+            let mut r =
+                HashedAside::new(&bytes[..], Some(Digest::sha256_of(&bytes)), "blob").unwrap();
+            assert_eq!(read_all(&mut r, piece).unwrap(), bytes);
+            // After the end, it stays at the end.
+            assert_eq!(r.read(&mut [0u8; 16]).unwrap(), 0);
+        }
+    }
+
+    #[test]
+    fn hashed_aside_fails_at_the_end_on_other_bytes() {
+        let bytes = data(HASH_BATCH + 1);
+        let mut other = bytes.clone();
+        other[HASH_BATCH / 2] ^= 1;
+        let mut r = HashedAside::new(
+            &other[..],
+            Some(Digest::sha256_of(&bytes)),
+            "uncompressed layer (diff_id)",
+        )
+        .unwrap();
+        let err = read_all(&mut r, 4096).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("uncompressed layer (diff_id) has digest sha256:")
+                && msg.contains(&format!("expected {}", Digest::sha256_of(&bytes)))
+                && msg.ends_with("(corrupted or tampered)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn hashed_aside_empty_stream_and_empty_reads() {
+        let mut r = HashedAside::new(&b""[..], Some(Digest::sha256_of(b"")), "blob").unwrap();
+        // A read into an empty buffer is not the end of the stream.
+        assert_eq!(r.read(&mut []).unwrap(), 0);
+        assert!(!r.done);
+        assert_eq!(read_all(&mut r, 10).unwrap(), b"");
+        assert!(r.done);
+        let mut r = HashedAside::new(&b"x"[..], Some(Digest::sha256_of(b"")), "blob").unwrap();
+        assert!(read_all(&mut r, 10).is_err());
+    }
+
+    #[test]
+    fn hashed_aside_size_error_comes_before_the_digest() {
+        // A truncated blob is reported as truncated, as the inline check alone did.
+        let bytes = data(1000);
+        let inner = VerifyingReader::new(
+            &bytes[..999],
+            Expected {
+                digest: None,
+                size: Some(1000),
+                max: None,
+                what: "blob".into(),
+            },
+        );
+        let mut r = HashedAside::new(inner, Some(Digest::sha256_of(&bytes)), "blob").unwrap();
+        let msg = read_all(&mut r, 100).unwrap_err().to_string();
+        assert!(msg.contains("truncated or wrong size"), "{msg}");
+    }
+
+    #[test]
+    fn hashed_aside_dropped_midway_does_not_hang() {
+        let bytes = data(10 * HASH_BATCH);
+        let mut r = HashedAside::new(&bytes[..], Some(Digest::sha256_of(&bytes)), "blob").unwrap();
+        let mut buf = vec![0u8; 2 * HASH_BATCH];
+        r.read_exact(&mut buf).unwrap();
+        drop(r);
+    }
+
+    #[test]
+    fn no_expected_digest_hashes_nothing() {
+        let mut r = HashedAside::new(&b"anything"[..], None, "blob").unwrap();
+        assert_eq!(read_all(&mut r, 3).unwrap(), b"anything");
+        assert!(r.batch.is_empty());
     }
 }
