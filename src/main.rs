@@ -5,7 +5,7 @@ use oci2wsl::image::platform::Platform;
 use oci2wsl::image::PlatformChoice;
 use oci2wsl::output::{self, Destination, OutputCompression};
 use oci2wsl::pipeline::{self, Options};
-use oci2wsl::source::remote::auth::Credentials;
+use oci2wsl::source::remote::authn::Credentials;
 use oci2wsl::source::remote::RegistryOptions;
 use oci2wsl::terminal::printable;
 use oci2wsl::wsl::{ImportOptions, WslOptions};
@@ -78,6 +78,10 @@ struct Cli {
     #[arg(long, value_name = "USER[:PASSWORD]")]
     creds: Option<String>,
 
+    /// Use no credentials at all: no auth file, no Docker config, no credential helper.
+    #[arg(long, conflicts_with_all = ["creds", "authfile", "password_stdin"])]
+    no_creds: bool,
+
     /// Read the registry password from standard input (with --creds USER). Without it,
     /// --creds USER alone asks for the password on the terminal.
     #[arg(long, requires = "creds")]
@@ -104,6 +108,16 @@ struct Cli {
     /// registries may always fall back to HTTP.
     #[arg(long, value_name = "HOST")]
     insecure_registry: Vec<String>,
+
+    /// Retries of a failed registry request (connection errors, 429, 5xx) before giving up.
+    #[arg(long, value_name = "N", default_value_t = oci2wsl::source::remote::client::DEFAULT_RETRIES,
+          value_parser = clap::value_parser!(u32).range(0..=20))]
+    retry_times: u32,
+
+    /// Log every registry request (method, URL without its query, status, time) to
+    /// standard error. Credentials, tokens and signed query strings are never logged.
+    #[arg(short, long, visible_alias = "debug")]
+    verbose: bool,
 
     /// The plain flattened file system: no /etc/wsl.conf user, no environment script, no
     /// image metadata.
@@ -159,7 +173,57 @@ struct Cli {
     wsl_exe: PathBuf,
 }
 
+/// Compressed-tar extensions this program does not write: an uncompressed tar under such a
+/// name would fool every reader that goes by the name.
+const UNWRITTEN_COMPRESSIONS: [(&str, &str); 10] = [
+    (".xz", "xz"),
+    (".txz", "xz"),
+    (".lzma", "lzma"),
+    (".bz2", "bzip2"),
+    (".tbz", "bzip2"),
+    (".tbz2", "bzip2"),
+    (".lz4", "lz4"),
+    (".lz", "lzip"),
+    (".z", "compress"),
+    (".7z", "7-Zip"),
+];
+
+/// The `-o` mistakes that are plain from the command line, refused before anything runs.
+fn check_output_argument(cli: &Cli) -> anyhow::Result<()> {
+    let Some(output) = cli.output.as_deref() else {
+        return Ok(());
+    };
+    if output.is_empty() {
+        anyhow::bail!("-o needs a file name (or - for standard output)");
+    }
+    if output == "-" {
+        if let Some(name) = &cli.import {
+            anyhow::bail!("--import {name} -o -: the tar goes into wsl --import, so nothing would reach standard output; leave out -o to stream the import, or name a file to keep");
+        }
+        return Ok(());
+    }
+    if std::path::Path::new(output).is_dir() {
+        anyhow::bail!(
+            "-o {output} is a directory; name a file in it, such as {}",
+            std::path::Path::new(output).join("rootfs.tar.gz").display()
+        );
+    }
+    if cli.compression.is_none() {
+        let lower = output.to_ascii_lowercase();
+        if let Some((ext, name)) = UNWRITTEN_COMPRESSIONS
+            .iter()
+            .find(|(ext, _)| lower.ends_with(ext))
+        {
+            anyhow::bail!("-o {output}: oci2wsl does not write {name} ({ext}); it writes .tar, .tar.gz, .tar.zst and .wsl (or pipe it: -o - | {name} > {output})");
+        }
+    }
+    Ok(())
+}
+
 fn options(cli: &Cli) -> anyhow::Result<Options> {
+    // What IMAGE names, and every mistake in it, is known before a password is asked for.
+    oci2wsl::reference::SourceRef::parse(&cli.image)?;
+    check_output_argument(cli)?;
     let destination = match cli.output.as_deref() {
         None | Some("-") => Destination::Stdout,
         Some(path) => Destination::File {
@@ -176,6 +240,9 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
     };
     let level = match cli.level {
         Some(level) => {
+            if compression == OutputCompression::None {
+                anyhow::bail!("--level {level}: the output is an uncompressed tar; name a compressed file (-o NAME.tar.gz, -o NAME.tar.zst) or add --compression gzip|zstd");
+            }
             compression.check_level(level)?;
             level
         }
@@ -234,6 +301,9 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
         jobs: jobs.max(1),
         max_expansion: cli.max_expansion,
         registry: RegistryOptions {
+            no_creds: cli.no_creds,
+            retry_times: cli.retry_times,
+            debug: cli.verbose,
             creds: if cli.password_stdin && cli.image.ends_with(":-") {
                 anyhow::bail!(
                     "--password-stdin and an image read from standard input cannot share it"
@@ -290,51 +360,63 @@ fn distribution_name(output: &str) -> Option<String> {
     })
 }
 
+/// Exit codes: what the user guide promises.
+const EXIT_FAILURE: u8 = 1;
+/// The command line itself is wrong (clap's own errors exit with 2 as well).
+const EXIT_USAGE: u8 = 2;
+
+/// One line, every context outermost first ("a: b: c"), as the user sees it.
+fn report_error(e: &anyhow::Error, code: u8) -> ExitCode {
+    let msg = format!("{e:#}").replace('\n', " ");
+    eprintln!("oci2wsl: error: {}", printable(&msg));
+    ExitCode::from(code)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     output::install_interrupt_cleanup();
-    let result = options(&cli).and_then(|opts| {
-        for stale in output::remove_stale_temp_files(&opts.destination) {
-            if !cli.quiet {
-                eprintln!(
-                    "oci2wsl: warning: removed {}, left by an earlier run that was killed",
-                    stale.display()
-                );
-            }
-        }
-        let summary = pipeline::run(&opts)?;
-        if !cli.quiet {
-            eprintln!("{}", summary.line(&opts.destination));
-            if !summary.wsl.set.is_empty() {
-                eprintln!("  WSL: {}", summary.wsl.set.join("; "));
-            }
-            for warning in &summary.wsl.warnings {
-                eprintln!("oci2wsl: warning: {}", printable(warning));
-            }
-            if let Some((name, dir, said)) = &summary.imported {
-                eprintln!(
-                    "  imported as WSL distribution {name} in {}{}; start it with: wsl -d {name}",
-                    dir.display(),
-                    if said.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (wsl: {said})")
-                    }
-                );
-                if let Some(hint) = summary.wsl.start_hint(name) {
-                    eprintln!("  {hint}");
-                }
-            }
-        }
-        Ok(())
-    });
-    match result {
+    let opts = match options(&cli) {
+        Ok(opts) => opts,
+        Err(e) => return report_error(&e, EXIT_USAGE),
+    };
+    match run(&cli, &opts) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // One line: every context, outermost first, as "a: b: c".
-            let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("oci2wsl: error: {}", printable(&msg));
-            ExitCode::from(1)
+        Err(e) => report_error(&e, EXIT_FAILURE),
+    }
+}
+
+fn run(cli: &Cli, opts: &Options) -> anyhow::Result<()> {
+    for stale in output::remove_stale_temp_files(&opts.destination) {
+        if !cli.quiet {
+            eprintln!(
+                "oci2wsl: warning: removed {}, left by an earlier run that was killed",
+                stale.display()
+            );
         }
     }
+    let summary = pipeline::run(opts)?;
+    if !cli.quiet {
+        eprintln!("{}", summary.line(&opts.destination));
+        if !summary.wsl.set.is_empty() {
+            eprintln!("  WSL: {}", summary.wsl.set.join("; "));
+        }
+        for warning in &summary.wsl.warnings {
+            eprintln!("oci2wsl: warning: {}", printable(warning));
+        }
+        if let Some((name, dir, said)) = &summary.imported {
+            eprintln!(
+                "  imported as WSL distribution {name} in {}{}; start it with: wsl -d {name}",
+                dir.display(),
+                if said.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (wsl: {said})")
+                }
+            );
+            if let Some(hint) = summary.wsl.start_hint(name) {
+                eprintln!("  {hint}");
+            }
+        }
+    }
+    Ok(())
 }

@@ -7,19 +7,20 @@
 //! download; its reader ends only when the download has verified the whole blob, and fails
 //! when the download does. The emit pass reads the finished spools.
 
-pub mod auth;
+pub mod authn;
+pub mod certs;
+pub mod challenge;
 pub mod client;
-pub mod reference;
 
 use super::store::{read_at, write_at, BlobReader, ConsumingReader, PositionedReader};
 use super::ImageSource;
 use crate::image::digest::{Digest, Hasher};
 use crate::image::manifest::{self, Descriptor, MAX_JSON_SIZE};
 use crate::image::{self, Image, JsonFetcher, Layer, PlatformChoice};
+use crate::reference::registry::RegistryRef;
 use anyhow::{anyhow, bail, Context, Result};
-use auth::Credentials;
+use authn::Credentials;
 use client::Client;
-use reference::RegistryRef;
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
@@ -34,6 +35,12 @@ pub struct RegistryOptions {
     pub ca_files: Vec<PathBuf>,
     pub cert_dir: Option<PathBuf>,
     pub insecure_registries: Vec<String>,
+    /// `--no-creds`: consult no credential source at all.
+    pub no_creds: bool,
+    /// Retries of a failed request (`--retry-times`), after its first attempt.
+    pub retry_times: u32,
+    /// Log every request (`-v`): method, URL without its query, status, time.
+    pub debug: bool,
     /// Blobs downloaded at once.
     pub parallel_downloads: usize,
     /// Draw download progress bars on standard error (a terminal, and not --quiet).
@@ -49,6 +56,9 @@ impl Default for RegistryOptions {
             ca_files: Vec::new(),
             cert_dir: None,
             insecure_registries: Vec::new(),
+            no_creds: false,
+            retry_times: client::DEFAULT_RETRIES,
+            debug: false,
             parallel_downloads: 3,
             progress: false,
         }
