@@ -51,7 +51,12 @@ impl OutputCompression {
             OutputCompression::Zstd => (1, 22),
         };
         if !(lo..=hi).contains(&level) {
-            bail!("--level {level} is out of range for {self:?} ({lo} to {hi})");
+            let name = if self == OutputCompression::Gzip {
+                "gzip"
+            } else {
+                "zstd"
+            };
+            bail!("--level {level} is out of range for {name} ({lo} to {hi})");
         }
         Ok(())
     }
