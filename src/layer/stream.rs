@@ -176,7 +176,7 @@ impl<R: BufRead> Decoded<R> {
         if let Some(declared) = layer.compression {
             if warn && declared != detected && !head.is_empty() {
                 eprintln!(
-                    "warning: {}: media type {} says {:?} but the data is {:?}; reading it as {:?}",
+                    "oci2wsl: warning: {}: media type {} says {:?} but the data is {:?}; reading it as {:?}",
                     layer.describe(),
                     crate::terminal::printable(&layer.media_type),
                     declared,
@@ -249,7 +249,8 @@ impl LayerStream {
             let expanded = self.tar.get_ref().bytes_read().saturating_add(holes);
             if holes > 0 && expanded > *max {
                 bail!(
-                    "the uncompressed layer with its sparse files expanded is larger than {max} bytes: {why}"
+                    "the uncompressed layer with its sparse files expanded is larger than {}: {why}",
+                    crate::terminal::human_size(*max)
                 );
             }
         }

@@ -438,7 +438,13 @@ impl Sink {
                         path.display()
                     )
                 } else {
-                    anyhow::Error::new(e).context(format!(
+                    // The OS's reason alone: tempfile's error names the temporary file,
+                    // which the user never asked for.
+                    let reason = e
+                        .raw_os_error()
+                        .map(io::Error::from_raw_os_error)
+                        .unwrap_or(e);
+                    anyhow::Error::new(reason).context(format!(
                         "moving the output into place at {}",
                         path.display()
                     ))

@@ -459,17 +459,48 @@ mod tests {
     fn printed_registry_names_read_back_as_registry_names() {
         for text in [
             "postgres:16",
-            "docker://oci:x:y",
+            "docker://docker:latest",
+            "docker://localhost:5000/a",
             "docker://docker://x",
             "docker://dir:x",
         ] {
             let r = SourceRef::parse(text).unwrap();
             assert_eq!(SourceRef::parse(&r.to_string()).unwrap(), r, "{text}");
         }
+        // Named like another transport, these are no registry names either: refused when
+        // parsed, rather than printed in a form that reads back as something else.
+        for text in ["docker://oci:x:y", "docker://oci-archive:/x"] {
+            assert!(SourceRef::parse(text).is_err(), "{text}");
+        }
         assert_eq!(
             SourceRef::parse("postgres:16").unwrap().to_string(),
             "postgres:16"
         );
+    }
+
+    #[test]
+    fn what_is_no_registry_name_is_refused_with_what_to_write() {
+        let err = |text: &str| SourceRef::parse(text).unwrap_err().to_string();
+        assert!(err("Oci-Archive:x.tar").contains("write oci-archive:x.tar"));
+        assert!(err("DOCKER://postgres").contains("write docker://postgres"));
+        assert!(err("oci-layout:/x").contains("unknown transport oci-layout:"));
+        assert!(err("containers-storage:x").contains("not supported"));
+        assert!(err("https://reg.io/v2/a/b/").contains("as in reg.io/a/b"));
+        assert!(err("hub.docker.com/r/bitnami/redis").contains("write bitnami/redis"));
+        assert!(err("./x.tar").contains("no such file"));
+        assert!(err(".\\x.tar").contains("no such file"));
+        // Ports, tags and a registry image called `docker` stay registry names.
+        for ok in [
+            "localhost:5000/a",
+            "reg.io:443/a/b:1",
+            "docker:latest",
+            "app:v1.0",
+        ] {
+            assert!(
+                matches!(SourceRef::parse(ok), Ok(SourceRef::Registry(_))),
+                "{ok}"
+            );
+        }
     }
 
     #[test]
