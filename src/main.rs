@@ -1,6 +1,10 @@
 //! The command line: parse arguments, run the pipeline, report one line.
 
+mod cli;
+
 use clap::{Parser, ValueEnum};
+use oci2wsl::error::{ErrorKind, ResultExt};
+use oci2wsl::events::{Event, Observer, SharedObserver};
 use oci2wsl::image::platform::Platform;
 use oci2wsl::image::PlatformChoice;
 use oci2wsl::output::{self, Destination, OutputCompression};
@@ -8,10 +12,11 @@ use oci2wsl::pipeline::{self, Options};
 use oci2wsl::source::remote::authn::Credentials;
 use oci2wsl::source::remote::RegistryOptions;
 use oci2wsl::terminal::printable;
-use oci2wsl::wsl::{ImportOptions, WslOptions};
+use oci2wsl::wsl::{DistributionName, ImportOptions, WslOptions};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum CompressionArg {
@@ -114,8 +119,8 @@ struct Cli {
           value_parser = clap::value_parser!(u32).range(0..=20))]
     retry_times: u32,
 
-    /// Log every registry request (method, URL without its query, status, time) to
-    /// standard error. Credentials, tokens and signed query strings are never logged.
+    /// Log every registry request (method, URL without its query, status, time) and every
+    /// retry to standard error. Credentials, tokens and signed query strings are never logged.
     #[arg(short, long, visible_alias = "debug")]
     verbose: bool,
 
@@ -303,7 +308,6 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
         registry: RegistryOptions {
             no_creds: cli.no_creds,
             retry_times: cli.retry_times,
-            debug: cli.verbose,
             creds: if cli.password_stdin && cli.image.ends_with(":-") {
                 anyhow::bail!(
                     "--password-stdin and an image read from standard input cannot share it"
@@ -316,14 +320,16 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
             ca_files: cli.ca_file.clone(),
             cert_dir: cli.cert_dir.clone(),
             insecure_registries: cli.insecure_registry.clone(),
-            progress: !cli.quiet && std::io::stderr().is_terminal(),
             ..Default::default()
         },
         wsl: (!cli.no_wsl_config).then(|| WslOptions {
             user: cli.user.clone(),
             boot: cli.boot,
-            distribution_name: cli.distribution_name.clone().or(wsl_file_name),
-            distribution_name_chosen: cli.distribution_name.is_some(),
+            distribution_name: match (&cli.distribution_name, wsl_file_name) {
+                (Some(chosen), _) => Some(DistributionName::Chosen(chosen.clone())),
+                (None, Some(file)) => Some(DistributionName::FromFileName(file)),
+                (None, None) => None,
+            },
         }),
         import: cli.import.as_ref().map(|name| ImportOptions {
             name: name.clone(),
@@ -360,63 +366,121 @@ fn distribution_name(output: &str) -> Option<String> {
     })
 }
 
-/// Exit codes: what the user guide promises.
-const EXIT_FAILURE: u8 = 1;
-/// The command line itself is wrong (clap's own errors exit with 2 as well).
-const EXIT_USAGE: u8 = 2;
+/// What the display does not draw: a line per retry (on a terminal, or with `-v`) and, with
+/// `-v`, a line per request. Everything else goes on to the display.
+struct RunLog {
+    display: Arc<cli::progress::Display>,
+    retries: bool,
+    requests: bool,
+}
 
-/// One line, every context outermost first ("a: b: c"), as the user sees it.
-fn report_error(e: &anyhow::Error, code: u8) -> ExitCode {
-    let msg = format!("{e:#}").replace('\n', " ");
-    eprintln!("oci2wsl: error: {}", printable(&msg));
-    ExitCode::from(code)
+impl Observer for RunLog {
+    fn event(&self, event: &Event) {
+        match event {
+            Event::Retry {
+                what,
+                attempt,
+                reason,
+                wait,
+            } => {
+                if self.retries {
+                    self.display.println(&format!(
+                        "oci2wsl: {}: {}; retry {attempt} in {:.1} s",
+                        printable(what),
+                        printable(reason),
+                        wait.as_secs_f32()
+                    ));
+                }
+            }
+            Event::Request {
+                method,
+                url,
+                status,
+                elapsed,
+            } => {
+                if self.requests {
+                    let status = status.map_or("no response".to_string(), |s| s.to_string());
+                    self.display.println(&format!(
+                        "oci2wsl: debug: {method} {} -> {status} ({} ms)",
+                        printable(url),
+                        elapsed.as_millis()
+                    ));
+                }
+            }
+            other => self.display.event(other),
+        }
+    }
+}
+
+/// Exit status: 2 for a wrong command line (as clap's own errors), 1 for any other failure.
+fn exit_code(kind: ErrorKind) -> u8 {
+    if kind == ErrorKind::Usage {
+        2
+    } else {
+        1
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     output::install_interrupt_cleanup();
-    let opts = match options(&cli) {
-        Ok(opts) => opts,
-        Err(e) => return report_error(&e, EXIT_USAGE),
-    };
-    match run(&cli, &opts) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => report_error(&e, EXIT_FAILURE),
-    }
-}
-
-fn run(cli: &Cli, opts: &Options) -> anyhow::Result<()> {
-    for stale in output::remove_stale_temp_files(&opts.destination) {
-        if !cli.quiet {
-            eprintln!(
-                "oci2wsl: warning: removed {}, left by an earlier run that was killed",
-                stale.display()
-            );
-        }
-    }
-    let summary = pipeline::run(opts)?;
-    if !cli.quiet {
-        eprintln!("{}", summary.line(&opts.destination));
-        if !summary.wsl.set.is_empty() {
-            eprintln!("  WSL: {}", summary.wsl.set.join("; "));
-        }
-        for warning in &summary.wsl.warnings {
-            eprintln!("oci2wsl: warning: {}", printable(warning));
-        }
-        if let Some((name, dir, said)) = &summary.imported {
-            eprintln!(
-                "  imported as WSL distribution {name} in {}{}; start it with: wsl -d {name}",
-                dir.display(),
-                if said.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (wsl: {said})")
+    let terminal = std::io::stderr().is_terminal();
+    let display = Arc::new(cli::progress::Display::new(cli.quiet, terminal));
+    let log: SharedObserver = Arc::new(RunLog {
+        display: display.clone(),
+        retries: (terminal && !cli.quiet) || cli.verbose,
+        requests: cli.verbose,
+    });
+    let result = options(&cli)
+        .kind(ErrorKind::Usage)
+        .map_err(oci2wsl::error::Error::from)
+        .and_then(|opts| {
+            // Housekeeping, not a problem with the run: silent with --quiet.
+            for stale in output::remove_stale_temp_files(&opts.destination) {
+                if cli.quiet {
+                    continue;
                 }
-            );
-            if let Some(hint) = summary.wsl.start_hint(name) {
-                eprintln!("  {hint}");
+                display.event(&Event::Warning {
+                    message: format!(
+                        "removed {}, left by an earlier run that was killed",
+                        stale.display()
+                    ),
+                });
             }
+            let summary = pipeline::run(&opts, log.clone());
+            display.clear();
+            let summary = summary?;
+            if !cli.quiet {
+                eprintln!("{}", summary.line(&opts.destination));
+                if !summary.wsl.set.is_empty() {
+                    eprintln!("  WSL: {}", summary.wsl.set.join("; "));
+                }
+                for warning in &summary.wsl.warnings {
+                    eprintln!("oci2wsl: warning: {}", printable(warning));
+                }
+                if let Some(imported) = &summary.imported {
+                    let name = &imported.name;
+                    eprintln!(
+                        "  imported as WSL distribution {name} in {}{}; start it with: wsl -d {name}",
+                        imported.dir.display(),
+                        if imported.wsl_said.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (wsl: {})", imported.wsl_said)
+                        }
+                    );
+                    if let Some(hint) = summary.wsl.start_hint(name) {
+                        eprintln!("  {hint}");
+                    }
+                }
+            }
+            Ok(())
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("oci2wsl: error: {}", printable(&e.to_string()));
+            ExitCode::from(exit_code(e.kind()))
         }
     }
-    Ok(())
 }

@@ -287,7 +287,7 @@ fn a_refused_connection_is_retried_visibly_and_counted() {
         1,
         &[
             &format!("cannot reach 127.0.0.1:{port} (3 attempts)"),
-            "retry 2 of 2",
+            "retry 2 in",
         ],
     );
     // -v: one line per request, with its method and URL.
@@ -298,7 +298,7 @@ fn a_refused_connection_is_retried_visibly_and_counted() {
         .count();
     assert!(requests >= 3, "{}", r.stderr);
     assert!(r.stderr.contains(&format!(
-        "debug: GET https://127.0.0.1:{port}/v2/x/y/manifests/1 -> failed"
+        "debug: GET https://127.0.0.1:{port}/v2/x/y/manifests/1 -> no response"
     )));
     // Without a terminal and without -v, retries are silent: only the error.
     let r = Env::new().run(&["--retry-times", "1", &image, "-o", "/dev/null"]);

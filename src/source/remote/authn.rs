@@ -18,6 +18,7 @@
 //!
 //! Secrets live only in [`Credentials`], whose `Debug` hides them, and in request headers.
 
+use crate::events::Observer;
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use std::fmt;
@@ -323,16 +324,11 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
 
 /// A file the user did not name (found in its usual place): if it cannot be read, a pull
 /// that needs no credentials still works, so that is a warning, not an error.
-fn read_json_implicit(path: &Path) -> Option<serde_json::Value> {
+fn read_json_implicit(path: &Path, observer: &dyn Observer) -> Option<serde_json::Value> {
     read_json(path).unwrap_or_else(|e| {
-        warn(&format!("ignoring {e:#}"));
+        crate::events::warn(observer, format!("ignoring {e:#}"));
         None
     })
-}
-
-/// Library warnings go through here, one place to reroute.
-fn warn(text: &str) {
-    eprintln!("oci2wsl: warning: {}", crate::terminal::printable(text));
 }
 
 /// The result of a lookup: the credentials found, and a helper that should have been asked
@@ -438,6 +434,7 @@ pub fn lookup(
     authfile: Option<&Path>,
     registry: &str,
     repository: &str,
+    observer: &dyn Observer,
 ) -> Result<Found> {
     let found = |c: Option<Credentials>| Found {
         credentials: c,
@@ -465,7 +462,7 @@ pub fn lookup(
         let json = if i < implicit {
             read_json(f)?
         } else {
-            read_json_implicit(f)
+            read_json_implicit(f, observer)
         };
         if let Some(v) = json {
             if let Some(auths) = v.get("auths").and_then(|a| a.as_object()) {
@@ -480,7 +477,7 @@ pub fn lookup(
     let Some(path) = docker_config_path() else {
         return Ok(found(None));
     };
-    let Some(config) = read_json_implicit(&path) else {
+    let Some(config) = read_json_implicit(&path, observer) else {
         return Ok(found(None));
     };
     let mut unavailable_helper = None;
@@ -488,7 +485,7 @@ pub fn lookup(
         match from_helper(helper, registry) {
             Err(e) if e.is::<HelperNotRunnable>() => {
                 let why = format!("{e} ({key} in {})", path.display());
-                warn(&format!("{why}; continuing without credentials"));
+                crate::events::warn(observer, format!("{why}; continuing without credentials"));
                 unavailable_helper = Some(why);
                 Ok(None)
             }
@@ -555,10 +552,16 @@ mod tests {
             format!(r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{auth}"}},"reg.io/team":{{"auth":"{auth}"}},"tok.io":{{"identitytoken":"refresh"}}}}}}"#),
         )
         .unwrap();
-        let hub = lookup(None, Some(&file), "docker.io", "library/postgres")
-            .unwrap()
-            .credentials
-            .unwrap();
+        let hub = lookup(
+            None,
+            Some(&file),
+            "docker.io",
+            "library/postgres",
+            &crate::events::Silent,
+        )
+        .unwrap()
+        .credentials
+        .unwrap();
         assert_eq!(
             hub,
             Credentials::Basic {
@@ -566,21 +569,33 @@ mod tests {
                 password: "s3cret".into()
             }
         );
-        assert!(lookup(None, Some(&file), "reg.io", "team/app")
-            .unwrap()
-            .credentials
-            .is_some());
+        assert!(lookup(
+            None,
+            Some(&file),
+            "reg.io",
+            "team/app",
+            &crate::events::Silent
+        )
+        .unwrap()
+        .credentials
+        .is_some());
         assert_eq!(
-            lookup(None, Some(&file), "tok.io", "x")
+            lookup(None, Some(&file), "tok.io", "x", &crate::events::Silent)
                 .unwrap()
                 .credentials,
             Some(Credentials::IdentityToken("refresh".into()))
         );
         let explicit = Credentials::parse_creds("bob:pw").unwrap();
         assert_eq!(
-            lookup(Some(&explicit), Some(&file), "docker.io", "x")
-                .unwrap()
-                .credentials,
+            lookup(
+                Some(&explicit),
+                Some(&file),
+                "docker.io",
+                "x",
+                &crate::events::Silent
+            )
+            .unwrap()
+            .credentials,
             Some(explicit.clone())
         );
         assert!(!format!("{explicit:?}").contains("pw"));

@@ -6,6 +6,7 @@
 use super::authn::{self, Credentials};
 use super::challenge::{self, Challenge};
 use super::RegistryOptions;
+use crate::events::{Event, SharedObserver};
 use crate::terminal::printable;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
@@ -43,6 +44,8 @@ pub struct Client {
     /// A credential helper that should have been asked but could not be run, and where it
     /// was named: said when the registry then wants credentials.
     unavailable_helper: Option<String>,
+    /// Hears of retries, requests and warnings.
+    observer: SharedObserver,
     /// The registry host itself is listed in `--insecure-registry`.
     insecure: bool,
     /// "https" or "http", decided by the first request.
@@ -273,11 +276,6 @@ impl<R: Read> Read for StallGuard<R> {
     }
 }
 
-/// Messages from the library go through here: one place to reroute them.
-fn note(text: &str) {
-    eprintln!("oci2wsl: {text}");
-}
-
 /// The name does not exist (NXDOMAIN), as opposed to a resolver that did not answer: no
 /// retry makes it exist.
 fn is_unknown_host(e: &ureq::Error) -> bool {
@@ -375,6 +373,7 @@ impl Client {
         api_host: &str,
         repository: &str,
         opts: &RegistryOptions,
+        observer: SharedObserver,
     ) -> Result<Client> {
         let found = if opts.no_creds {
             authn::Found::default()
@@ -384,6 +383,7 @@ impl Client {
                 opts.authfile.as_deref(),
                 registry,
                 repository,
+                observer.as_ref(),
             )?
         };
         let insecure = opts
@@ -397,19 +397,14 @@ impl Client {
                 .any(|r| h.as_str() == *r || h.as_str() == host_of(r))
         };
         if !listed.is_empty() && !listed.iter().any(names_registry) {
-            note(&format!(
-                "warning: --insecure-registry {} does not name {registry}, so it changes nothing for it (give the registry's host, or host:port, as the image reference writes it)",
+            crate::events::warn(observer.as_ref(), format!(
+                "--insecure-registry {} does not name {registry}, so it changes nothing for it (give the registry's host, or host:port, as the image reference writes it)",
                 listed.iter().map(|h| printable(h).into_owned()).collect::<Vec<_>>().join(", ")
             ));
         }
         let mut opts = opts.clone();
         if opts.tls_verify {
             let found = super::certs::ca_files(opts.cert_dir.as_deref(), &[registry, api_host])?;
-            if opts.debug {
-                for file in &found {
-                    note(&format!("debug: trusting the CA file {}", file.display()));
-                }
-            }
             opts.ca_files.extend(found);
         }
         let stall = match std::env::var("OCI2WSL_STALL_TIMEOUT") {
@@ -430,6 +425,7 @@ impl Client {
             repository: repository.to_string(),
             credentials: found.credentials,
             unavailable_helper: found.unavailable_helper,
+            observer,
             insecure,
             scheme: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
@@ -442,20 +438,19 @@ impl Client {
         self.opts.retry_times.saturating_add(1)
     }
 
-    /// A retry, said on a terminal (and with `-v`): a run that waits shows why.
+    /// A retry, for the observer (the CLI shows it on a terminal and with `-v`): a run that
+    /// waits says why.
     fn note_retry(&self, what: &str, cause: &str, wait: Duration, attempt: u32) {
-        if self.opts.progress || self.opts.debug {
-            note(&format!(
-                "{what} from {}: {cause}; retry {attempt} of {} in {:.1} s",
-                self.api_host,
-                self.opts.retry_times,
-                wait.as_secs_f32()
-            ));
-        }
+        self.observer.event(&Event::Retry {
+            what: format!("{what} from {}", self.api_host),
+            attempt,
+            reason: cause.to_string(),
+            wait,
+        });
     }
 
-    /// `-v`: one line per request. The query string is left out: a redirect to a CDN
-    /// carries its signature there.
+    /// One exchange, for the observer. The query string is left out: a redirect to a CDN
+    /// carries its signature there, and a token request its scope.
     fn log_request(
         &self,
         method: &str,
@@ -463,19 +458,12 @@ impl Client {
         outcome: Result<StatusCode, &ureq::Error>,
         took: Duration,
     ) {
-        if !self.opts.debug {
-            return;
-        }
-        let url = url.split(['?', '#']).next().unwrap_or(url);
-        let outcome = match outcome {
-            Ok(status) => status.to_string(),
-            Err(e) => format!("failed: {e}"),
-        };
-        note(&format!(
-            "debug: {method} {} -> {outcome} ({} ms)",
-            printable(url),
-            took.as_millis()
-        ));
+        self.observer.event(&Event::Request {
+            method: method.to_string(),
+            url: url.split(['?', '#']).next().unwrap_or(url).to_string(),
+            status: outcome.ok().map(|s| s.as_u16()),
+            elapsed: took,
+        });
     }
 
     /// Why the registry could not be reached, and what to do about it.
@@ -1130,7 +1118,14 @@ mod tests {
             insecure_registries: vec!["reg.io:5000".into(), "mirror.lan".into()],
             ..Default::default()
         };
-        let client = Client::new("reg.io:5000", "reg.io:5000", "a/b", &opts).unwrap();
+        let client = Client::new(
+            "reg.io:5000",
+            "reg.io:5000",
+            "a/b",
+            &opts,
+            crate::events::silent(),
+        )
+        .unwrap();
         // Plain http (a redirect or realm downgrade) only where --insecure-registry or
         // loopback allows it.
         assert!(client.plain_allowed("reg.io:5000"));
