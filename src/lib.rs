@@ -9,7 +9,8 @@
 //! - [`output`]: tar writing, compression and the atomic output file;
 //! - [`wsl`]: the image config as WSL configuration, and `wsl.exe --import`.
 //!
-//! [`pipeline::run`] wires them together. It reports progress and warnings to an
+//! [`pipeline::run`] wires them together; [`inspect::inspect`] resolves an image without
+//! reading its layers, to show what a conversion would do. It reports progress and warnings to an
 //! [`events::Observer`] the caller supplies, and fails with an [`error::Error`] whose
 //! [`error::ErrorKind`] is stable. `main.rs` (with `src/cli/`, the binary's own display)
 //! only parses the command line and shows events.
@@ -17,6 +18,7 @@
 pub mod error;
 pub mod events;
 pub mod image;
+pub mod inspect;
 pub mod layer;
 pub mod limits;
 pub mod output;

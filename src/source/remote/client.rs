@@ -6,6 +6,7 @@
 use super::authn::{self, Credentials};
 use super::challenge::{self, Challenge};
 use super::RegistryOptions;
+use crate::error::{tagged, ErrorKind};
 use crate::events::{Event, SharedObserver};
 use crate::terminal::printable;
 use anyhow::{anyhow, bail, Context, Result};
@@ -468,26 +469,33 @@ impl Client {
 
     /// Why the registry could not be reached, and what to do about it.
     fn unreachable(&self, what: &str, e: &ureq::Error, attempts: u32) -> anyhow::Error {
+        tagged(
+            ErrorKind::Network,
+            self.unreachable_message(what, e, attempts),
+        )
+    }
+
+    fn unreachable_message(&self, what: &str, e: &ureq::Error, attempts: u32) -> String {
         let host = &self.api_host;
         if is_certificate_error(e) {
-            return anyhow!("{what}: {host} answered, but its TLS certificate is not trusted ({e}); trust its CA with --ca-file FILE or --cert-dir DIR, or skip the check with --tls-verify=false (insecure)");
+            return format!("{what}: {host} answered, but its TLS certificate is not trusted ({e}); trust its CA with --ca-file FILE or --cert-dir DIR, or skip the check with --tls-verify=false (insecure)");
         }
         if is_unknown_host(e) {
-            return anyhow!(
+            return format!(
                 "{what}: there is no host {} (the name does not resolve; check its spelling)",
                 printable(host_of(host))
             );
         }
         let scheme = self.scheme.lock().unwrap().unwrap_or("https");
         if let Some((var, proxy)) = proxy_source(scheme, host, &env_var) {
-            return anyhow!("{what}: cannot reach the proxy {} (from {var}) on the way to {host}: {e}; fix or unset {var}, or exempt the host in NO_PROXY", printable(&proxy));
+            return format!("{what}: cannot reach the proxy {} (from {var}) on the way to {host}: {e}; fix or unset {var}, or exempt the host in NO_PROXY", printable(&proxy));
         }
         let tries = if attempts > 1 {
             format!(" ({attempts} attempts)")
         } else {
             String::new()
         };
-        anyhow!("{what}: cannot reach {host}{tries}: {e}")
+        format!("{what}: cannot reach {host}{tries}: {e}")
     }
 
     /// What to add to "authentication required": where credentials could have come from.
@@ -776,11 +784,14 @@ impl Client {
             if let (401, Some(host)) = (status.as_u16(), &redirected_to) {
                 // docker takes challenges only from the registry itself: a redirect target
                 // that asks for credentials gets none, nor a token exchanged on our behalf.
-                bail!(
-                    "{what}: {} (where {} redirected) asks for authentication; credentials go only to the registry",
-                    printable(host),
-                    self.what()
-                );
+                return Err(tagged(
+                    ErrorKind::Auth,
+                    format!(
+                        "{what}: {} (where {} redirected) asks for authentication; credentials go only to the registry",
+                        printable(host),
+                        self.what()
+                    ),
+                ));
             }
             match status.as_u16() {
                 401 => {
@@ -792,13 +803,19 @@ impl Client {
                     token_fetches += 1;
                     if token_fetches > MAX_TOKEN_FETCHES {
                         if self.credentials.is_none() {
-                            bail!(
-                                "authentication required for {} ({})",
-                                self.what(),
-                                self.credential_hint()
-                            );
+                            return Err(tagged(
+                                ErrorKind::Auth,
+                                format!(
+                                    "authentication required for {} ({})",
+                                    self.what(),
+                                    self.credential_hint()
+                                ),
+                            ));
                         }
-                        bail!("authentication failed for {} ({what})", self.what());
+                        return Err(tagged(
+                            ErrorKind::Auth,
+                            format!("authentication failed for {} ({what})", self.what()),
+                        ));
                     }
                     match challenge {
                         Some(c) if c.scheme == "bearer" => {
@@ -807,26 +824,36 @@ impl Client {
                         }
                         Some(c) if c.scheme == "basic" => {
                             let Some(header) = self.credentials.as_ref().and_then(|c| c.basic_header()) else {
-                                bail!("authentication required for {} ({})", self.what(), self.credential_hint());
+return Err(tagged(ErrorKind::Auth, format!("authentication required for {} ({})", self.what(), self.credential_hint())));
                             };
                             if auth.as_deref() == Some(header.as_str()) {
-                                bail!("authentication failed for {} (the registry refused the credentials)", self.what());
+                                return Err(tagged(ErrorKind::Auth, format!("authentication failed for {} (the registry refused the credentials)", self.what())));
                             }
                             self.tokens.lock().unwrap().insert(self.scope(), header);
                         }
-                        _ => bail!("authentication required for {} and the registry sent no usable challenge", self.what()),
+                        _ => return Err(tagged(ErrorKind::Auth, format!("authentication required for {} and the registry sent no usable challenge", self.what()))),
                     }
                 }
-                403 => bail!(
-                    "access denied to {} ({what}): {}",
-                    self.what(),
-                    registry_message(resp)
-                ),
-                404 => bail!(
-                    "{what} not found in {}: {}",
-                    self.what(),
-                    registry_message(resp)
-                ),
+                403 => {
+                    return Err(tagged(
+                        ErrorKind::Auth,
+                        format!(
+                            "access denied to {} ({what}): {}",
+                            self.what(),
+                            registry_message(resp)
+                        ),
+                    ))
+                }
+                404 => {
+                    return Err(tagged(
+                        ErrorKind::NotFound,
+                        format!(
+                            "{what} not found in {}: {}",
+                            self.what(),
+                            registry_message(resp)
+                        ),
+                    ))
+                }
                 416 if range_from > 0 => {
                     bail!("{what}: the registry refused to resume at byte {range_from}")
                 }
