@@ -335,6 +335,7 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
         registry: RegistryOptions {
             no_creds: cli.no_creds,
             retry_times: cli.retry_times,
+            log_requests: cli.verbose,
             creds: if cli.password_stdin && cli.image.ends_with(":-") {
                 anyhow::bail!(
                     "--password-stdin and an image read from standard input cannot share it"

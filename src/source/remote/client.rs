@@ -459,6 +459,9 @@ impl Client {
         outcome: Result<StatusCode, &ureq::Error>,
         took: Duration,
     ) {
+        if !self.opts.log_requests {
+            return;
+        }
         self.observer.event(&Event::Request {
             method: method.to_string(),
             url: url.split(['?', '#']).next().unwrap_or(url).to_string(),

@@ -40,6 +40,9 @@ pub struct RegistryOptions {
     pub no_creds: bool,
     /// Retries of a failed request (`--retry-times`), after its first attempt.
     pub retry_times: u32,
+    /// Report every request to the observer (`-v`): method, URL without its query, status,
+    /// time. Off, a front end's event stream stays free of them.
+    pub log_requests: bool,
     /// Blobs downloaded at once.
     pub parallel_downloads: usize,
 }
@@ -55,6 +58,7 @@ impl Default for RegistryOptions {
             insecure_registries: Vec::new(),
             no_creds: false,
             retry_times: client::DEFAULT_RETRIES,
+            log_requests: false,
             parallel_downloads: 3,
         }
     }
