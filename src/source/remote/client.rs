@@ -809,7 +809,7 @@ impl Client {
                             return Err(tagged(
                                 ErrorKind::Auth,
                                 format!(
-                                    "authentication required for {} ({})",
+                                    "authentication failed for {} ({what}): the registry wants credentials ({})",
                                     self.what(),
                                     self.credential_hint()
                                 ),
