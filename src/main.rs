@@ -9,7 +9,7 @@ use oci2wsl::image::platform::Platform;
 use oci2wsl::image::PlatformChoice;
 use oci2wsl::output::{self, Destination, OutputCompression};
 use oci2wsl::pipeline::{self, Options};
-use oci2wsl::source::remote::auth::Credentials;
+use oci2wsl::source::remote::authn::Credentials;
 use oci2wsl::source::remote::RegistryOptions;
 use oci2wsl::terminal::printable;
 use oci2wsl::wsl::{DistributionName, ImportOptions, WslOptions};
@@ -110,6 +110,10 @@ struct Cli {
     #[arg(long, value_name = "USER[:PASSWORD]")]
     creds: Option<String>,
 
+    /// Use no credentials at all: no auth file, no Docker config, no credential helper.
+    #[arg(long, conflicts_with_all = ["creds", "authfile", "password_stdin"])]
+    no_creds: bool,
+
     /// Read the registry password from standard input (with --creds USER). Without it,
     /// --creds USER alone asks for the password on the terminal.
     #[arg(long, requires = "creds")]
@@ -136,6 +140,16 @@ struct Cli {
     /// registries may always fall back to HTTP.
     #[arg(long, value_name = "HOST")]
     insecure_registry: Vec<String>,
+
+    /// Retries of a failed registry request (connection errors, 429, 5xx) before giving up.
+    #[arg(long, value_name = "N", default_value_t = oci2wsl::source::remote::client::DEFAULT_RETRIES,
+          value_parser = clap::value_parser!(u32).range(0..=20))]
+    retry_times: u32,
+
+    /// Log every registry request (method, URL without its query, status, time) and every
+    /// retry to standard error. Credentials, tokens and signed query strings are never logged.
+    #[arg(short, long, visible_alias = "debug")]
+    verbose: bool,
 
     /// The plain flattened file system: no /etc/wsl.conf user, no environment script, no
     /// image metadata.
@@ -191,7 +205,57 @@ struct Cli {
     wsl_exe: PathBuf,
 }
 
+/// Compressed-tar extensions this program does not write: an uncompressed tar under such a
+/// name would fool every reader that goes by the name.
+const UNWRITTEN_COMPRESSIONS: [(&str, &str); 10] = [
+    (".xz", "xz"),
+    (".txz", "xz"),
+    (".lzma", "lzma"),
+    (".bz2", "bzip2"),
+    (".tbz", "bzip2"),
+    (".tbz2", "bzip2"),
+    (".lz4", "lz4"),
+    (".lz", "lzip"),
+    (".z", "compress"),
+    (".7z", "7-Zip"),
+];
+
+/// The `-o` mistakes that are plain from the command line, refused before anything runs.
+fn check_output_argument(cli: &Cli) -> anyhow::Result<()> {
+    let Some(output) = cli.output.as_deref() else {
+        return Ok(());
+    };
+    if output.is_empty() {
+        anyhow::bail!("-o needs a file name (or - for standard output)");
+    }
+    if output == "-" {
+        if let Some(name) = &cli.import {
+            anyhow::bail!("--import {name} -o -: the tar goes into wsl --import, so nothing would reach standard output; leave out -o to stream the import, or name a file to keep");
+        }
+        return Ok(());
+    }
+    if std::path::Path::new(output).is_dir() {
+        anyhow::bail!(
+            "-o {output} is a directory; name a file in it, such as {}",
+            std::path::Path::new(output).join("rootfs.tar.gz").display()
+        );
+    }
+    if cli.compression.is_none() {
+        let lower = output.to_ascii_lowercase();
+        if let Some((ext, name)) = UNWRITTEN_COMPRESSIONS
+            .iter()
+            .find(|(ext, _)| lower.ends_with(ext))
+        {
+            anyhow::bail!("-o {output}: oci2wsl does not write {name} ({ext}); it writes .tar, .tar.gz, .tar.zst and .wsl (or pipe it: -o - | {name} > {output})");
+        }
+    }
+    Ok(())
+}
+
 fn options(cli: &Cli) -> anyhow::Result<Options> {
+    // What IMAGE names, and every mistake in it, is known before a password is asked for.
+    oci2wsl::reference::SourceRef::parse(&cli.image)?;
+    check_output_argument(cli)?;
     let destination = match cli.output.as_deref() {
         None | Some("-") => Destination::Stdout,
         Some(path) => Destination::File {
@@ -208,6 +272,9 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
     };
     let level = match cli.level {
         Some(level) => {
+            if compression == OutputCompression::None {
+                anyhow::bail!("--level {level}: the output is an uncompressed tar; name a compressed file (-o NAME.tar.gz, -o NAME.tar.zst) or add --compression gzip|zstd");
+            }
             compression.check_level(level)?;
             level
         }
@@ -266,6 +333,9 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
         jobs: jobs.max(1),
         max_expansion: cli.max_expansion,
         registry: RegistryOptions {
+            no_creds: cli.no_creds,
+            retry_times: cli.retry_times,
+            log_requests: cli.verbose,
             creds: if cli.password_stdin && cli.image.ends_with(":-") {
                 anyhow::bail!(
                     "--password-stdin and an image read from standard input cannot share it"
@@ -324,6 +394,52 @@ fn distribution_name(output: &str) -> Option<String> {
     })
 }
 
+/// What the display does not draw: a line per retry (on a terminal, or with `-v`) and, with
+/// `-v`, a line per request. Everything else goes on to the display.
+struct RunLog {
+    display: Arc<cli::progress::Display>,
+    retries: bool,
+    requests: bool,
+}
+
+impl Observer for RunLog {
+    fn event(&self, event: &Event) {
+        match event {
+            Event::Retry {
+                what,
+                attempt,
+                reason,
+                wait,
+            } => {
+                if self.retries {
+                    self.display.println(&format!(
+                        "oci2wsl: {}: {}; retry {attempt} in {:.1} s",
+                        printable(what),
+                        printable(reason),
+                        wait.as_secs_f32()
+                    ));
+                }
+            }
+            Event::Request {
+                method,
+                url,
+                status,
+                elapsed,
+            } => {
+                if self.requests {
+                    let status = status.map_or("no response".to_string(), |s| s.to_string());
+                    self.display.println(&format!(
+                        "oci2wsl: debug: {method} {} -> {status} ({} ms)",
+                        printable(url),
+                        elapsed.as_millis()
+                    ));
+                }
+            }
+            other => self.display.event(other),
+        }
+    }
+}
+
 /// `--inspect`: resolve the image and print what converting it would do.
 fn inspect(
     cli: &Cli,
@@ -376,8 +492,17 @@ fn inspect(
                 Some(json) => json.error(&e),
                 None => eprintln!("oci2wsl: error: {}", printable(&e.to_string())),
             }
-            ExitCode::from(1)
+            ExitCode::from(exit_code(e.kind()))
         }
+    }
+}
+
+/// Exit status: 2 for a wrong command line (as clap's own errors), 1 for any other failure.
+fn exit_code(kind: ErrorKind) -> u8 {
+    if kind == ErrorKind::Usage {
+        2
+    } else {
+        1
     }
 }
 
@@ -419,9 +544,14 @@ fn main() -> ExitCode {
         ProgressArg::None | ProgressArg::Json => cli::progress::Mode::None,
     };
     let display = Arc::new(cli::progress::Display::new(cli.quiet, mode));
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let observer: Arc<dyn Observer> = match &json {
         Some(json) => json.clone(),
-        None => display.clone(),
+        None => Arc::new(RunLog {
+            display: display.clone(),
+            retries: (terminal && !cli.quiet) || cli.verbose,
+            requests: cli.verbose,
+        }),
     };
     if cli.inspect {
         return inspect(&cli, json.as_ref(), display.clone());
@@ -487,7 +617,7 @@ fn main() -> ExitCode {
                 Some(json) => json.error(&e),
                 None => eprintln!("oci2wsl: error: {}", printable(&e.to_string())),
             }
-            ExitCode::from(1)
+            ExitCode::from(exit_code(e.kind()))
         }
     }
 }

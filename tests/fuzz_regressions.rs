@@ -137,12 +137,14 @@ fn reference_docker_scheme_alone_is_empty() {
 /// Found by `reference`. `docker://oci:C:er://r$` is a registry name (`oci:C:er://r$`) that
 /// was printed without its scheme, and the printed form read back as an OCI layout: a
 /// summary or error naming the image named a different one. A registry name that would read
-/// back as another transport is now printed with `docker://`.
+/// back as another transport is now printed with `docker://`. Since issue 15 a registry
+/// name is checked by docker's grammar when it is parsed, and this one is refused there.
 #[test]
 fn reference_registry_name_printed_as_other_transport() {
     run("reference", "docker-scheme-then-oci");
-    let r = oci2wsl::reference::SourceRef::parse("docker://oci:C:er://r$").unwrap();
-    assert_eq!(r.to_string(), "docker://oci:C:er://r$");
+    assert!(oci2wsl::reference::SourceRef::parse("docker://oci:C:er://r$").is_err());
+    let r = oci2wsl::reference::SourceRef::parse("docker://dir:x").unwrap();
+    assert_eq!(r.to_string(), "docker://dir:x");
 }
 
 /// Issue 12 (a review, then the `wsl` target). An image whose `created` is

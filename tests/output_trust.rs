@@ -347,7 +347,13 @@ fn import_to_a_fifo_is_refused_before_the_image_is_read() {
         "-o",
         fifo.to_str().unwrap(),
     ]);
-    r.assert_failure(&["--import demo", "regular file"]);
+    // A command-line error: exit 2, before the source is even looked at.
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("--import demo") && r.stderr.contains("regular file"),
+        "{}",
+        r.stderr
+    );
     assert!(!r.stderr.contains("no-such-layout"), "{}", r.stderr);
     assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
 }

@@ -53,9 +53,18 @@ fn oci2wsl(args: &[&str], envs: &[(&str, &Path)]) -> Output {
 
 /// Runs oci2wsl, expects exit 1, no output and a one-line error; returns the error.
 fn failure(args: &[&str]) -> String {
+    failure_with_code(args, 1)
+}
+
+/// A command line that is wrong in itself: exit 2, one error line, which is returned.
+fn usage_failure(args: &[&str]) -> String {
+    failure_with_code(args, 2)
+}
+
+fn failure_with_code(args: &[&str], code: i32) -> String {
     let o = oci2wsl(args, &[]);
     let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(o.status.code(), Some(code), "{err}");
     assert!(o.stdout.is_empty());
     assert_eq!(err.lines().count(), 1, "{err}");
     err
@@ -661,9 +670,9 @@ fn a_wsl_files_name_can_be_chosen_and_its_conf_is_never_left_out() {
     ] {
         let mut all = vec![layout.as_str(), "-o", out, "--force"];
         all.extend(args);
-        assert!(failure(&all).contains(want), "{all:?}");
+        assert!(usage_failure(&all).contains(want), "{all:?}");
     }
-    let err = failure(&[&layout, "--distribution-name", "pg"]);
+    let err = usage_failure(&[&layout, "--distribution-name", "pg"]);
     assert!(
         err.contains("only a .wsl file (-o NAME.wsl) carries a distribution name"),
         "{err}"

@@ -1370,8 +1370,8 @@ pub fn run_reference(data: &[u8]) -> Result<(), String> {
     let Ok(text) = std::str::from_utf8(data) else {
         return Ok(());
     };
+    use oci2wsl::reference::registry::RegistryRef;
     use oci2wsl::reference::SourceRef;
-    use oci2wsl::source::remote::reference::RegistryRef;
     if let Ok(r) = SourceRef::parse(text) {
         // `docker://docker://x` is `Registry("docker://x")`, printed without the first
         // prefix; harmless (the registry parser strips the second), so not checked.
@@ -1409,7 +1409,7 @@ pub fn run_www_authenticate(data: &[u8]) -> Result<(), String> {
     let Ok(text) = std::str::from_utf8(data) else {
         return Ok(());
     };
-    use oci2wsl::source::remote::auth::parse_challenge;
+    use oci2wsl::source::remote::challenge::parse_challenge;
     let Some(c) = parse_challenge(text) else {
         return Ok(());
     };

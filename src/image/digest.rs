@@ -233,8 +233,9 @@ impl<R: Read> Read for VerifyingReader<R> {
         if let Some((max, why)) = &self.expected.max {
             if self.read > *max {
                 return Err(invalid(format!(
-                    "{} is larger than {max} bytes: {why}",
-                    self.expected.what
+                    "{} is larger than {}: {why}",
+                    self.expected.what,
+                    crate::terminal::human_size(*max)
                 )));
             }
         }
@@ -322,9 +323,6 @@ mod tests {
             what: "layer".into(),
         };
         let err = drain(VerifyingReader::new(&data[..], capped)).unwrap_err();
-        assert!(
-            err.to_string().contains("larger than 4 bytes: a bomb"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("larger than 4 B: a bomb"), "{err}");
     }
 }

@@ -151,11 +151,10 @@ pub fn parse_document(bytes: &[u8], declared: Option<&str>) -> Result<Document> 
     if raw.schema_version == Some(1) || raw.fs_layers.is_some() {
         bail!("Docker image manifest schema 1 (schemaVersion 1) is deprecated and not supported; re-push the image with a current client");
     }
-    if raw.schema_version != Some(2) {
-        bail!(
-            "manifest has schemaVersion {:?}; only 2 is supported",
-            raw.schema_version
-        );
+    match raw.schema_version {
+        Some(2) => {}
+        Some(v) => bail!("the manifest has schemaVersion {v}; only 2 is supported"),
+        None => bail!("the document has no schemaVersion, so it is no image manifest or index"),
     }
     let media_type = raw
         .media_type

@@ -55,7 +55,12 @@ impl OutputCompression {
             OutputCompression::Zstd => (1, 22),
         };
         if !(lo..=hi).contains(&level) {
-            bail!("--level {level} is out of range for {self:?} ({lo} to {hi})");
+            let name = if self == OutputCompression::Gzip {
+                "gzip"
+            } else {
+                "zstd"
+            };
+            bail!("--level {level} is out of range for {name} ({lo} to {hi})");
         }
         Ok(())
     }
@@ -437,7 +442,13 @@ impl Sink {
                         path.display()
                     )
                 } else {
-                    anyhow::Error::new(e).context(format!(
+                    // The OS's reason alone: tempfile's error names the temporary file,
+                    // which the user never asked for.
+                    let reason = e
+                        .raw_os_error()
+                        .map(io::Error::from_raw_os_error)
+                        .unwrap_or(e);
+                    anyhow::Error::new(reason).context(format!(
                         "moving the output into place at {}",
                         path.display()
                     ))

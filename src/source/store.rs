@@ -143,6 +143,9 @@ impl TarStore {
         let name = if path == "-" { "standard input" } else { path };
         let mut head = [0u8; 4];
         let n = read_up_to(&mut input, &mut head)?;
+        if n == 0 && path == "-" {
+            bail!("standard input is empty: pipe an archive in, as in docker save IMAGE | oci2wsl docker-archive:-");
+        }
         let mut input: Box<dyn Read> = Box::new(io::Cursor::new(head[..n].to_vec()).chain(input));
         input = match archive_compression(&head[..n]) {
             Some("gzip") => Box::new(flate2::read::MultiGzDecoder::new(input)),
@@ -165,6 +168,9 @@ impl TarStore {
     }
 
     fn index(file: File) -> Result<TarStore> {
+        if file.metadata()?.len() == 0 {
+            bail!("the file is empty (0 bytes)");
+        }
         let members = index_members(&file)?;
         if members.is_empty() {
             bail!("not a tar archive, or an empty one");

@@ -3,9 +3,11 @@
 //! downloads. Error messages name the registry, repository and what failed, and never carry
 //! a credential or a token.
 
-use super::auth::{self, Challenge, Credentials};
+use super::authn::{self, Credentials};
+use super::challenge::{self, Challenge};
 use super::RegistryOptions;
 use crate::error::{tagged, ErrorKind};
+use crate::events::{Event, SharedObserver};
 use crate::terminal::printable;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
@@ -16,8 +18,9 @@ use std::time::{Duration, Instant};
 use ureq::http::{Response, StatusCode};
 use ureq::Body;
 
-/// Attempts per request; the waits between them are `backoff` or a capped `Retry-After`.
-const MAX_ATTEMPTS: u32 = 6;
+/// Retries per request after its first attempt (`--retry-times`); the waits between
+/// attempts are `backoff` or a capped `Retry-After`.
+pub const DEFAULT_RETRIES: u32 = 5;
 const MAX_TOKEN_FETCHES: u32 = 2;
 /// Redirect hops followed per request (blob downloads go to S3 or a CDN this way).
 const MAX_REDIRECTS: u32 = 5;
@@ -39,6 +42,11 @@ pub struct Client {
     api_host: String,
     repository: String,
     credentials: Option<Credentials>,
+    /// A credential helper that should have been asked but could not be run, and where it
+    /// was named: said when the registry then wants credentials.
+    unavailable_helper: Option<String>,
+    /// Hears of retries, requests and warnings.
+    observer: SharedObserver,
     /// The registry host itself is listed in `--insecure-registry`.
     insecure: bool,
     /// "https" or "http", decided by the first request.
@@ -136,15 +144,26 @@ pub fn proxy_for(
     authority: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Option<String> {
+    proxy_source(scheme, authority, env).map(|(_, proxy)| proxy)
+}
+
+/// [`proxy_for`], with the variable the proxy came from (to name it in errors).
+pub fn proxy_source(
+    scheme: &str,
+    authority: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<(String, String)> {
     if is_loopback(authority) {
         return None;
     }
     let var = |name: &str| {
+        let lower = name.to_ascii_lowercase();
         env(name)
-            .or_else(|| env(&name.to_ascii_lowercase()))
-            .filter(|v| !v.trim().is_empty())
+            .map(|v| (name.to_string(), v))
+            .or_else(|| env(&lower).map(|v| (lower, v)))
+            .filter(|(_, v)| !v.trim().is_empty())
     };
-    if var("NO_PROXY").is_some_and(|np| no_proxy_matches(&np, authority)) {
+    if var("NO_PROXY").is_some_and(|(_, np)| no_proxy_matches(&np, authority)) {
         return None;
     }
     let by_scheme = if scheme == "https" {
@@ -258,6 +277,20 @@ impl<R: Read> Read for StallGuard<R> {
     }
 }
 
+/// The name does not exist (NXDOMAIN), as opposed to a resolver that did not answer: no
+/// retry makes it exist.
+fn is_unknown_host(e: &ureq::Error) -> bool {
+    if matches!(e, ureq::Error::HostNotFound) {
+        return true;
+    }
+    let text = e.to_string();
+    // glibc's EAI_NONAME, macOS's, and Windows' WSAHOST_NOT_FOUND (11001).
+    text.contains("Name or service not known")
+        || text.contains("nodename nor servname provided")
+        || text.contains("No such host is known")
+        || text.contains("os error 11001")
+}
+
 fn is_certificate_error(e: &ureq::Error) -> bool {
     let text = e.to_string().to_ascii_lowercase();
     text.contains("certificate") || text.contains("unknownissuer")
@@ -341,28 +374,39 @@ impl Client {
         api_host: &str,
         repository: &str,
         opts: &RegistryOptions,
+        observer: SharedObserver,
     ) -> Result<Client> {
-        let credentials = auth::lookup(
-            opts.creds.as_ref(),
-            opts.authfile.as_deref(),
-            registry,
-            repository,
-        )?;
+        let found = if opts.no_creds {
+            authn::Found::default()
+        } else {
+            authn::lookup(
+                opts.creds.as_ref(),
+                opts.authfile.as_deref(),
+                registry,
+                repository,
+                observer.as_ref(),
+            )?
+        };
         let insecure = opts
             .insecure_registries
             .iter()
             .any(|h| h == registry || h == api_host);
+        let listed: Vec<&String> = opts.insecure_registries.iter().collect();
+        let names_registry = |h: &&String| {
+            [registry, api_host]
+                .iter()
+                .any(|r| h.as_str() == *r || h.as_str() == host_of(r))
+        };
+        if !listed.is_empty() && !listed.iter().any(names_registry) {
+            crate::events::warn(observer.as_ref(), format!(
+                "--insecure-registry {} does not name {registry}, so it changes nothing for it (give the registry's host, or host:port, as the image reference writes it)",
+                listed.iter().map(|h| printable(h).into_owned()).collect::<Vec<_>>().join(", ")
+            ));
+        }
         let mut opts = opts.clone();
-        if let Some(dir) = &opts.cert_dir {
-            // docker's certs.d layout: DIR/*.crt are CAs.
-            for entry in std::fs::read_dir(dir)
-                .with_context(|| format!("reading --cert-dir {}", dir.display()))?
-            {
-                let path = entry?.path();
-                if path.extension().is_some_and(|e| e == "crt") {
-                    opts.ca_files.push(path);
-                }
-            }
+        if opts.tls_verify {
+            let found = super::certs::ca_files(opts.cert_dir.as_deref(), &[registry, api_host])?;
+            opts.ca_files.extend(found);
         }
         let stall = match std::env::var("OCI2WSL_STALL_TIMEOUT") {
             Ok(v) => {
@@ -380,12 +424,90 @@ impl Client {
             registry: registry.to_string(),
             api_host: api_host.to_string(),
             repository: repository.to_string(),
-            credentials,
+            credentials: found.credentials,
+            unavailable_helper: found.unavailable_helper,
+            observer,
             insecure,
             scheme: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
             stall,
         })
+    }
+
+    /// Attempts per request: the first and `--retry-times` more.
+    fn attempts(&self) -> u32 {
+        self.opts.retry_times.saturating_add(1)
+    }
+
+    /// A retry, for the observer (the CLI shows it on a terminal and with `-v`): a run that
+    /// waits says why.
+    fn note_retry(&self, what: &str, cause: &str, wait: Duration, attempt: u32) {
+        self.observer.event(&Event::Retry {
+            what: format!("{what} from {}", self.api_host),
+            attempt,
+            reason: cause.to_string(),
+            wait,
+        });
+    }
+
+    /// One exchange, for the observer. The query string is left out: a redirect to a CDN
+    /// carries its signature there, and a token request its scope.
+    fn log_request(
+        &self,
+        method: &str,
+        url: &str,
+        outcome: Result<StatusCode, &ureq::Error>,
+        took: Duration,
+    ) {
+        if !self.opts.log_requests {
+            return;
+        }
+        self.observer.event(&Event::Request {
+            method: method.to_string(),
+            url: url.split(['?', '#']).next().unwrap_or(url).to_string(),
+            status: outcome.ok().map(|s| s.as_u16()),
+            elapsed: took,
+        });
+    }
+
+    /// Why the registry could not be reached, and what to do about it.
+    fn unreachable(&self, what: &str, e: &ureq::Error, attempts: u32) -> anyhow::Error {
+        tagged(
+            ErrorKind::Network,
+            self.unreachable_message(what, e, attempts),
+        )
+    }
+
+    fn unreachable_message(&self, what: &str, e: &ureq::Error, attempts: u32) -> String {
+        let host = &self.api_host;
+        if is_certificate_error(e) {
+            return format!("{what}: {host} answered, but its TLS certificate is not trusted ({e}); trust its CA with --ca-file FILE or --cert-dir DIR, or skip the check with --tls-verify=false (insecure)");
+        }
+        if is_unknown_host(e) {
+            return format!(
+                "{what}: there is no host {} (the name does not resolve; check its spelling)",
+                printable(host_of(host))
+            );
+        }
+        let scheme = self.scheme.lock().unwrap().unwrap_or("https");
+        if let Some((var, proxy)) = proxy_source(scheme, host, &env_var) {
+            return format!("{what}: cannot reach the proxy {} (from {var}) on the way to {host}: {e}; fix or unset {var}, or exempt the host in NO_PROXY", printable(&proxy));
+        }
+        let tries = if attempts > 1 {
+            format!(" ({attempts} attempts)")
+        } else {
+            String::new()
+        };
+        format!("{what}: cannot reach {host}{tries}: {e}")
+    }
+
+    /// What to add to "authentication required": where credentials could have come from.
+    fn credential_hint(&self) -> String {
+        match &self.unavailable_helper {
+            Some(helper) => format!("no credentials: {helper}; use --creds or fix the helper"),
+            None if self.opts.no_creds => "--no-creds was given".to_string(),
+            None => "use --creds, --authfile or docker login".to_string(),
+        }
     }
 
     /// The stall window of every body read (see `StallGuard`).
@@ -470,7 +592,15 @@ impl Client {
                 if let (Some(a), true) = (auth, at_registry) {
                     req = req.header("Authorization", a);
                 }
-                let resp = match req.call() {
+                let started = Instant::now();
+                let result = req.call();
+                self.log_request(
+                    "GET",
+                    &url,
+                    result.as_ref().map(|r| r.status()),
+                    started.elapsed(),
+                );
+                let resp = match result {
                     Ok(resp) => resp,
                     // A server that speaks TLS but whose certificate we do not trust is not a
                     // plain-HTTP server: say so rather than trying http and hiding the cause.
@@ -560,7 +690,8 @@ impl Client {
             .unwrap_or_else(|| self.scope());
         let service = challenge.params.get("service").cloned().unwrap_or_default();
         let agent = self.agent_for(realm)?;
-        let resp = match &self.credentials {
+        let started = Instant::now();
+        let result = match &self.credentials {
             Some(Credentials::IdentityToken(refresh)) => agent.post(realm).send_form([
                 ("grant_type", "refresh_token"),
                 ("refresh_token", refresh.as_str()),
@@ -578,8 +709,20 @@ impl Client {
                 }
                 req.call()
             }
-        }
-        .map_err(|e| anyhow!("{}: cannot reach the token service: {e}", self.what()))?;
+        };
+        let method = if matches!(self.credentials, Some(Credentials::IdentityToken(_))) {
+            "POST"
+        } else {
+            "GET"
+        };
+        self.log_request(
+            method,
+            realm,
+            result.as_ref().map(|r| r.status()),
+            started.elapsed(),
+        );
+        let resp =
+            result.map_err(|e| anyhow!("{}: cannot reach the token service: {e}", self.what()))?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             bail!(
@@ -626,19 +769,14 @@ impl Client {
                 Err(e) => {
                     attempt += 1;
                     let permanent = is_certificate_error(&e)
-                        || matches!(
-                            e,
-                            ureq::Error::Tls(_)
-                                | ureq::Error::BadUri(_)
-                                | ureq::Error::HostNotFound
-                        );
-                    if attempt >= MAX_ATTEMPTS || permanent {
-                        return Err(tagged(
-                            ErrorKind::Network,
-                            format!("{what}: cannot reach {}: {e}", self.api_host),
-                        ));
+                        || is_unknown_host(&e)
+                        || matches!(e, ureq::Error::Tls(_) | ureq::Error::BadUri(_));
+                    if attempt >= self.attempts() || permanent {
+                        return Err(self.unreachable(what, &e, attempt));
                     }
-                    std::thread::sleep(backoff(attempt));
+                    let wait = backoff(attempt);
+                    self.note_retry(what, &e.to_string(), wait, attempt);
+                    std::thread::sleep(wait);
                     continue;
                 }
             };
@@ -664,9 +802,19 @@ impl Client {
                         .headers()
                         .get("www-authenticate")
                         .and_then(|h| h.to_str().ok())
-                        .and_then(auth::parse_challenge);
+                        .and_then(challenge::parse_challenge);
                     token_fetches += 1;
                     if token_fetches > MAX_TOKEN_FETCHES {
+                        if self.credentials.is_none() {
+                            return Err(tagged(
+                                ErrorKind::Auth,
+                                format!(
+                                    "authentication failed for {} ({what}): the registry wants credentials ({})",
+                                    self.what(),
+                                    self.credential_hint()
+                                ),
+                            ));
+                        }
                         return Err(tagged(
                             ErrorKind::Auth,
                             format!("authentication failed for {} ({what})", self.what()),
@@ -679,7 +827,7 @@ impl Client {
                         }
                         Some(c) if c.scheme == "basic" => {
                             let Some(header) = self.credentials.as_ref().and_then(|c| c.basic_header()) else {
-                                return Err(tagged(ErrorKind::Auth, format!("authentication required for {} (use --creds, --authfile or docker login)", self.what())));
+return Err(tagged(ErrorKind::Auth, format!("authentication required for {} ({})", self.what(), self.credential_hint())));
                             };
                             if auth.as_deref() == Some(header.as_str()) {
                                 return Err(tagged(ErrorKind::Auth, format!("authentication failed for {} (the registry refused the credentials)", self.what())));
@@ -714,7 +862,7 @@ impl Client {
                 }
                 429 | 500..=599 => {
                     attempt += 1;
-                    if attempt >= MAX_ATTEMPTS {
+                    if attempt >= self.attempts() {
                         bail!(
                             "{what}: {} kept answering {status} after {attempt} attempts",
                             self.api_host
@@ -722,6 +870,7 @@ impl Client {
                     }
                     let wait = retry_after(&resp).unwrap_or_else(|| backoff(attempt));
                     drop(resp);
+                    self.note_retry(what, &format!("answered {status}"), wait, attempt);
                     std::thread::sleep(wait);
                 }
                 _ => bail!(
@@ -769,10 +918,12 @@ impl Client {
                 Ok(_) => return Ok((body, media, digest)),
                 Err(e) => {
                     attempt += 1;
-                    if attempt >= MAX_ATTEMPTS {
+                    if attempt >= self.attempts() {
                         bail!("{what} of {}: {e}", self.what());
                     }
-                    std::thread::sleep(backoff(attempt));
+                    let wait = backoff(attempt);
+                    self.note_retry(what, &e.to_string(), wait, attempt);
+                    std::thread::sleep(wait);
                 }
             }
         }
@@ -997,7 +1148,14 @@ mod tests {
             insecure_registries: vec!["reg.io:5000".into(), "mirror.lan".into()],
             ..Default::default()
         };
-        let client = Client::new("reg.io:5000", "reg.io:5000", "a/b", &opts).unwrap();
+        let client = Client::new(
+            "reg.io:5000",
+            "reg.io:5000",
+            "a/b",
+            &opts,
+            crate::events::silent(),
+        )
+        .unwrap();
         // Plain http (a redirect or realm downgrade) only where --insecure-registry or
         // loopback allows it.
         assert!(client.plain_allowed("reg.io:5000"));

@@ -7,9 +7,10 @@
 //! download; its reader ends only when the download has verified the whole blob, and fails
 //! when the download does. The emit pass reads the finished spools.
 
-pub mod auth;
+pub mod authn;
+pub mod certs;
+pub mod challenge;
 pub mod client;
-pub mod reference;
 
 use super::store::{read_at, write_at, BlobReader, ConsumingReader, PositionedReader};
 use super::ImageSource;
@@ -17,10 +18,10 @@ use crate::events::{Event, Observer, Phase, SharedObserver, PROGRESS_STEP};
 use crate::image::digest::{Digest, Hasher};
 use crate::image::manifest::{self, Descriptor, MAX_JSON_SIZE};
 use crate::image::{self, Image, JsonFetcher, Layer, PlatformChoice};
+use crate::reference::registry::RegistryRef;
 use anyhow::{anyhow, bail, Context, Result};
-use auth::Credentials;
+use authn::Credentials;
 use client::Client;
-use reference::RegistryRef;
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
@@ -35,6 +36,13 @@ pub struct RegistryOptions {
     pub ca_files: Vec<PathBuf>,
     pub cert_dir: Option<PathBuf>,
     pub insecure_registries: Vec<String>,
+    /// `--no-creds`: consult no credential source at all.
+    pub no_creds: bool,
+    /// Retries of a failed request (`--retry-times`), after its first attempt.
+    pub retry_times: u32,
+    /// Report every request to the observer (`-v`): method, URL without its query, status,
+    /// time. Off, a front end's event stream stays free of them.
+    pub log_requests: bool,
     /// Blobs downloaded at once.
     pub parallel_downloads: usize,
 }
@@ -48,6 +56,9 @@ impl Default for RegistryOptions {
             ca_files: Vec::new(),
             cert_dir: None,
             insecure_registries: Vec::new(),
+            no_creds: false,
+            retry_times: client::DEFAULT_RETRIES,
+            log_requests: false,
             parallel_downloads: 3,
         }
     }
@@ -120,6 +131,7 @@ impl RegistrySource {
             reference.api_host(),
             &reference.repository,
             opts,
+            observer.clone(),
         )?;
         Ok(RegistrySource {
             reference,

@@ -1,11 +1,21 @@
-//! Image references: which transport a user named and what it points at.
+//! What the user typed as IMAGE: which transport it names and what that points at, and the
+//! mistakes people make when naming one (a bare path, a URL, a transport in capitals).
 //!
 //! The forms follow skopeo's transports (`oci:`, `oci-archive:`, `docker-archive:`), so a
-//! command line that works with `skopeo copy` names the same image here.
+//! command line that works with `skopeo copy` names the same image here. The line between
+//! the two parsers: this module decides what kind of reference the text is and refuses what
+//! is no reference at all; [`registry`] reads a registry name by docker's grammar (default
+//! registry, `library/`, tag or digest). Every error of either comes before anything runs.
+
+pub mod registry;
 
 use crate::image::digest::Digest;
 use anyhow::{bail, Result};
 use std::fmt;
+use std::path::Path;
+
+/// The transports, as they must be written: their names are case-sensitive, as skopeo's.
+pub const TRANSPORTS: &str = "oci:, oci-archive:, docker-archive:, docker-daemon: and docker://";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selector {
@@ -69,11 +79,178 @@ impl SourceRef {
                 );
             }
         }
-        let name = text.strip_prefix("docker://").unwrap_or(text);
+        let name = match text.strip_prefix("docker://") {
+            Some(name) => name,
+            None => {
+                refuse_what_is_no_registry_name(text)?;
+                text
+            }
+        };
         if name.is_empty() {
             bail!("empty image reference");
         }
+        registry::RegistryRef::parse(name)?;
         Ok(SourceRef::Registry(name.to_string()))
+    }
+}
+
+/// The text is no transport and is about to be read as a registry name: refuse what a user
+/// meant as something else, saying what to type instead. `docker://` in front skips this.
+fn refuse_what_is_no_registry_name(text: &str) -> Result<()> {
+    let lower = text.to_ascii_lowercase();
+    for scheme in ["https://", "http://"] {
+        if lower.starts_with(scheme) {
+            let rest = &text[scheme.len()..];
+            let suggestion = docker_hub_page(rest)
+                .unwrap_or_else(|| rest.trim_end_matches('/').replacen("/v2/", "/", 1));
+            bail!("{text} is a URL, not an image reference: write HOST/REPOSITORY[:TAG] without the scheme, as in {suggestion}");
+        }
+    }
+    if let Some(suggestion) = docker_hub_page(text) {
+        bail!("{text} is a Docker Hub web page, not an image reference: write {suggestion}");
+    }
+    if let Some(kind) = PathKind::of(text) {
+        bail!("{}", kind.advice(text));
+    }
+    if let Some((prefix, rest)) = text.split_once(':') {
+        let scheme_like = !prefix.is_empty()
+            && prefix.starts_with(|c: char| c.is_ascii_alphabetic())
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+.-_".contains(c));
+        let known = [
+            "oci",
+            "oci-archive",
+            "docker-archive",
+            "docker-daemon",
+            "docker",
+        ]
+        .into_iter()
+        .find(|t| t.eq_ignore_ascii_case(prefix));
+        if let Some(known) = known.filter(|_| scheme_like && prefix != prefix.to_ascii_lowercase())
+        {
+            let written = if known == "docker" {
+                "docker://"
+            } else {
+                &format!("{known}:")
+            };
+            bail!("unknown transport {prefix}: transport names are case-sensitive: write {written}{} (the transports are {TRANSPORTS})", rest.trim_start_matches("//"));
+        }
+        // A registry name has a port (digits, then `/` or the end) or a tag (no `/`) after
+        // its first colon; a path or `//` there means a transport this program lacks.
+        let path_follows = rest.starts_with(['/', '\\', '.', '~']);
+        if scheme_like && !prefix.contains('.') && path_follows {
+            bail!("unknown transport {prefix}: (transport names are case-sensitive; the transports are {TRANSPORTS})");
+        }
+    }
+    Ok(())
+}
+
+/// `hub.docker.com/_/postgres` or `hub.docker.com/r/bitnami/redis[/tags]`: the reference
+/// that page is about.
+fn docker_hub_page(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("hub.docker.com/")
+        .or_else(|| lower.strip_prefix("www.hub.docker.com/"))?;
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    match parts.as_slice() {
+        ["_", name, ..] => Some(name.to_string()),
+        ["r", namespace, name, ..] => Some(format!("{namespace}/{name}")),
+        _ => Some("NAME[:TAG] (the name the page shows after docker pull)".to_string()),
+    }
+}
+
+/// What a bare path given as IMAGE points at, as far as its first bytes tell.
+#[derive(Debug, PartialEq, Eq)]
+enum PathKind {
+    Missing,
+    OciLayout,
+    OtherDirectory,
+    DockerArchive,
+    OciArchive,
+    CompressedArchive,
+    OtherFile,
+}
+
+impl PathKind {
+    /// `None`: the text is no path (or names nothing that could be an image, and reads as a
+    /// registry name). Path syntax (`./`, `/`, `~`, `C:\`, a backslash) is always a path;
+    /// a plain name is one only when a file or directory of that name holds an image.
+    fn of(text: &str) -> Option<PathKind> {
+        let b = text.as_bytes();
+        let drive = b.len() >= 3
+            && b[0].is_ascii_alphabetic()
+            && b[1] == b':'
+            && (b[2] == b'\\' || b[2] == b'/');
+        let path_syntax = drive
+            || text.starts_with(['/', '~', '\\'])
+            || text.starts_with("./")
+            || text.starts_with("../")
+            || text.starts_with(".\\")
+            || text.starts_with("..\\")
+            || text.contains('\\');
+        let path = Path::new(text);
+        let kind = match std::fs::metadata(path) {
+            Err(_) => PathKind::Missing,
+            Ok(m) if m.is_dir() => {
+                if path.join("oci-layout").is_file() || path.join("index.json").is_file() {
+                    PathKind::OciLayout
+                } else {
+                    PathKind::OtherDirectory
+                }
+            }
+            Ok(_) => sniff_archive(path),
+        };
+        match kind {
+            _ if path_syntax => Some(kind),
+            PathKind::OciLayout
+            | PathKind::DockerArchive
+            | PathKind::OciArchive
+            | PathKind::CompressedArchive => Some(kind),
+            _ => None,
+        }
+    }
+
+    fn advice(&self, text: &str) -> String {
+        let need = "a local image needs its transport";
+        match self {
+            PathKind::Missing => format!("{text} looks like a path, and there is no such file or directory; {need}: docker-archive:FILE (docker save), oci-archive:FILE or oci:DIR"),
+            PathKind::OciLayout => format!("{text} is an OCI layout directory, not an image reference: write oci:{text}"),
+            PathKind::OtherDirectory => format!("{text} is a directory without an oci-layout file, so not an OCI layout; {need}: oci:DIR for a layout, docker-archive:FILE or oci-archive:FILE for a tar"),
+            PathKind::DockerArchive => format!("{text} is a docker save archive, not an image reference: write docker-archive:{text}"),
+            PathKind::OciArchive => format!("{text} is an OCI layout in a tar, not an image reference: write oci-archive:{text}"),
+            PathKind::CompressedArchive => format!("{text} is a compressed archive, not an image reference: write docker-archive:{text} for docker save output, oci-archive:{text} for an OCI layout"),
+            PathKind::OtherFile => format!("{text} is a file that holds no image archive (no manifest.json, no index.json); {need}: docker-archive:FILE, oci-archive:FILE or oci:DIR"),
+        }
+    }
+}
+
+/// Which image archive a file is: the member names of a plain tar decide (`manifest.json`
+/// is docker save's, which newer dockers write next to an OCI `index.json`); a compressed
+/// file is not opened further, as that could mean inflating gigabytes to say one line.
+fn sniff_archive(path: &Path) -> PathKind {
+    use crate::source::store::BlobStore;
+    let mut head = [0u8; 4];
+    let read = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head));
+    match read {
+        Ok(4) if head.starts_with(&[0x1f, 0x8b]) || head == [0x28, 0xb5, 0x2f, 0xfd] => {
+            return PathKind::CompressedArchive
+        }
+        Ok(_) => {}
+        Err(_) => return PathKind::OtherFile,
+    }
+    let Ok(store) = crate::source::store::TarStore::open(&path.to_string_lossy()) else {
+        return PathKind::OtherFile;
+    };
+    let has = |name: &str| store.open(name).ok().flatten().is_some();
+    if has("manifest.json") {
+        PathKind::DockerArchive
+    } else if has("index.json") || has("oci-layout") {
+        PathKind::OciArchive
+    } else {
+        PathKind::OtherFile
     }
 }
 
@@ -282,17 +459,48 @@ mod tests {
     fn printed_registry_names_read_back_as_registry_names() {
         for text in [
             "postgres:16",
-            "docker://oci:x:y",
+            "docker://docker:latest",
+            "docker://localhost:5000/a",
             "docker://docker://x",
             "docker://dir:x",
         ] {
             let r = SourceRef::parse(text).unwrap();
             assert_eq!(SourceRef::parse(&r.to_string()).unwrap(), r, "{text}");
         }
+        // Named like another transport, these are no registry names either: refused when
+        // parsed, rather than printed in a form that reads back as something else.
+        for text in ["docker://oci:x:y", "docker://oci-archive:/x"] {
+            assert!(SourceRef::parse(text).is_err(), "{text}");
+        }
         assert_eq!(
             SourceRef::parse("postgres:16").unwrap().to_string(),
             "postgres:16"
         );
+    }
+
+    #[test]
+    fn what_is_no_registry_name_is_refused_with_what_to_write() {
+        let err = |text: &str| SourceRef::parse(text).unwrap_err().to_string();
+        assert!(err("Oci-Archive:x.tar").contains("write oci-archive:x.tar"));
+        assert!(err("DOCKER://postgres").contains("write docker://postgres"));
+        assert!(err("oci-layout:/x").contains("unknown transport oci-layout:"));
+        assert!(err("containers-storage:x").contains("not supported"));
+        assert!(err("https://reg.io/v2/a/b/").contains("as in reg.io/a/b"));
+        assert!(err("hub.docker.com/r/bitnami/redis").contains("write bitnami/redis"));
+        assert!(err("./x.tar").contains("no such file"));
+        assert!(err(".\\x.tar").contains("no such file"));
+        // Ports, tags and a registry image called `docker` stay registry names.
+        for ok in [
+            "localhost:5000/a",
+            "reg.io:443/a/b:1",
+            "docker:latest",
+            "app:v1.0",
+        ] {
+            assert!(
+                matches!(SourceRef::parse(ok), Ok(SourceRef::Registry(_))),
+                "{ok}"
+            );
+        }
     }
 
     #[test]

@@ -1,18 +1,26 @@
-//! Where registry credentials come from, and the `WWW-Authenticate` challenge.
+//! Where registry credentials come from (go-containerregistry's `authn`): the command
+//! line, auth files, Docker's config and its credential helpers. How they are presented to
+//! a registry (the `WWW-Authenticate` challenge and the token exchange) is the transport's:
+//! [`super::challenge`] and [`super::client`].
 //!
-//! Precedence, first match wins (as podman/skopeo, then docker):
+//! Precedence, first match wins (as podman/skopeo, then docker; `--no-creds` skips all):
 //! 1. `--creds USER:PASS`
 //! 2. `--authfile FILE`
 //! 3. `$REGISTRY_AUTH_FILE`
-//! 4. `$XDG_RUNTIME_DIR/containers/auth.json`
-//! 5. Docker's `config.json` (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`):
+//! 4. `$XDG_RUNTIME_DIR/containers/auth.json` (podman's primary file on Linux)
+//! 5. `$XDG_CONFIG_HOME/containers/auth.json`, else `~/.config/containers/auth.json`
+//!    (podman's primary file on Windows and macOS, its second everywhere)
+//! 6. Docker's `config.json` (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`):
 //!    `credHelpers[registry]`, then `credsStore`, then `auths[registry]`.
+//!
+//! A credential helper that cannot be run (Docker Desktop's `desktop.exe`, named in a WSL
+//! user's config, without Docker Desktop) is a warning: an anonymous pull needs no helper.
 //!
 //! Secrets live only in [`Credentials`], whose `Debug` hides them, and in request headers.
 
+use crate::events::Observer;
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
-use std::collections::HashMap;
 use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -316,12 +324,33 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
 
 /// A file the user did not name (found in its usual place): if it cannot be read, a pull
 /// that needs no credentials still works, so that is a warning, not an error.
-fn read_json_implicit(path: &Path) -> Option<serde_json::Value> {
+fn read_json_implicit(path: &Path, observer: &dyn Observer) -> Option<serde_json::Value> {
     read_json(path).unwrap_or_else(|e| {
-        eprintln!("oci2wsl: warning: ignoring {e:#}");
+        crate::events::warn(observer, format!("ignoring {e:#}"));
         None
     })
 }
+
+/// The result of a lookup: the credentials found, and a helper that should have been asked
+/// but could not be run (named in the error when the registry then wants credentials).
+#[derive(Debug, Default)]
+pub struct Found {
+    pub credentials: Option<Credentials>,
+    pub unavailable_helper: Option<String>,
+}
+
+/// A helper program that is missing or cannot be started, as opposed to one that ran and
+/// failed.
+#[derive(Debug)]
+struct HelperNotRunnable(String);
+
+impl fmt::Display for HelperNotRunnable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HelperNotRunnable {}
 
 /// Runs `docker-credential-NAME get` (the helper protocol Docker Desktop uses on Windows).
 fn from_helper(helper: &str, registry: &str) -> Result<Option<Credentials>> {
@@ -339,7 +368,12 @@ fn from_helper(helper: &str, registry: &str) -> Result<Option<Credentials>> {
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => bail!("credential helper {program} could not be run: {e}"),
+        Err(e) => {
+            return Err(HelperNotRunnable(format!(
+                "credential helper {program} could not be run: {e}"
+            ))
+            .into())
+        }
     };
     child.stdin.take().unwrap().write_all(server.as_bytes())?;
     let out = child.wait_with_output()?;
@@ -382,15 +416,32 @@ fn docker_config_path() -> Option<PathBuf> {
     Some(PathBuf::from(home).join(".docker").join("config.json"))
 }
 
+/// podman's per-user auth file outside `$XDG_RUNTIME_DIR`.
+fn containers_config_auth_file() -> Option<PathBuf> {
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"))?;
+            Some(PathBuf::from(home).join(".config"))
+        })?;
+    Some(config.join("containers").join("auth.json"))
+}
+
 /// Finds credentials for a repository, in the documented order.
 pub fn lookup(
     creds: Option<&Credentials>,
     authfile: Option<&Path>,
     registry: &str,
     repository: &str,
-) -> Result<Option<Credentials>> {
+    observer: &dyn Observer,
+) -> Result<Found> {
+    let found = |c: Option<Credentials>| Found {
+        credentials: c,
+        unavailable_helper: None,
+    };
     if let Some(c) = creds {
-        return Ok(Some(c.clone()));
+        return Ok(found(Some(c.clone())));
     }
     let mut files: Vec<PathBuf> = Vec::new();
     if let Some(f) = authfile {
@@ -403,35 +454,52 @@ pub fn lookup(
         files.push(PathBuf::from(f));
     }
     let implicit = files.len();
-    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR") {
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         files.push(PathBuf::from(dir).join("containers/auth.json"));
     }
+    files.extend(containers_config_auth_file());
     for (i, f) in files.iter().enumerate() {
         let json = if i < implicit {
             read_json(f)?
         } else {
-            read_json_implicit(f)
+            read_json_implicit(f, observer)
         };
         if let Some(v) = json {
             if let Some(auths) = v.get("auths").and_then(|a| a.as_object()) {
                 if let Some(c) = from_auths(auths, registry, repository)
                     .with_context(|| format!("in {}", f.display()))?
                 {
-                    return Ok(Some(c));
+                    return Ok(found(Some(c)));
                 }
             }
         }
     }
     let Some(path) = docker_config_path() else {
-        return Ok(None);
+        return Ok(found(None));
     };
-    let Some(config) = read_json_implicit(&path) else {
-        return Ok(None);
+    let Some(config) = read_json_implicit(&path, observer) else {
+        return Ok(found(None));
+    };
+    let mut unavailable_helper = None;
+    let mut ask = |helper: &str, key: &str| -> Result<Option<Credentials>> {
+        match from_helper(helper, registry) {
+            Err(e) if e.is::<HelperNotRunnable>() => {
+                let why = format!("{e} ({key} in {})", path.display());
+                crate::events::warn(observer, format!("{why}; continuing without credentials"));
+                unavailable_helper = Some(why);
+                Ok(None)
+            }
+            other => other,
+        }
     };
     if let Some(helpers) = config.get("credHelpers").and_then(|h| h.as_object()) {
         for key in keys_for(registry) {
             if let Some(helper) = helpers.get(&key).and_then(|h| h.as_str()) {
-                return from_helper(helper, registry);
+                let credentials = ask(helper, "credHelpers")?;
+                return Ok(Found {
+                    credentials,
+                    unavailable_helper,
+                });
             }
         }
     }
@@ -440,103 +508,24 @@ pub fn lookup(
         .and_then(|s| s.as_str())
         .filter(|s| !s.is_empty())
     {
-        if let Some(c) = from_helper(store, registry)? {
-            return Ok(Some(c));
+        if let Some(c) = ask(store, "credsStore")? {
+            return Ok(found(Some(c)));
         }
     }
-    if let Some(auths) = config.get("auths").and_then(|a| a.as_object()) {
-        return from_auths(auths, registry, repository)
-            .with_context(|| format!("in {}", path.display()));
-    }
-    Ok(None)
-}
-
-/// A parsed `WWW-Authenticate` header.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Challenge {
-    pub scheme: String,
-    pub params: HashMap<String, String>,
-}
-
-/// Parses `Bearer realm="…",service="…",scope="repository:a:pull,push"`: quoted values may
-/// hold commas and escaped quotes.
-pub fn parse_challenge(header: &str) -> Option<Challenge> {
-    let header = header.trim();
-    let (scheme, rest) = match header.find(char::is_whitespace) {
-        Some(i) => (&header[..i], header[i..].trim_start()),
-        None => (header, ""),
+    let credentials = match config.get("auths").and_then(|a| a.as_object()) {
+        Some(auths) => from_auths(auths, registry, repository)
+            .with_context(|| format!("in {}", path.display()))?,
+        None => None,
     };
-    if scheme.is_empty() {
-        return None;
-    }
-    let mut params = HashMap::new();
-    let mut chars = rest.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
-            chars.next();
-        }
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c == ',' {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        if key.trim().is_empty() {
-            break;
-        }
-        if chars.next() != Some('=') {
-            return None;
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some('\\') => value.extend(chars.next()),
-                    Some('"') => break,
-                    Some(c) => value.push(c),
-                    None => return None,
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                value.push(c);
-                chars.next();
-            }
-        }
-        params.insert(key.trim().to_ascii_lowercase(), value.trim().to_string());
-    }
-    Some(Challenge {
-        scheme: scheme.to_ascii_lowercase(),
-        params,
+    Ok(Found {
+        credentials,
+        unavailable_helper,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn challenges() {
-        let c = parse_challenge(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/postgres:pull,push""#).unwrap();
-        assert_eq!(c.scheme, "bearer");
-        assert_eq!(c.params["realm"], "https://auth.docker.io/token");
-        assert_eq!(c.params["scope"], "repository:library/postgres:pull,push");
-        let c = parse_challenge(r#"Basic realm="Registry Realm""#).unwrap();
-        assert_eq!(
-            (c.scheme.as_str(), c.params["realm"].as_str()),
-            ("basic", "Registry Realm")
-        );
-        let c = parse_challenge(r#"Bearer realm=http://x/token, service=svc"#).unwrap();
-        assert_eq!(c.params["service"], "svc");
-        assert!(parse_challenge(r#"Bearer realm="unterminated"#).is_none());
-        assert!(parse_challenge("").is_none());
-    }
 
     #[test]
     fn command_line_credentials() {
@@ -563,9 +552,16 @@ mod tests {
             format!(r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{auth}"}},"reg.io/team":{{"auth":"{auth}"}},"tok.io":{{"identitytoken":"refresh"}}}}}}"#),
         )
         .unwrap();
-        let hub = lookup(None, Some(&file), "docker.io", "library/postgres")
-            .unwrap()
-            .unwrap();
+        let hub = lookup(
+            None,
+            Some(&file),
+            "docker.io",
+            "library/postgres",
+            &crate::events::Silent,
+        )
+        .unwrap()
+        .credentials
+        .unwrap();
         assert_eq!(
             hub,
             Credentials::Basic {
@@ -573,16 +569,33 @@ mod tests {
                 password: "s3cret".into()
             }
         );
-        assert!(lookup(None, Some(&file), "reg.io", "team/app")
-            .unwrap()
-            .is_some());
+        assert!(lookup(
+            None,
+            Some(&file),
+            "reg.io",
+            "team/app",
+            &crate::events::Silent
+        )
+        .unwrap()
+        .credentials
+        .is_some());
         assert_eq!(
-            lookup(None, Some(&file), "tok.io", "x").unwrap(),
+            lookup(None, Some(&file), "tok.io", "x", &crate::events::Silent)
+                .unwrap()
+                .credentials,
             Some(Credentials::IdentityToken("refresh".into()))
         );
         let explicit = Credentials::parse_creds("bob:pw").unwrap();
         assert_eq!(
-            lookup(Some(&explicit), Some(&file), "docker.io", "x").unwrap(),
+            lookup(
+                Some(&explicit),
+                Some(&file),
+                "docker.io",
+                "x",
+                &crate::events::Silent
+            )
+            .unwrap()
+            .credentials,
             Some(explicit.clone())
         );
         assert!(!format!("{explicit:?}").contains("pw"));

@@ -69,6 +69,9 @@ impl RegistryRef {
         if path.is_empty() {
             bail!("invalid reference {original:?}: no repository name");
         }
+        if !valid_host(&registry) {
+            bail!("invalid reference {original:?}: {registry:?} is no registry host (HOST or HOST:PORT, the port in digits)");
+        }
         for component in path.split('/') {
             let ok = !component.is_empty()
                 && component
@@ -120,6 +123,36 @@ impl RegistryRef {
             (None, None) => "latest".into(),
         }
     }
+}
+
+/// `host[:port]` as docker's grammar has it: dot-separated labels of letters, digits and
+/// `-`, or an IPv6 literal in brackets; a port is digits.
+fn valid_host(authority: &str) -> bool {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, after)) if v6.parse::<std::net::Ipv6Addr>().is_ok() => (
+                "v6",
+                after
+                    .strip_prefix(':')
+                    .map(Some)
+                    .unwrap_or(if after.is_empty() { None } else { Some("") }),
+            ),
+            _ => return false,
+        },
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    port_ok && host.split('.').all(label_ok)
 }
 
 impl fmt::Display for RegistryRef {
@@ -202,6 +235,10 @@ mod tests {
             ("app@sha256:abc", "hex"),
             ("host.io/", "repository"),
             ("a//b", "component"),
+            ("oci-archive:/x", "registry host"),
+            ("reg.io:/x", "registry host"),
+            ("reg.io:5x/x", "registry host"),
+            ("[zz]:5000/x", "registry host"),
         ] {
             let err = RegistryRef::parse(bad).unwrap_err().to_string();
             assert!(err.contains(why), "{bad}: {err}");
