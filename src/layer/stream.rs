@@ -155,8 +155,9 @@ impl<R: Read> HashedAside<R> {
             .join()
             .map_err(|_| io::Error::other(format!("the thread hashing the {what} failed")))?;
         if actual != expected {
-            return Err(io::Error::new(
+            return Err(crate::error::tagged_io(
                 io::ErrorKind::InvalidData,
+                crate::error::ErrorKind::Integrity,
                 format!("{what} has digest {actual}, expected {expected} (corrupted or tampered)"),
             ));
         }
@@ -497,6 +498,10 @@ mod tests {
                 && msg.contains(&format!("expected {}", Digest::sha256_of(&bytes)))
                 && msg.ends_with("(corrupted or tampered)"),
             "{msg}"
+        );
+        assert_eq!(
+            crate::error::classify(&anyhow::Error::new(err)),
+            crate::error::ErrorKind::Integrity
         );
     }
 
