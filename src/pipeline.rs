@@ -172,6 +172,7 @@ fn run_inner(opts: &Options, observer: SharedObserver) -> anyhow::Result<Summary
         None => Sink::open(&opts.destination, opts.compression, opts.level, opts.jobs)
             .kind(ErrorKind::Output)?,
     };
+    sink.report_to(observer.clone());
     let close = || gate.as_ref().and_then(|g| g.close());
     let mut tar = TarWriter::new(sink);
     let flattened = layer::flatten(
