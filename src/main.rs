@@ -297,6 +297,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     output::install_interrupt_cleanup();
     let display = Arc::new(cli::progress::Display::new(
+        cli::progress::Mode::Auto,
         cli.quiet,
         std::io::stderr().is_terminal(),
     ));
@@ -319,7 +320,9 @@ fn main() -> ExitCode {
             display.clear();
             let summary = summary?;
             if !cli.quiet {
-                eprintln!("{}", summary.line(&opts.destination));
+                for line in cli::summary::lines(&summary, &opts.destination) {
+                    eprintln!("{line}");
+                }
                 if !summary.wsl.set.is_empty() {
                     eprintln!("  WSL: {}", summary.wsl.set.join("; "));
                 }
