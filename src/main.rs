@@ -301,6 +301,11 @@ fn main() -> ExitCode {
         cli.quiet,
         std::io::stderr().is_terminal(),
     ));
+    {
+        // Ctrl-C: the bars go before the "interrupted" line, so none is left half drawn.
+        let display = display.clone();
+        output::stop_on_interrupt(Box::new(move || display.clear()));
+    }
     let result = options(&cli)
         .map_err(oci2wsl::error::Error::from)
         .and_then(|opts| {
