@@ -58,7 +58,11 @@ fn paced_image() -> Paced {
     let tar = encode_tar(&[file("data/noise.bin", noise(LAYER_MIB << 20))]);
     let layer_hex = format!("{:x}", Sha256::digest(&tar));
     let fifo = blobs.join(&layer_hex);
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
     let write_blob = |data: &[u8]| {
         let hex = format!("{:x}", Sha256::digest(data));
         fs::write(blobs.join(&hex), data).unwrap();
@@ -93,10 +97,10 @@ fn paced_image() -> Paced {
                 return;
             };
             for (i, chunk) in tar.chunks(64 << 10).enumerate() {
-                if i * (64 << 10) == PAUSE_AT {
-                    if paused_tx.send(reading).is_err() || resume_rx.recv().is_err() {
-                        return;
-                    }
+                if i * (64 << 10) == PAUSE_AT
+                    && (paused_tx.send(reading).is_err() || resume_rx.recv().is_err())
+                {
+                    return;
                 }
                 // The emit pass stops reading after the last file it needs.
                 if fifo.write_all(chunk).is_err() {
@@ -128,7 +132,13 @@ impl Tmux {
         let status = Command::new("tmux")
             .args(["-L", &tmux.socket, "-f", "/dev/null", "new-session", "-d"])
             .args(["-x", &columns.to_string(), "-y", &rows.to_string()])
-            .args(["env", "-i", "PATH=/usr/bin:/bin", "TERM=xterm-256color", "PS1=$ "])
+            .args([
+                "env",
+                "-i",
+                "PATH=/usr/bin:/bin",
+                "TERM=xterm-256color",
+                "PS1=$ ",
+            ])
             .args(["sh"])
             .status()
             .unwrap();
@@ -202,7 +212,10 @@ fn bar_row<'a>(screen: &'a str, stage: &str) -> Option<&'a str> {
 /// Bars are gone: no row holds a stage's bar, or a piece of one.
 fn assert_no_bar_left(screen: &str) {
     for stage in ["reading", "downloading", "writing"] {
-        assert!(bar_row(screen, stage).is_none(), "{stage} bar left:\n{screen}");
+        assert!(
+            bar_row(screen, stage).is_none(),
+            "{stage} bar left:\n{screen}"
+        );
     }
     assert!(
         !screen.lines().any(|l| l.contains("=>") || l.contains("] ")),

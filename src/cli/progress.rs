@@ -143,11 +143,13 @@ impl Display {
     pub fn clear(&self) {
         if let Kind::Bars(bars) = &self.kind {
             let mut bars = bars.lock().unwrap_or_else(|e| e.into_inner());
-            bars.clear_all();
+            // Every drawn line at once, before any bar is removed: removing bars one by
+            // one redraws in between, and could leave a line behind.
             let _ = bars.multi.clear();
             // Nothing is drawn after this: on Ctrl-C the threads still running must not
             // draw a bar under the "interrupted" line.
             bars.multi.set_draw_target(ProgressDrawTarget::hidden());
+            bars.clear_all();
         }
     }
 }
@@ -169,35 +171,43 @@ fn short_duration(d: Duration) -> String {
     }
 }
 
+fn speed(state: &ProgressState, w: &mut dyn std::fmt::Write) {
+    if let Some(rate) = known_rate(state) {
+        let _ = write!(w, " {}/s", human(rate as u64));
+    }
+}
+
+fn time_left(state: &ProgressState, w: &mut dyn std::fmt::Write) {
+    if let (Some(rate), Some(len)) = (known_rate(state), state.len()) {
+        if state.pos() < len {
+            // Rounded up: "eta 0s" would claim the work is done.
+            let secs = ((len - state.pos()) as f64 / rate).ceil();
+            let _ = write!(w, " eta {}", short_duration(Duration::from_secs_f64(secs)));
+        }
+    }
+}
+
+fn size(state: &ProgressState, w: &mut dyn std::fmt::Write) {
+    let _ = match state.len() {
+        Some(len) => write!(w, " {}/{}", human(state.pos()), human(len)),
+        None => write!(w, " {}", human(state.pos())),
+    };
+}
+
+fn percent(state: &ProgressState, w: &mut dyn std::fmt::Write) {
+    if let Some(len) = state.len().filter(|l| *l > 0) {
+        let _ = write!(w, " {:>3}%", state.pos().min(len) * 100 / len);
+    }
+}
+
 fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)
         .expect("a valid template")
         .progress_chars("=> ")
-        .with_key("speed", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            if let Some(rate) = known_rate(state) {
-                let _ = write!(w, " {}/s", human(rate as u64));
-            }
-        })
-        .with_key("left", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            if let (Some(rate), Some(len)) = (known_rate(state), state.len()) {
-                if state.pos() < len {
-                    // Rounded up: "eta 0s" would claim the work is done.
-                    let secs = ((len - state.pos()) as f64 / rate).ceil();
-                    let _ = write!(w, " eta {}", short_duration(Duration::from_secs_f64(secs)));
-                }
-            }
-        })
-        .with_key("size", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = match state.len() {
-                Some(len) => write!(w, " {}/{}", human(state.pos()), human(len)),
-                None => write!(w, " {}", human(state.pos())),
-            };
-        })
-        .with_key("pct", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            if let Some(len) = state.len().filter(|l| *l > 0) {
-                let _ = write!(w, " {:>3}%", (state.pos().min(len) * 100 / len));
-            }
-        })
+        .with_key("speed", speed)
+        .with_key("left", time_left)
+        .with_key("size", size)
+        .with_key("pct", percent)
 }
 
 /// The style of the line for a whole stage.
@@ -283,6 +293,8 @@ impl Bars {
         bar.set_prefix(stage.label());
         // Below the layer lines, so the total stays in one place.
         let bar = self.multi.add(bar);
+        // Drawn at once: the first progress may be a whole large file away.
+        bar.tick();
         self.main = Some((stage, bar.clone()));
         bar
     }
@@ -315,10 +327,8 @@ impl Bars {
         let main = self.main.as_ref().map(|(_, bar)| bar.clone());
         let layer = &mut self.layers[index];
         let bar = layer.bar.get_or_insert_with(|| {
-            let bar = ProgressBar::with_draw_target(
-                total.or(layer.size),
-                ProgressDrawTarget::hidden(),
-            );
+            let bar =
+                ProgressBar::with_draw_target(total.or(layer.size), ProgressDrawTarget::hidden());
             bar.set_style(layer_style(width));
             bar.set_prefix(layer.name.clone());
             match &main {
@@ -450,14 +460,12 @@ impl Bars {
                         self.main = None;
                     }
                 }
-                let spinner = self
-                    .multi
-                    .add(ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden()));
-                spinner.set_style(spinner_style());
-                spinner.set_message(format!(
-                    "importing into WSL as {}",
-                    printable(name)
+                let spinner = self.multi.add(ProgressBar::with_draw_target(
+                    None,
+                    ProgressDrawTarget::hidden(),
                 ));
+                spinner.set_style(spinner_style());
+                spinner.set_message(format!("importing into WSL as {}", printable(name)));
                 spinner.enable_steady_tick(Duration::from_millis(200));
                 self.import = Some(spinner);
             }

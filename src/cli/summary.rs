@@ -39,5 +39,8 @@ pub fn lines(summary: &Summary, destination: &Destination) -> Vec<String> {
         human(summary.tar_bytes),
         human(summary.bytes_out),
     ));
-    lines.into_iter().map(|l| printable(&l).into_owned()).collect()
+    lines
+        .into_iter()
+        .map(|l| printable(&l).into_owned())
+        .collect()
 }
