@@ -118,7 +118,10 @@ impl Display {
             (Mode::Plain, ..) => Kind::Plain(Mutex::default()),
             (Mode::Auto, _, true) => Kind::Bars(Mutex::new(Bars {
                 // 10 redraws a second: smooth enough, and cheap over a slow remote terminal.
-                multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)),
+                multi: MultiProgress::with_draw_target(ProgressDrawTarget::term_like_with_hz(
+                    Box::new(ShortOfTheEdge(console::Term::stderr())),
+                    10,
+                )),
                 width: Width::of_terminal(),
                 layers: Vec::new(),
                 downloads: false,
@@ -151,6 +154,45 @@ impl Display {
             bars.multi.set_draw_target(ProgressDrawTarget::hidden());
             bars.clear_all();
         }
+    }
+}
+
+/// Standard error, one column narrower than it is. A line that fills the last column leaves
+/// the cursor waiting to wrap, and the `^C` the terminal echoes on Ctrl-C then starts a new
+/// row that the display does not know of: the top bar was left behind.
+#[derive(Debug)]
+struct ShortOfTheEdge(console::Term);
+
+impl indicatif::TermLike for ShortOfTheEdge {
+    fn width(&self) -> u16 {
+        self.0.size().1.saturating_sub(1).max(1)
+    }
+    fn height(&self) -> u16 {
+        self.0.size().0
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_line(s)
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_str(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.0.clear_line()
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 
