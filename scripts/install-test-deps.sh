@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   skopeo umoci docker-registry debootstrap pigz libarchive-tools tar gzip zstd
-  python3 openssl apache2-utils time podman
+  python3 openssl apache2-utils time podman tmux
 )
 missing=()
 for p in "${packages[@]}"; do

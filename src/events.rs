@@ -109,6 +109,9 @@ pub enum Phase {
     Index,
     /// The emit pass: bytes of tar written (before compression).
     Emit,
+    /// Bytes that reached the destination (after compression), so that a display can show
+    /// the compression rate while the emit pass runs. `total` is always `None`.
+    Output,
 }
 
 impl Phase {
@@ -118,6 +121,7 @@ impl Phase {
             Phase::Download => "download",
             Phase::Index => "index",
             Phase::Emit => "emit",
+            Phase::Output => "output",
         }
     }
 }

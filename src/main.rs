@@ -543,8 +543,13 @@ fn main() -> ExitCode {
         ProgressArg::Plain => cli::progress::Mode::Plain,
         ProgressArg::None | ProgressArg::Json => cli::progress::Mode::None,
     };
-    let display = Arc::new(cli::progress::Display::new(cli.quiet, mode));
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let display = Arc::new(cli::progress::Display::new(mode, cli.quiet, terminal));
+    {
+        // Ctrl-C: the bars go before the "interrupted" line, so none is left half drawn.
+        let display = display.clone();
+        output::stop_on_interrupt(Box::new(move || display.clear()));
+    }
     let observer: Arc<dyn Observer> = match &json {
         Some(json) => json.clone(),
         None => Arc::new(RunLog {
@@ -585,7 +590,9 @@ fn main() -> ExitCode {
             if let Some(json) = &json {
                 json.summary(&summary, &opts.destination);
             } else if !cli.quiet {
-                eprintln!("{}", summary.line(&opts.destination));
+                for line in cli::summary::lines(&summary, &opts.destination) {
+                    eprintln!("{line}");
+                }
                 if !summary.wsl.set.is_empty() {
                     eprintln!("  WSL: {}", summary.wsl.set.join("; "));
                 }

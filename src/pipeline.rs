@@ -73,31 +73,7 @@ pub struct Imported {
     pub wsl_said: String,
 }
 
-impl Summary {
-    /// The one line printed at the end of a run.
-    pub fn line(&self, destination: &Destination) -> String {
-        let dest = match (destination, &self.imported) {
-            (Destination::Stdout, Some(imported)) => format!("wsl --import {}", imported.name),
-            (Destination::Stdout, None) => "standard output".to_string(),
-            (Destination::File { path, .. }, _) => path.display().to_string(),
-        };
-        let id = self
-            .manifest_digest
-            .as_deref()
-            .unwrap_or(&self.config_digest);
-        format!(
-            "{} ({id}): {} layers, {} paths, {} read, {} tar, {} written to {dest} in {:.1}s",
-            self.image,
-            self.stats.layers,
-            self.stats.paths_written,
-            human(self.stats.compressed_bytes),
-            human(self.tar_bytes),
-            human(self.bytes_out),
-            self.elapsed.as_secs_f64()
-        )
-    }
-}
-
+/// Bytes in binary units, one decimal (`45.1 MiB`).
 pub fn human(bytes: u64) -> String {
     crate::terminal::human_size(bytes)
 }
@@ -161,6 +137,7 @@ fn run_inner(opts: &Options, observer: SharedObserver) -> anyhow::Result<Summary
         None => Sink::open(&opts.destination, opts.compression, opts.level, opts.jobs)
             .kind(ErrorKind::Output)?,
     };
+    sink.report_to(observer.clone());
     let close = || gate.as_ref().and_then(|g| g.close());
     let mut tar = TarWriter::new(sink);
     let flattened = layer::flatten(

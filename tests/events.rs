@@ -98,7 +98,7 @@ const SCHEMA: &[(&str, &[(&str, Ty)])] = &[
     ("other", &[("kind", Str)]),
 ];
 
-const PHASES: [&str; 3] = ["download", "index", "emit"];
+const PHASES: [&str; 4] = ["download", "index", "emit", "output"];
 const CODES: [&str; 11] = [
     "usage",
     "auth",

@@ -3,3 +3,4 @@
 pub mod inspect;
 pub mod json;
 pub mod progress;
+pub mod summary;

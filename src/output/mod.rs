@@ -5,6 +5,7 @@ pub mod pgzip;
 pub mod tar_writer;
 pub mod target;
 
+use crate::events::{Event, Phase, SharedObserver};
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::io::{self, IsTerminal, Write};
@@ -213,9 +214,16 @@ impl Write for Writeback {
     }
 }
 
-/// Counts the bytes that reach the destination (after compression).
+/// Counts the bytes that reach the destination (after compression), and reports them as
+/// [`Phase::Output`] progress once an observer is attached.
 #[derive(Clone, Default)]
-struct CountingShared(std::sync::Arc<std::sync::atomic::AtomicU64>);
+struct CountingShared(std::sync::Arc<Count>);
+
+#[derive(Default)]
+struct Count {
+    bytes: std::sync::atomic::AtomicU64,
+    observer: std::sync::OnceLock<SharedObserver>,
+}
 
 struct Counting<W> {
     inner: W,
@@ -224,9 +232,19 @@ struct Counting<W> {
 impl<W: Write> Write for Counting<W> {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(b)?;
-        self.count
-            .0
+        let count = &self.count.0;
+        let before = count
+            .bytes
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        // The writes arrive in 1 MiB pieces (see `Sink::wrap`), so this is an event per MiB.
+        if let Some(observer) = count.observer.get() {
+            observer.event(&Event::Progress {
+                phase: Phase::Output,
+                layer: None,
+                done: before + n as u64,
+                total: None,
+            });
+        }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -394,7 +412,15 @@ impl Sink {
 
     /// Bytes written to the destination so far (compressed).
     pub fn bytes_out(&self) -> u64 {
-        self.counter.0.load(std::sync::atomic::Ordering::Relaxed)
+        self.counter
+            .0
+            .bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Reports the bytes that reach the destination to `observer`, from now on.
+    pub fn report_to(&self, observer: SharedObserver) {
+        let _ = self.counter.0.observer.set(observer);
     }
 
     /// Finishes compression and, for a file, moves it into place.
