@@ -18,5 +18,6 @@ pub mod output;
 pub mod pipeline;
 pub mod reference;
 pub mod source;
+pub mod tar;
 pub mod terminal;
 pub mod wsl;
