@@ -4,6 +4,7 @@
 //! Written here rather than with `tar::Builder` because names are bytes (never host paths),
 //! and because a content stream shorter than its entry's size must fail, never pad.
 
+use crate::layer::EntrySink;
 use crate::tar::write::entry_headers;
 use crate::tar::{padding_of, EntryKind, EntryMeta, BLOCK};
 use std::io::{self, Read, Write};
@@ -111,6 +112,26 @@ impl<W: Write> TarWriter<W> {
         let written = self.write(&headers);
         self.headers = headers;
         written
+    }
+}
+
+/// The layer stage writes through this; the methods above say what each entry becomes.
+impl<W: Write> EntrySink for TarWriter<W> {
+    fn append_contentless(&mut self, path: &[u8], meta: &EntryMeta) -> io::Result<()> {
+        TarWriter::append_contentless(self, path, meta)
+    }
+
+    fn append_hardlink(&mut self, path: &[u8], target: &[u8], meta: &EntryMeta) -> io::Result<()> {
+        TarWriter::append_hardlink(self, path, target, meta)
+    }
+
+    fn append_file(
+        &mut self,
+        path: &[u8],
+        meta: &EntryMeta,
+        content: &mut dyn Read,
+    ) -> io::Result<()> {
+        TarWriter::append_file(self, path, meta, content)
     }
 }
 
