@@ -1,6 +1,5 @@
 //! Where the flattened tar goes: compression, and a file that appears only when complete.
 
-pub mod check;
 pub mod pgzip;
 pub mod tar_writer;
 pub mod target;
