@@ -12,6 +12,7 @@
 //! [`pipeline::run`] wires them together; `main.rs` only parses the command line.
 
 pub mod image;
+pub mod interrupt;
 pub mod layer;
 pub mod limits;
 pub mod output;

@@ -292,7 +292,7 @@ fn distribution_name(output: &str) -> Option<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    output::install_interrupt_cleanup();
+    oci2wsl::interrupt::install_cleanup();
     let result = options(&cli).and_then(|opts| {
         for stale in output::remove_stale_temp_files(&opts.destination) {
             if !cli.quiet {
