@@ -9,6 +9,11 @@
 //! - [`output`]: tar writing, compression and the atomic output file;
 //! - [`wsl`]: the image config as WSL configuration, and `wsl.exe --import`.
 //!
+//! Below the stages, used by several of them and using none: [`tar`] (the tar codec and the
+//! entry model), [`limits`] (every ceiling against hostile input), [`interrupt`] (what a
+//! Ctrl-C undoes) and [`terminal`]. A stage uses only the stages before it and these; the
+//! layer stage writes through [`layer::EntrySink`] so that it need not name the output stage.
+//!
 //! [`pipeline::run`] wires them together; `main.rs` only parses the command line.
 
 pub mod image;

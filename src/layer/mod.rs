@@ -1,4 +1,6 @@
-//! Layer application: from verified layer streams to one flattened tar.
+//! The layer stage: the OCI layer rules, from verified layer streams to one flattened tree.
+//!
+//! The flattened entries leave through an [`EntrySink`] (the output stage's tar writer).
 //!
 //! Two passes over each layer (see docs/design.md for why):
 //! 1. *index*: read every layer's headers (layers in parallel), verify both digests, and stack

@@ -1,5 +1,8 @@
-//! The output stage: where the flattened tar goes (a file that appears only when complete,
-//! standard output, or a stream), written by the tar writer and compressed on the way.
+//! The output stage: the flattened entries as a tar, compressed, into their destination.
+//!
+//! The destination is a file that appears only when complete, standard output, or a stream
+//! (`wsl --import`'s standard input). The layer stage writes through `layer::EntrySink`,
+//! which the tar writer implements; nothing here names a layer type.
 
 pub mod compression;
 pub mod pgzip;

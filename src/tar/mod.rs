@@ -1,6 +1,7 @@
-//! The tar format, read and written in one place: header fields, PAX and GNU extension
-//! records, sparse maps, the entry model, and the ceilings that keep a hostile archive from
-//! holding memory.
+//! The tar codec: the format, read and written in one place, below every stage that uses it.
+//!
+//! Header fields, PAX and GNU extension records, sparse maps, the entry model, and the
+//! ceilings that keep a hostile archive from holding memory.
 //!
 //! Three walkers use it and none parses a field itself: the streaming layer reader
 //! (`layer::tar_reader`), the seeking index of outer archives (`source::store`) and the
