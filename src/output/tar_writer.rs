@@ -133,6 +133,10 @@ impl<W: Write> EntrySink for TarWriter<W> {
     ) -> io::Result<()> {
         TarWriter::append_file(self, path, meta, content)
     }
+
+    fn bytes_written(&self) -> u64 {
+        TarWriter::bytes_written(self)
+    }
 }
 
 #[cfg(test)]

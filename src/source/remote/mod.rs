@@ -13,6 +13,7 @@ pub mod reference;
 
 use super::store::{read_at, write_at, BlobReader, ConsumingReader, PositionedReader};
 use super::ImageSource;
+use crate::events::{Event, Observer, Phase, SharedObserver, PROGRESS_STEP};
 use crate::image::digest::{Digest, Hasher};
 use crate::image::manifest::{self, Descriptor, MAX_JSON_SIZE};
 use crate::image::{self, Image, JsonFetcher, Layer, PlatformChoice};
@@ -36,8 +37,6 @@ pub struct RegistryOptions {
     pub insecure_registries: Vec<String>,
     /// Blobs downloaded at once.
     pub parallel_downloads: usize,
-    /// Draw download progress bars on standard error (a terminal, and not --quiet).
-    pub progress: bool,
 }
 
 impl Default for RegistryOptions {
@@ -50,7 +49,6 @@ impl Default for RegistryOptions {
             cert_dir: None,
             insecure_registries: Vec::new(),
             parallel_downloads: 3,
-            progress: false,
         }
     }
 }
@@ -107,11 +105,15 @@ pub struct RegistrySource {
     client: Arc<Client>,
     parallel: usize,
     downloads: Arc<Downloads>,
-    progress: bool,
+    observer: SharedObserver,
 }
 
 impl RegistrySource {
-    pub fn new(text: &str, opts: &RegistryOptions) -> Result<RegistrySource> {
+    pub fn new(
+        text: &str,
+        opts: &RegistryOptions,
+        observer: SharedObserver,
+    ) -> Result<RegistrySource> {
         let reference = RegistryRef::parse(text)?;
         let client = Client::new(
             &reference.registry,
@@ -128,7 +130,7 @@ impl RegistrySource {
                 ready: Condvar::new(),
                 shares: Mutex::new(Shares::default()),
             }),
-            progress: opts.progress,
+            observer,
         })
     }
 
@@ -182,53 +184,20 @@ impl RegistrySource {
                 .enumerate()
                 .collect::<std::collections::VecDeque<_>>(),
         ));
-        let bars = self.progress.then(|| {
-            let multi = indicatif::MultiProgress::new();
-            let total: u64 = distinct.iter().filter_map(|l| l.size).sum();
-            let bar = multi.add(indicatif::ProgressBar::new(total));
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg:>14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .unwrap()
-                .progress_chars("=> "),
-            );
-            bar.set_message(format!("{} layers", distinct.len()));
-            (multi, bar)
-        });
         for _ in 0..self.parallel.min(distinct.len().max(1)) {
             let queue = queue.clone();
             let client = self.client.clone();
             let downloads = self.downloads.clone();
-            let bars = bars.clone();
+            let observer = self.observer.clone();
             std::thread::spawn(move || loop {
                 let Some((d, layer)) = queue.lock().unwrap().pop_front() else {
                     break;
                 };
-                let bar = bars.as_ref().map(|(multi, total)| {
-                    let bar = multi
-                        .insert_before(total, indicatif::ProgressBar::new(layer.size.unwrap_or(0)));
-                    bar.set_style(
-                        indicatif::ProgressStyle::with_template(
-                            "{msg:>14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-                        )
-                        .unwrap()
-                        .progress_chars("=> "),
-                    );
-                    bar.set_message(
-                        layer
-                            .digest
-                            .as_ref()
-                            .map(|d| d.hex()[..12].to_string())
-                            .unwrap_or_default(),
-                    );
-                    (bar, total.clone())
-                });
                 let publish = |state: Slot| {
                     downloads.slots.lock().unwrap()[d] = state;
                     downloads.ready.notify_all();
                 };
-                let result = download(&client, &layer, bar.as_ref(), &publish);
+                let result = download(&client, &layer, observer.as_ref(), &publish);
                 publish(match result {
                     Ok((file, size)) => Slot::Done { file, size },
                     Err(e) => Slot::Failed(format!("{e:#}")),
@@ -250,7 +219,7 @@ impl RegistrySource {
 fn download(
     client: &Client,
     layer: &Layer,
-    bars: Option<&(indicatif::ProgressBar, indicatif::ProgressBar)>,
+    observer: &dyn Observer,
     publish: &dyn Fn(Slot),
 ) -> Result<(Arc<File>, u64)> {
     let digest = layer
@@ -265,6 +234,7 @@ fn download(
     // Where the next attempt asks to start: `have`, or 0 after a 206 that cannot be placed.
     let mut ask_from: u64 = 0;
     let mut interruptions = 0;
+    let mut reported: u64 = 0;
     let mut buf = vec![0u8; 256 * 1024];
     let mut spooled = vec![0u8; buf.len()];
     publish(Slot::Growing {
@@ -325,9 +295,14 @@ fn download(
                             file: spool.clone(),
                             written: have,
                         });
-                        if let Some((bar, total)) = bars {
-                            bar.inc(fresh.len() as u64);
-                            total.inc(fresh.len() as u64);
+                        if have - reported >= PROGRESS_STEP {
+                            reported = have;
+                            observer.event(&Event::Progress {
+                                phase: Phase::Download,
+                                layer: Some(layer.index),
+                                done: have,
+                                total: layer.size,
+                            });
                         }
                     }
                     pos += n as u64;
@@ -354,12 +329,17 @@ fn download(
     if &actual != digest {
         bail!("blob has digest {actual}, expected {digest} (corrupted or tampered)");
     }
-    if let Some((bar, total)) = bars {
-        bar.finish_and_clear();
-        if total.length().is_some_and(|len| total.position() >= len) {
-            total.finish_and_clear();
-        }
-    }
+    observer.event(&Event::Progress {
+        phase: Phase::Download,
+        layer: Some(layer.index),
+        done: have,
+        total: layer.size,
+    });
+    observer.event(&Event::LayerDone {
+        phase: Phase::Download,
+        layer: layer.index,
+        bytes: have,
+    });
     Ok((spool, have))
 }
 
