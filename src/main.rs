@@ -3,6 +3,7 @@
 mod cli;
 
 use clap::{Parser, ValueEnum};
+use oci2wsl::error::{ErrorKind, ResultExt};
 use oci2wsl::events::{Event, Observer};
 use oci2wsl::image::platform::Platform;
 use oci2wsl::image::PlatformChoice;
@@ -12,10 +13,22 @@ use oci2wsl::source::remote::auth::Credentials;
 use oci2wsl::source::remote::RegistryOptions;
 use oci2wsl::terminal::printable;
 use oci2wsl::wsl::{DistributionName, ImportOptions, WslOptions};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+
+/// `--progress`, with buildx's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ProgressArg {
+    /// Bars when stderr is a terminal, else plain.
+    Auto,
+    /// No bars: warnings and the summary as lines.
+    Plain,
+    /// No progress: warnings and the summary only.
+    None,
+    /// One JSON object per line on stderr for every event (docs/events.md).
+    Json,
+}
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum CompressionArg {
@@ -65,6 +78,21 @@ struct Cli {
     /// Print nothing but errors.
     #[arg(short, long)]
     quiet: bool,
+
+    /// Show the image instead of converting it: its index and platforms, layers and sizes,
+    /// config, and what the WSL stage would write. Fetches the manifest and config only.
+    #[arg(long, conflicts_with_all = ["output", "import", "force"])]
+    inspect: bool,
+
+    /// With --inspect: print JSON on standard output instead of text.
+    #[arg(long, requires = "inspect")]
+    json: bool,
+
+    /// How to show progress: auto (bars on a terminal), plain, none, or json (one JSON
+    /// object per line on stderr for every event, the summary and any error; for front
+    /// ends, see docs/events.md).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
+    progress: ProgressArg,
 
     /// Threads for reading layers and compressing [default: number of CPUs].
     #[arg(short, long, value_name = "N")]
@@ -296,14 +324,117 @@ fn distribution_name(output: &str) -> Option<String> {
     })
 }
 
+/// `--inspect`: resolve the image and print what converting it would do.
+fn inspect(
+    cli: &Cli,
+    json: Option<&Arc<cli::json::JsonEvents>>,
+    display: Arc<cli::progress::Display>,
+) -> ExitCode {
+    let observer: Arc<dyn Observer> = match (json, cli.json) {
+        (Some(json), _) => json.clone(),
+        // The JSON document carries the warnings itself.
+        (None, true) => Arc::new(oci2wsl::events::Silent),
+        (None, false) => display,
+    };
+    let result = options(cli)
+        .or_else(|e| {
+            if oci2wsl::error::classify(&e) == ErrorKind::Other {
+                Err(e).kind(ErrorKind::Usage)
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(oci2wsl::error::Error::from)
+        .and_then(|opts| {
+            oci2wsl::inspect::inspect(
+                &oci2wsl::inspect::InspectOptions {
+                    image: opts.image,
+                    platform: opts.platform,
+                    registry: opts.registry,
+                    wsl: opts.wsl,
+                },
+                observer,
+            )
+        });
+    match result {
+        Ok(inspection) => {
+            let text = if cli.json {
+                let mut value = serde_json::to_value(&inspection).expect("serialisable");
+                value["v"] = 1.into();
+                cli::json::escape_controls(format!("{value:#}\n"))
+            } else {
+                cli::inspect::human(&inspection)
+            };
+            let mut stdout = std::io::stdout().lock();
+            if std::io::Write::write_all(&mut stdout, text.as_bytes()).is_err() {
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            match json {
+                Some(json) => json.error(&e),
+                None => eprintln!("oci2wsl: error: {}", printable(&e.to_string())),
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// True when the raw arguments ask for JSON progress: a command line clap refuses still
+/// owes a front end its error as an event.
+fn json_requested() -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    args.iter().enumerate().any(|(i, a)| {
+        a == "--progress=json"
+            || (a == "--progress" && args.get(i + 1).is_some_and(|v| v == "json"))
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if e.use_stderr() && json_requested() {
+                let message = e.render().to_string();
+                let first = message
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ");
+                cli::json::JsonEvents::stderr().error_line(ErrorKind::Usage.code(), first);
+                // The stream stays JSON only: clap's own text is not a line a front end
+                // can parse.
+                std::process::exit(e.exit_code());
+            }
+            e.exit()
+        }
+    };
     oci2wsl::interrupt::install_cleanup();
-    let display = Arc::new(cli::progress::Display::new(
-        cli.quiet,
-        std::io::stderr().is_terminal(),
-    ));
+    let json =
+        (cli.progress == ProgressArg::Json).then(|| Arc::new(cli::json::JsonEvents::stderr()));
+    let mode = match cli.progress {
+        ProgressArg::Auto => cli::progress::Mode::Auto,
+        ProgressArg::Plain => cli::progress::Mode::Plain,
+        ProgressArg::None | ProgressArg::Json => cli::progress::Mode::None,
+    };
+    let display = Arc::new(cli::progress::Display::new(cli.quiet, mode));
+    let observer: Arc<dyn Observer> = match &json {
+        Some(json) => json.clone(),
+        None => display.clone(),
+    };
+    if cli.inspect {
+        return inspect(&cli, json.as_ref(), display.clone());
+    }
     let result = options(&cli)
+        .or_else(|e| {
+            // What options() refuses is the command line, unless a deeper tag says otherwise.
+            if oci2wsl::error::classify(&e) == ErrorKind::Other {
+                Err(e).kind(ErrorKind::Usage)
+            } else {
+                Err(e)
+            }
+        })
         .map_err(oci2wsl::error::Error::from)
         .and_then(|opts| {
             // Housekeeping, not a problem with the run: silent with --quiet.
@@ -311,17 +442,19 @@ fn main() -> ExitCode {
                 if cli.quiet {
                     continue;
                 }
-                display.event(&Event::Warning {
+                observer.event(&Event::Warning {
                     message: format!(
                         "removed {}, left by an earlier run that was killed",
                         stale.display()
                     ),
                 });
             }
-            let summary = pipeline::run(&opts, display.clone());
+            let summary = pipeline::run(&opts, observer.clone());
             display.clear();
             let summary = summary?;
-            if !cli.quiet {
+            if let Some(json) = &json {
+                json.summary(&summary, &opts.destination);
+            } else if !cli.quiet {
                 eprintln!("{}", summary.line(&opts.destination));
                 if !summary.wsl.set.is_empty() {
                     eprintln!("  WSL: {}", summary.wsl.set.join("; "));
@@ -350,7 +483,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("oci2wsl: error: {}", printable(&e.to_string()));
+            match &json {
+                Some(json) => json.error(&e),
+                None => eprintln!("oci2wsl: error: {}", printable(&e.to_string())),
+            }
             ExitCode::from(1)
         }
     }

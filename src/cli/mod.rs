@@ -1,3 +1,5 @@
 //! The command line's own parts (not the library's): how a run looks on a terminal.
 
+pub mod inspect;
+pub mod json;
 pub mod progress;

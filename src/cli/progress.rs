@@ -5,6 +5,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use oci2wsl::events::{Event, Observer, Phase};
 use oci2wsl::terminal::printable;
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::sync::Mutex;
 
 /// Draws bars (when `bars` is set: stderr is a terminal and not `--quiet`) and prints
@@ -22,8 +23,19 @@ struct Bars {
     digests: HashMap<usize, String>,
 }
 
+/// `--progress` for the human display (buildx's names): `Auto` draws bars when stderr is a
+/// terminal, `Plain` never draws bars, `None` shows no progress at all. Warnings and the
+/// summary are not progress: every mode shows them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Auto,
+    Plain,
+    None,
+}
+
 impl Display {
-    pub fn new(quiet: bool, bars: bool) -> Display {
+    pub fn new(quiet: bool, mode: Mode) -> Display {
+        let bars = mode == Mode::Auto && std::io::stderr().is_terminal();
         Display {
             bars: (bars && !quiet).then(|| {
                 Mutex::new(Bars {

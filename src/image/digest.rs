@@ -191,7 +191,7 @@ impl<R: Read> VerifyingReader<R> {
     fn check_at_end(&mut self) -> io::Result<()> {
         if let Some(size) = self.expected.size {
             if self.read != size {
-                return Err(invalid(format!(
+                return Err(mismatch(format!(
                     "{} is {} bytes, but its descriptor says {size} (truncated or wrong size)",
                     self.expected.what, self.read
                 )));
@@ -200,7 +200,7 @@ impl<R: Read> VerifyingReader<R> {
         if let (Some(hasher), Some(expected)) = (self.hasher.take(), &self.expected.digest) {
             let actual = hasher.finish();
             if &actual != expected {
-                return Err(invalid(format!(
+                return Err(mismatch(format!(
                     "{} has digest {actual}, expected {expected} (corrupted or tampered)",
                     self.expected.what
                 )));
@@ -224,7 +224,7 @@ impl<R: Read> Read for VerifyingReader<R> {
         self.read += n as u64;
         if let Some(size) = self.expected.size {
             if self.read > size {
-                return Err(invalid(format!(
+                return Err(mismatch(format!(
                     "{} is longer than the size its descriptor says ({size} bytes): wrong size or tampered",
                     self.expected.what
                 )));
@@ -247,6 +247,16 @@ impl<R: Read> Read for VerifyingReader<R> {
 
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Bytes that are not what their digest or size promised: an integrity failure, which a
+/// front end tells apart from a malformed image (a retry may cure it, a rebuild will not).
+fn mismatch(msg: String) -> io::Error {
+    crate::error::tagged_io(
+        io::ErrorKind::InvalidData,
+        crate::error::ErrorKind::Integrity,
+        msg,
+    )
 }
 
 #[cfg(test)]

@@ -58,6 +58,21 @@ pub struct Image {
     pub layers: Vec<Layer>,
     /// What resolving noticed that does not stop the run (the caller reports them).
     pub warnings: Vec<String>,
+    /// The entries of the index the reference pointed at (empty without one), for a look at
+    /// an image's platforms before pulling it.
+    pub index_entries: Vec<IndexEntry>,
+}
+
+/// One entry of an image index, as listed (not fetched).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    /// `os/arch[/variant]` as the entry states it; `None` when it states none.
+    pub platform: Option<String>,
+    /// A BuildKit attestation (provenance, SBOM), not an image to convert.
+    pub attestation: bool,
 }
 
 impl Image {
@@ -108,12 +123,23 @@ pub fn resolve(
     let mut media_type = top_media_type.map(str::to_string);
     let mut digest = top_digest;
     let mut index_digest = None;
+    let mut index_entries = Vec::new();
     // Indexes may nest (an index of indexes); a small bound stops a cycle.
     for _ in 0..4 {
         match manifest::parse_document(&bytes, media_type.as_deref())? {
             Document::Index(list) => {
                 if index_digest.is_none() {
                     index_digest = digest.clone();
+                    index_entries = list
+                        .iter()
+                        .map(|d| IndexEntry {
+                            digest: d.digest.clone(),
+                            media_type: d.media_type.clone(),
+                            size: d.size,
+                            platform: d.platform.is_some().then(|| d.platform_string()),
+                            attestation: d.is_attestation(),
+                        })
+                        .collect();
                 }
                 let chosen = choose_manifest(&list, &choice.platform, fetcher, false)?;
                 bytes = fetcher.fetch_json(chosen).with_context(|| {
@@ -129,6 +155,7 @@ pub fn resolve(
             Document::Manifest(m) => {
                 let mut image = image_from_manifest(name, fetcher, *m, digest, choice)?;
                 image.index_digest = index_digest;
+                image.index_entries = index_entries;
                 return Ok(image);
             }
         }
@@ -197,6 +224,7 @@ pub fn image_from_manifest(
         config,
         layers,
         warnings,
+        index_entries: Vec::new(),
     })
 }
 

@@ -230,6 +230,7 @@ impl ImageSource for DockerArchiveSource {
             config,
             layers,
             warnings,
+            index_entries: Vec::new(),
         })
     }
 

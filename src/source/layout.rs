@@ -78,10 +78,13 @@ fn select<'a>(entries: &'a [Descriptor], selector: &Selector) -> Result<Vec<&'a 
                 })
                 .collect();
             if by_name.is_empty() {
-                bail!(
-                    "no image tagged {tag:?}; the layout has: {}",
-                    describe_tags(entries)
-                );
+                return Err(crate::error::tagged(
+                    crate::error::ErrorKind::NotFound,
+                    format!(
+                        "no image tagged {tag:?}; the layout has: {}",
+                        describe_tags(entries)
+                    ),
+                ));
             }
             Ok(by_name)
         }

@@ -77,6 +77,7 @@ impl ImageSource for MemorySource {
             config_raw,
             layers: self.layers.clone(),
             warnings: Vec::new(),
+            index_entries: Vec::new(),
         })
     }
 

@@ -454,6 +454,13 @@ impl<'a> Translation<'a> {
         Some(text.into_bytes())
     }
 
+    /// The environment script the conversion would write, without reading any layer (for
+    /// inspect); what it sets and skips lands in `report` as for a conversion.
+    pub fn environment_script(&mut self) -> Option<String> {
+        self.env_script()
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// `[boot] command=`: the entrypoint and command as `docker run` would start them.
     fn boot_command(&mut self, user: Option<&PasswdEntry>) -> Result<String> {
         let config = self.config();

@@ -22,11 +22,13 @@
 pub mod image;
 pub mod layer;
 pub mod listing;
+pub mod registry;
 pub mod run;
 pub mod tools;
 
 pub use image::*;
 pub use layer::*;
 pub use listing::*;
+pub use registry::*;
 pub use run::*;
 pub use tools::{have, is_root, require_root_and_tools, require_tools};

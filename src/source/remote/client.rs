@@ -5,6 +5,7 @@
 
 use super::auth::{self, Challenge, Credentials};
 use super::RegistryOptions;
+use crate::error::{tagged, ErrorKind};
 use crate::terminal::printable;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
@@ -632,7 +633,10 @@ impl Client {
                                 | ureq::Error::HostNotFound
                         );
                     if attempt >= MAX_ATTEMPTS || permanent {
-                        return Err(anyhow!("{what}: cannot reach {}: {e}", self.api_host));
+                        return Err(tagged(
+                            ErrorKind::Network,
+                            format!("{what}: cannot reach {}: {e}", self.api_host),
+                        ));
                     }
                     std::thread::sleep(backoff(attempt));
                     continue;
@@ -645,11 +649,14 @@ impl Client {
             if let (401, Some(host)) = (status.as_u16(), &redirected_to) {
                 // docker takes challenges only from the registry itself: a redirect target
                 // that asks for credentials gets none, nor a token exchanged on our behalf.
-                bail!(
-                    "{what}: {} (where {} redirected) asks for authentication; credentials go only to the registry",
-                    printable(host),
-                    self.what()
-                );
+                return Err(tagged(
+                    ErrorKind::Auth,
+                    format!(
+                        "{what}: {} (where {} redirected) asks for authentication; credentials go only to the registry",
+                        printable(host),
+                        self.what()
+                    ),
+                ));
             }
             match status.as_u16() {
                 401 => {
@@ -660,7 +667,10 @@ impl Client {
                         .and_then(auth::parse_challenge);
                     token_fetches += 1;
                     if token_fetches > MAX_TOKEN_FETCHES {
-                        bail!("authentication failed for {} ({what})", self.what());
+                        return Err(tagged(
+                            ErrorKind::Auth,
+                            format!("authentication failed for {} ({what})", self.what()),
+                        ));
                     }
                     match challenge {
                         Some(c) if c.scheme == "bearer" => {
@@ -669,26 +679,36 @@ impl Client {
                         }
                         Some(c) if c.scheme == "basic" => {
                             let Some(header) = self.credentials.as_ref().and_then(|c| c.basic_header()) else {
-                                bail!("authentication required for {} (use --creds, --authfile or docker login)", self.what());
+                                return Err(tagged(ErrorKind::Auth, format!("authentication required for {} (use --creds, --authfile or docker login)", self.what())));
                             };
                             if auth.as_deref() == Some(header.as_str()) {
-                                bail!("authentication failed for {} (the registry refused the credentials)", self.what());
+                                return Err(tagged(ErrorKind::Auth, format!("authentication failed for {} (the registry refused the credentials)", self.what())));
                             }
                             self.tokens.lock().unwrap().insert(self.scope(), header);
                         }
-                        _ => bail!("authentication required for {} and the registry sent no usable challenge", self.what()),
+                        _ => return Err(tagged(ErrorKind::Auth, format!("authentication required for {} and the registry sent no usable challenge", self.what()))),
                     }
                 }
-                403 => bail!(
-                    "access denied to {} ({what}): {}",
-                    self.what(),
-                    registry_message(resp)
-                ),
-                404 => bail!(
-                    "{what} not found in {}: {}",
-                    self.what(),
-                    registry_message(resp)
-                ),
+                403 => {
+                    return Err(tagged(
+                        ErrorKind::Auth,
+                        format!(
+                            "access denied to {} ({what}): {}",
+                            self.what(),
+                            registry_message(resp)
+                        ),
+                    ))
+                }
+                404 => {
+                    return Err(tagged(
+                        ErrorKind::NotFound,
+                        format!(
+                            "{what} not found in {}: {}",
+                            self.what(),
+                            registry_message(resp)
+                        ),
+                    ))
+                }
                 416 if range_from > 0 => {
                     bail!("{what}: the registry refused to resume at byte {range_from}")
                 }
