@@ -11,6 +11,7 @@ prints; it never fails on a time.
 
     sudo scripts/bench.py              # the full image (~500 MB of layers), 3 runs, medians
     sudo scripts/bench.py --small      # what CI runs: a minbase image, 1 run
+    scripts/bench.py --many-paths-only # only the many-paths rows (no root needed)
 
 Needs root (debootstrap, chroot, umoci unpack). Images are cached under --cache.
 """
@@ -166,6 +167,135 @@ def build_image(cache, small):
     return layout, tag
 
 
+# ---------------------------------------------------------------- the many-paths image
+
+class _HashingWriter:
+    """A write-only file object that hashes and counts what passes through to `inner`."""
+
+    def __init__(self, inner):
+        import hashlib
+        self.inner, self.sha, self.size = inner, hashlib.sha256(), 0
+
+    def write(self, data):
+        self.sha.update(data)
+        self.size += len(data)
+        return self.inner.write(data)
+
+    def flush(self):
+        pass
+
+
+def _write_blob(layout, data):
+    import hashlib
+    digest = hashlib.sha256(data).hexdigest()
+    with open(os.path.join(layout, "blobs/sha256", digest), "wb") as f:
+        f.write(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
+def _gzip_layer(layout, fill):
+    """Writes one gzip layer blob; `fill(tarfile)` adds its entries. Returns (descriptor, diff_id)."""
+    import gzip
+    import tarfile
+    tmp = os.path.join(layout, "blobs/layer.tmp")
+    with open(tmp, "wb") as raw:
+        compressed = _HashingWriter(raw)
+        with gzip.GzipFile(fileobj=compressed, mode="wb", compresslevel=6, mtime=0) as gz:
+            plain = _HashingWriter(gz)
+            with tarfile.open(fileobj=plain, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
+                fill(tar)
+    digest = compressed.sha.hexdigest()
+    os.rename(tmp, os.path.join(layout, "blobs/sha256", digest))
+    desc = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": f"sha256:{digest}", "size": compressed.size}
+    return desc, f"sha256:{plain.sha.hexdigest()}"
+
+
+def build_many_paths(cache, packages):
+    """A node_modules-like image of about `packages` * 50 small files, generated in code (no
+    packages, no root), as issue 16 describes: layer 1 holds them all, layer 2 deletes a tenth
+    (whole packages, by whiteouts), layer 3 rewrites another tenth. Cached by size.
+    Returns (layout, tag)."""
+    import io
+    import tarfile
+    layout = os.path.join(cache, f"layout-many-paths-{packages}")
+    tag = "bench"
+    if os.path.exists(os.path.join(layout, "index.json")):
+        return layout, tag
+    work = layout + ".tmp"
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(os.path.join(work, "blobs/sha256"))
+    mtime = 499162500  # what npm stamps on packed files (1985-10-26)
+
+    def entry(tar, name, kind=tarfile.REGTYPE, data=b"", link=""):
+        info = tarfile.TarInfo(name)
+        info.type, info.mtime, info.uid, info.gid = kind, mtime, 1000, 1000
+        info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+        info.linkname = link
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data) if data else None)
+
+    def source(p, f, version):
+        return (f"// pkg-{p} file {f} v{version}\n'use strict';\nmodule.exports = function f{f}(x) "
+                f"{{ return x + {p * 31 + f}; }};\n").encode() * (1 + f % 3)
+
+    def files_of(p):
+        """The 50 files of package p, relative to its directory."""
+        yield "package.json", f'{{"name": "pkg-{p}", "version": "1.0.{p % 97}", "main": "index.js"}}\n'.encode()
+        yield "README.md", f"# pkg-{p}\n\nA generated package.\n".encode()
+        yield "index.js", source(p, 0, 1)
+        for f in range(1, 48):
+            sub = "lib" if f < 24 else "lib/util"
+            yield f"{sub}/m{f}.js", source(p, f, 1)
+
+    root = "app/node_modules"
+
+    def layer1(tar):
+        for d in ("app", root, f"{root}/.bin"):
+            entry(tar, d, tarfile.DIRTYPE)
+        for p in range(packages):
+            base = f"{root}/pkg-{p}"
+            for d in (base, f"{base}/lib", f"{base}/lib/util"):
+                entry(tar, d, tarfile.DIRTYPE)
+            for rel, data in files_of(p):
+                entry(tar, f"{base}/{rel}", data=data)
+            if p % 10 == 0:
+                entry(tar, f"{root}/.bin/pkg-{p}", tarfile.SYMTYPE, link=f"../pkg-{p}/index.js")
+
+    def layer2(tar):  # deletes every tenth package (and its .bin link)
+        for p in range(0, packages, 10):
+            entry(tar, f"{root}/.wh.pkg-{p}")
+            entry(tar, f"{root}/.bin/.wh.pkg-{p}")
+
+    def layer3(tar):  # rewrites every file of another tenth of the packages
+        for p in range(5, packages, 10):
+            base = f"{root}/pkg-{p}"
+            for rel, _ in files_of(p):
+                entry(tar, f"{base}/{rel}", data=source(p, len(rel), 2))
+
+    layers, diff_ids = [], []
+    for fill in (layer1, layer2, layer3):
+        desc, diff_id = _gzip_layer(work, fill)
+        layers.append(desc)
+        diff_ids.append(diff_id)
+    config = {"architecture": "amd64", "os": "linux",
+              "config": {"Cmd": ["/bin/sh"], "WorkingDir": "/app"},
+              "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": []}
+    config_desc = _write_blob(work, json.dumps(config).encode())
+    config_desc["mediaType"] = "application/vnd.oci.image.config.v1+json"
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": config_desc, "layers": layers}
+    manifest_desc = _write_blob(work, json.dumps(manifest).encode())
+    manifest_desc["mediaType"] = "application/vnd.oci.image.manifest.v1+json"
+    manifest_desc["annotations"] = {"org.opencontainers.image.ref.name": tag}
+    with open(os.path.join(work, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [manifest_desc]}, f)
+    with open(os.path.join(work, "oci-layout"), "w") as f:
+        json.dump({"imageLayoutVersion": "1.0.0"}, f)
+    os.rename(work, layout)
+    return layout, tag
+
+
 # ---------------------------------------------------------------- registry
 
 def free_port():
@@ -252,6 +382,37 @@ def human(n):
         n /= 1024
 
 
+MANY_PATHS_SIZES = (200, 2000, 20000)  # packages of 50 files: ~10k, ~100k, ~1M paths
+
+
+def many_paths_table(cache, binary, runs):
+    """Issue 16's rows: oci2wsl on the generated node_modules-like image at three sizes,
+    plain tar to /dev/null, with the memory and linearity targets and their status."""
+    rows = {}
+    for packages in MANY_PATHS_SIZES:
+        layout, tag = build_many_paths(cache, packages)
+        got = [measure(f"{binary} -q oci:{layout}:{tag} > /dev/null", cold=False) for _ in range(runs)]
+        rows[packages] = median_of(got)
+    print(f"\nmany-paths image (node_modules-like, 3 layers: all files, a tenth deleted, a tenth "
+          f"rewritten), layout -> tar on /dev/null, median of {runs} warm run(s)\n")
+    print(f"{'paths (about)':34} {'wall s':>8} {'cpu s':>8} {'peak RSS':>10}")
+    for packages, r in rows.items():
+        print(f"{packages * 50:<34,} {r['wall']:8.2f} {r['cpu']:8.2f} {human(r['rss']):>10}")
+    small, mid, large = (rows[p] for p in MANY_PATHS_SIZES)
+    mib = 2 ** 20
+    checks = [
+        ("1M paths: peak RSS (MiB)", large["rss"] / mib, 160),
+        ("1M paths: peak RSS over the 10k image's (MiB)", (large["rss"] - small["rss"]) / mib, 64),
+        ("1M vs 100k paths: wall time (x)", large["wall"] / mid["wall"], 11),
+        ("1M vs 100k paths: CPU time (x)", large["cpu"] / mid["cpu"], 11),
+    ]
+    print(f"\n{'many-paths target':58} {'value':>7} {'target':>8}")
+    for label, value, target in checks:
+        verdict = "met" if value <= target else "MISSED"
+        print(f"{label:58} {value:7.1f} {'<= ' + str(target):>8}  {verdict}")
+    return {"rows": {p * 50: rows[p] for p in rows}, "targets": checks}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--small", action="store_true", help="minbase image, for CI")
@@ -259,8 +420,15 @@ def main():
     ap.add_argument("--cache", default=os.environ.get("OCI2WSL_BENCH_CACHE", "/var/tmp/oci2wsl-bench"))
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/oci2wsl"))
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--many-paths-only", action="store_true",
+                    help="only the many-paths rows (issue 16): generated image, no root needed")
     args = ap.parse_args()
     runs = args.runs or (1 if args.small else 3)
+    if args.many_paths_only:
+        if not os.path.exists(args.binary):
+            sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
+        many_paths_table(args.cache, args.binary, runs)
+        return
     if os.geteuid() != 0:
         sys.exit("bench.py needs root (debootstrap, chroot, umoci unpack)")
     for tool in ("umoci", "skopeo", "pigz", "zcat", "gzip", "debootstrap", "/usr/bin/time"):
@@ -378,9 +546,11 @@ def main():
         print(f"{label:58} {shown:>7} {'<= ' + str(target) + 'x':>8}  {verdict}")
     if peak:
         print(f"{'peak RSS of oci2wsl (MiB)':58} {peak / 2**20:7.0f} {'<= 128':>8}  {'meets' if peak <= 128 * 2**20 else 'MISSES'}")
+    many = many_paths_table(args.cache, binary, runs)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"results": results, "ratios": rows, "runs": runs, "small": args.small}, f, indent=1)
+            json.dump({"results": results, "ratios": rows, "runs": runs, "small": args.small,
+                       "many_paths": many}, f, indent=1)
 
 
 if __name__ == "__main__":

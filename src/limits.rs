@@ -17,8 +17,8 @@ pub const MAX_PATH_DEPTH: usize = 256;
 /// the largest xattr Linux allows is 64 KiB.
 pub const MAX_PAX_SIZE: u64 = 1024 * 1024;
 
-/// Largest number of tar entries in one image, over all layers: the index pass keeps a
-/// few hundred bytes per path, so this bounds its memory (a Debian root file system has
+/// Largest number of tar entries in one image, over all layers: the index pass keeps
+/// about 60 bytes per path, so this bounds its memory (a Debian root file system has
 /// about 10,000 paths; the largest images seen have a few hundred thousand).
 pub const MAX_ENTRIES: u64 = 5_000_000;
 

@@ -9,7 +9,8 @@
 //! 2. *emit*: write the directories, symlinks and devices of the final tree, then stream each
 //!    layer again and copy the content of exactly the regular files that survived.
 //!
-//! Memory is proportional to the number of paths, never to the size of a file or layer.
+//! Memory is proportional to the number of paths (about 60 bytes each, see tree.rs), never to
+//! the size of a file or layer.
 
 pub mod entry;
 pub mod stream;
@@ -29,7 +30,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use stream::LayerStream;
 use tar_reader::TarReader;
-use tree::{ScannedEntry, Tree};
+use tree::{ScannedEntry, ScannedLayer, Tree};
 
 /// What a run read and wrote, for the summary line.
 #[derive(Clone, Debug, Default)]
@@ -109,7 +110,7 @@ fn below_own_link(own_links: &HashSet<Vec<u8>>, wanted: &HashSet<Vec<u8>>, path:
 const MAX_CAPTURE: u64 = 4 * 1024 * 1024;
 
 struct LayerScan {
-    entries: Vec<ScannedEntry>,
+    entries: ScannedLayer,
     compressed: u64,
     uncompressed: u64,
 }
@@ -164,7 +165,7 @@ fn scan_layer(
         source.blobs_verified(),
         observer.as_ref(),
     )?;
-    let mut entries = Vec::new();
+    let mut entries = ScannedLayer::default();
     let scanned = read_entries(&mut stream, wanted, cancel, &mut entries);
     if let Err(e) = scanned {
         // A blob that does not match its digest explains any error inside it.
@@ -185,7 +186,7 @@ fn read_entries(
     stream: &mut LayerStream,
     wanted: &HashSet<Vec<u8>>,
     cancel: &AtomicBool,
-    entries: &mut Vec<ScannedEntry>,
+    entries: &mut ScannedLayer,
 ) -> Result<()> {
     {
         let mut ordinal: u64 = 0;
@@ -195,6 +196,12 @@ fn read_entries(
         while let Some(raw) = stream.next_entry().context("reading the layer's tar")? {
             if cancel.load(Ordering::Relaxed) {
                 bail!("cancelled");
+            }
+            if ordinal >= crate::limits::MAX_ENTRIES {
+                bail!(
+                    "the layer has more than {} tar entries, the limit this tool holds in memory",
+                    crate::limits::MAX_ENTRIES
+                );
             }
             let name = raw.name.clone();
             let change =
@@ -275,7 +282,7 @@ fn build_tree(
                     let scan: LayerScan = result.map_err(layer_error(&layers[applied], image))?;
                     stats.compressed_bytes += scan.compressed;
                     stats.uncompressed_bytes += scan.uncompressed;
-                    stats.entries_read += scan.entries.len() as u64;
+                    stats.entries_read += scan.entries.entries();
                     if stats.entries_read > crate::limits::MAX_ENTRIES {
                         bail!(
                             "the image has more than {} tar entries, the limit this tool holds in memory",
@@ -338,15 +345,15 @@ pub fn flatten<S: EntrySink + ?Sized>(
     let plan = tree.plan(count);
     let mut progress = EmitProgress::new(&plan, options.observer.clone());
     for (index, layer) in image.layers.iter().enumerate() {
-        if plan.regular[index].is_empty() {
+        if !plan.has_regular(index) {
             source.release_layer(layer);
         }
     }
 
-    for (path, meta, link) in &plan.contentless {
+    for (path, meta, link) in plan.contentless() {
         match link {
-            Some(target) => out.append_hardlink(path, target, meta)?,
-            None => out.append_contentless(path, meta)?,
+            Some(target) => out.append_hardlink(&path, &target, &meta)?,
+            None => out.append_contentless(&path, &meta)?,
         }
         stats.paths_written += 1;
         progress.at(out.bytes_written());
@@ -354,9 +361,7 @@ pub fn flatten<S: EntrySink + ?Sized>(
 
     // Each layer still holding files is decompressed on its own thread, up to `jobs` layers
     // ahead of the one being written, each a few MiB ahead at most.
-    let needed: Vec<usize> = (0..count)
-        .filter(|i| !plan.regular[*i].is_empty())
-        .collect();
+    let needed: Vec<usize> = (0..count).filter(|i| plan.has_regular(*i)).collect();
     std::thread::scope(|scope| -> Result<()> {
         let mut readers: std::collections::VecDeque<(usize, stream::ReadAhead)> =
             std::collections::VecDeque::new();
@@ -373,14 +378,15 @@ pub fn flatten<S: EntrySink + ?Sized>(
             let (got, reader) = readers.pop_front().expect("a reader per needed layer");
             debug_assert_eq!(got, index);
             let layer = &image.layers[index];
-            emit_layer(reader, &plan.regular[index], out, &mut stats, &mut progress)
+            emit_layer(reader, plan.regular(index), out, &mut stats, &mut progress)
                 .map_err(layer_error(layer, image))?;
         }
         Ok(())
     })?;
-    for file in &plan.regular[count] {
+    for file in plan.regular(count) {
         let content = file.content.as_ref().expect("added files carry content");
-        out.append_file(&file.paths[0], &file.meta, &mut content.as_slice())?;
+        let meta = file.meta.as_ref().expect("added files carry metadata");
+        out.append_file(&file.paths[0], meta, &mut content.as_slice())?;
         stats.paths_written += 1;
     }
     progress.finish(out.bytes_written());
@@ -396,16 +402,7 @@ struct EmitProgress {
 
 impl EmitProgress {
     fn new(plan: &tree::Plan, observer: SharedObserver) -> EmitProgress {
-        // A header block per path, the content rounded up to blocks, and the two zero
-        // blocks at the end. Long names and PAX records add a little that only the
-        // writing knows; the summary has the exact figure.
-        let block = |n: u64| n.div_ceil(512) * 512;
-        let mut total = 1024 + 512 * plan.contentless.len() as u64;
-        let mut paths = plan.contentless.len() as u64;
-        for file in plan.regular.iter().flatten() {
-            total += 512 * file.paths.len() as u64 + block(file.meta.size);
-            paths += file.paths.len() as u64;
-        }
+        let (total, paths) = plan.estimate();
         observer.event(&Event::EmitStarted {
             tar_bytes: total,
             paths,
@@ -440,18 +437,19 @@ impl EmitProgress {
     }
 }
 
-/// Pass 2 for one layer: copies the content of the surviving regular files, then stops
-/// reading. The layer's digests were verified in pass 1; each entry used here is checked to
-/// be the one pass 1 saw (same ordinal, name and size).
+/// Pass 2 for one layer: copies the content of the surviving regular files, with the
+/// metadata of their headers (the tree does not keep it), then stops reading. The layer's
+/// digests were verified in pass 1; each entry used here is checked to be the one pass 1
+/// saw (same ordinal, name and size).
 fn emit_layer<S: EntrySink + ?Sized>(
     uncompressed: stream::ReadAhead,
-    files: &[tree::RegularFile],
+    files: impl Iterator<Item = tree::RegularFile>,
     out: &mut S,
     stats: &mut FlattenStats,
     progress: &mut EmitProgress,
 ) -> Result<()> {
     let mut tar = TarReader::new(uncompressed);
-    let mut wanted = files.iter().peekable();
+    let mut wanted = files.peekable();
     let mut ordinal: u64 = 0;
     while let Some(file) = wanted.peek() {
         let Some(raw) = tar.next_entry().context("reading the layer's tar")? else {
@@ -463,18 +461,24 @@ fn emit_layer<S: EntrySink + ?Sized>(
             continue;
         }
         let name = entry::normalize_name(&raw.name)?;
-        let expected: &[u8] = file.entry_name.as_deref().unwrap_or(&file.meta.path);
-        if name != expected || raw.size != file.meta.size {
-            bail!(
+        let changed = || {
+            anyhow!(
                 "the layer changed while it was being read (entry {this} is now {:?})",
                 display_name(&name)
-            );
+            )
+        };
+        if name != file.entry_name || raw.size != file.size {
+            return Err(changed());
         }
+        let meta = match read_entry(raw)? {
+            Change::Add(meta) if meta.kind == EntryKind::Regular => meta,
+            _ => return Err(changed()),
+        };
         let first = &file.paths[0];
-        out.append_file(first, &file.meta, &mut tar.content())
+        out.append_file(first, &meta, &mut tar.content())
             .with_context(|| format!("copying {:?}", display_name(first)))?;
         for other in &file.paths[1..] {
-            out.append_hardlink(other, first, &file.meta)?;
+            out.append_hardlink(other, first, &meta)?;
         }
         stats.paths_written += file.paths.len() as u64;
         progress.at(out.bytes_written());
@@ -483,7 +487,7 @@ fn emit_layer<S: EntrySink + ?Sized>(
     if let Some(missing) = wanted.next() {
         bail!(
             "the layer changed while it was being read (entry {:?} is gone)",
-            display_name(&missing.meta.path)
+            display_name(&missing.entry_name)
         );
     }
     Ok(())
