@@ -535,7 +535,7 @@ fn main() -> ExitCode {
             e.exit()
         }
     };
-    output::install_interrupt_cleanup();
+    oci2wsl::interrupt::install_cleanup();
     let json =
         (cli.progress == ProgressArg::Json).then(|| Arc::new(cli::json::JsonEvents::stderr()));
     let mode = match cli.progress {
@@ -548,7 +548,7 @@ fn main() -> ExitCode {
     {
         // Ctrl-C: the bars go before the "interrupted" line, so none is left half drawn.
         let display = display.clone();
-        output::stop_on_interrupt(Box::new(move || display.clear()));
+        oci2wsl::interrupt::stop_on_interrupt(Box::new(move || display.clear()));
     }
     let observer: Arc<dyn Observer> = match &json {
         Some(json) => json.clone(),

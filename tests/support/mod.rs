@@ -810,6 +810,13 @@ pub fn check_invariants(entries: &[Out]) {
             "whiteout {} in output",
             en.name()
         );
+        // AUFS bookkeeping (`.wh..wh.plnk` and what lies below) is never output (the same
+        // rule as tests/common).
+        assert!(
+            !p.split(|b| *b == b'/').any(|c| c.starts_with(b".wh..wh.")),
+            "AUFS bookkeeping {} in output",
+            en.name()
+        );
         for (i, b) in p.iter().enumerate() {
             if *b == b'/' && i + 1 < p.len() {
                 assert!(
