@@ -83,7 +83,7 @@ fn gzip_levels_and_bad_levels() {
         gunzip(&fs::read(&fast).unwrap()),
         gunzip(&fs::read(&best).unwrap())
     );
-    let err = flatten_err(&[
+    let err = usage_err(&[
         &src,
         "-o",
         dir.path().join("x.tar.gz").to_str().unwrap(),
@@ -91,7 +91,7 @@ fn gzip_levels_and_bad_levels() {
         "13",
     ]);
     assert!(err.contains("--level 13"), "{err}");
-    let err = flatten_err(&[
+    let err = usage_err(&[
         &src,
         "-o",
         dir.path().join("x.tar").to_str().unwrap(),
@@ -232,9 +232,9 @@ fn help_version_and_usage_errors() {
         run(&["--compression", "lz4", "x"], None).status.code(),
         Some(2)
     );
-    let err = flatten_err(&["oci:"]);
+    let err = usage_err(&["oci:"]);
     assert!(err.contains("path"), "{err}");
-    let err = flatten_err(&["--platform", "linux", "oci:x"]);
+    let err = usage_err(&["--platform", "linux", "oci:x"]);
     assert!(err.contains("os/arch"), "{err}");
 }
 
@@ -244,7 +244,10 @@ fn summary_line_on_stderr_and_quiet_silences_it() {
     let src = example_layout(dir.path());
     let o = run_ok(&[&src]);
     let err = stderr(&o);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    // What was converted and where, the platform, the digest, the sizes: short lines.
+    assert_eq!(err.lines().count(), 4, "{err}");
+    assert!(err.lines().all(|l| l.len() < 100), "{err}");
     assert!(err.contains("2 layers") && err.contains("sha256:"), "{err}");
+    assert!(err.contains("platform") && err.contains("linux/amd64"), "{err}");
     assert!(run_ok(&["-q", &src]).stderr.is_empty());
 }

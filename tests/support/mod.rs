@@ -674,14 +674,24 @@ pub fn flatten_ok(args: &[&str]) -> Vec<u8> {
     o.stdout
 }
 
-/// Runs the binary, expects exit 1 and an error line; returns stderr.
+/// Runs the binary, expects exit 1 (the run failed) and an error line; returns stderr.
 pub fn flatten_err(args: &[&str]) -> String {
+    failed_with(args, 1)
+}
+
+/// Runs the binary, expects exit 2 (the command line is wrong, as the user guide promises)
+/// and an error line; returns stderr.
+pub fn usage_err(args: &[&str]) -> String {
+    failed_with(args, 2)
+}
+
+fn failed_with(args: &[&str], code: i32) -> String {
     let o = run(args, None);
     let err = stderr(&o);
     assert_eq!(
         o.status.code(),
-        Some(1),
-        "oci2wsl {args:?} should fail: {err}"
+        Some(code),
+        "oci2wsl {args:?} should fail with exit {code}: {err}"
     );
     assert!(
         o.stdout.is_empty(),
