@@ -9,8 +9,11 @@
 //! - [`output`]: tar writing, compression and the atomic output file;
 //! - [`wsl`]: the image config as WSL configuration, and `wsl.exe --import`.
 //!
+//! [`cache`] keeps registry pulls as an OCI layout for the next run.
+//!
 //! [`pipeline::run`] wires them together; `main.rs` only parses the command line.
 
+pub mod cache;
 pub mod image;
 pub mod layer;
 pub mod limits;

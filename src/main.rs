@@ -1,6 +1,7 @@
 //! The command line: parse arguments, run the pipeline, report one line.
 
 use clap::{Parser, ValueEnum};
+use oci2wsl::cache::{self, CacheSettings, PullPolicy};
 use oci2wsl::image::platform::Platform;
 use oci2wsl::image::PlatformChoice;
 use oci2wsl::output::{self, Destination, OutputCompression};
@@ -12,6 +13,19 @@ use oci2wsl::wsl::{ImportOptions, WslOptions};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PullArg {
+    Always,
+    Missing,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ListFormat {
+    Text,
+    Json,
+}
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum CompressionArg {
@@ -33,7 +47,9 @@ enum CompressionArg {
 #[command(name = "oci2wsl", version, verbatim_doc_comment)]
 struct Cli {
     /// The image to flatten (see above for the forms).
-    image: String,
+    #[arg(required_unless_present_any = ["cache_list", "cache_prune"],
+          conflicts_with_all = ["cache_list", "cache_prune"])]
+    image: Option<String>,
 
     /// Write to FILE instead of standard output; compression follows the extension
     /// (.tar, .tar.gz/.tgz, .tar.zst, and .wsl: a gzip tar with /etc/wsl-distribution.conf
@@ -109,6 +125,39 @@ struct Cli {
     /// image metadata.
     #[arg(long, help_heading = "WSL")]
     no_wsl_config: bool,
+
+    /// When to ask the registry: `missing` uses cached blobs and re-resolves a tag with one
+    /// HEAD request, `always` downloads everything again (and refreshes the cache), `never`
+    /// works offline from the cache.
+    #[arg(long, value_enum, value_name = "POLICY", default_value = "missing",
+          help_heading = "Cache")]
+    pull: PullArg,
+
+    /// The layer cache (an OCI image layout) [default: %LOCALAPPDATA%\oci2wsl\cache on
+    /// Windows, $XDG_CACHE_HOME/oci2wsl or ~/.cache/oci2wsl elsewhere].
+    #[arg(long, value_name = "DIR", env = "OCI2WSL_CACHE_DIR", help_heading = "Cache")]
+    cache_dir: Option<PathBuf>,
+
+    /// Keep no layer cache: download into temporary files deleted at exit.
+    #[arg(long, env = "OCI2WSL_NO_CACHE", help_heading = "Cache")]
+    no_cache: bool,
+
+    /// The cache's size cap: after a pull, least recently used images are evicted down to
+    /// it (K, M, G, T suffixes).
+    #[arg(long, value_name = "SIZE", default_value = "10G", help_heading = "Cache",
+          value_parser = oci2wsl::cache::parse_size)]
+    cache_max_size: u64,
+
+    /// List the cached images (text, or json) and exit.
+    #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1,
+          default_missing_value = "text", help_heading = "Cache")]
+    cache_list: Option<ListFormat>,
+
+    /// Evict least recently used images until the cache holds at most SIZE [default: 0,
+    /// everything], and exit. With --cache-list the listing follows.
+    #[arg(long, value_name = "SIZE", num_args = 0..=1, default_missing_value = "0",
+          help_heading = "Cache", value_parser = oci2wsl::cache::parse_size)]
+    cache_prune: Option<u64>,
 
     /// The distribution's default user (a name or uid in the image's /etc/passwd) instead
     /// of the image's User.
@@ -226,7 +275,7 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
             .unwrap_or(2)
     });
     Ok(Options {
-        image: cli.image.clone(),
+        image: cli.image.clone().unwrap_or_default(),
         destination,
         compression,
         level,
@@ -234,7 +283,7 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
         jobs: jobs.max(1),
         max_expansion: cli.max_expansion,
         registry: RegistryOptions {
-            creds: if cli.password_stdin && cli.image.ends_with(":-") {
+            creds: if cli.password_stdin && cli.image.as_deref().is_some_and(|i| i.ends_with(":-")) {
                 anyhow::bail!(
                     "--password-stdin and an image read from standard input cannot share it"
                 )
@@ -247,6 +296,7 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
             cert_dir: cli.cert_dir.clone(),
             insecure_registries: cli.insecure_registry.clone(),
             progress: !cli.quiet && std::io::stderr().is_terminal(),
+            cache: cache_settings(cli)?,
             ..Default::default()
         },
         wsl: (!cli.no_wsl_config).then(|| WslOptions {
@@ -262,6 +312,69 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
             wsl_exe: cli.wsl_exe.clone(),
         }),
     })
+}
+
+fn cache_settings(cli: &Cli) -> anyhow::Result<CacheSettings> {
+    let dir = if cli.no_cache {
+        None
+    } else {
+        match cli.cache_dir.clone().or_else(cache::default_dir) {
+            Some(dir) => Some(dir),
+            None => anyhow::bail!("no place for the layer cache: set --cache-dir or OCI2WSL_CACHE_DIR (or HOME), or use --no-cache"),
+        }
+    };
+    Ok(CacheSettings {
+        dir,
+        max_size: cli.cache_max_size,
+        pull: match cli.pull {
+            PullArg::Always => PullPolicy::Always,
+            PullArg::Missing => PullPolicy::Missing,
+            PullArg::Never => PullPolicy::Never,
+        },
+    })
+}
+
+/// `--cache-list` and `--cache-prune`: the cache alone, no image.
+fn cache_command(cli: &Cli) -> anyhow::Result<()> {
+    let settings = cache_settings(cli)?;
+    let Some(dir) = settings.dir else {
+        anyhow::bail!("--no-cache: there is no cache to list or prune");
+    };
+    let cache = cache::Cache::open(&dir, settings.max_size)?;
+    let removed = match cli.cache_prune {
+        Some(keep) => Some(cache.prune(keep)?),
+        None => None,
+    };
+    let listing = cache.list()?;
+    match (cli.cache_list, &removed) {
+        (Some(ListFormat::Json), _) => {
+            println!("{}", listing.json(removed.as_deref()));
+        }
+        (list, removed) => {
+            if let Some(removed) = removed {
+                for r in removed.iter() {
+                    println!(
+                        "removed {} {} ({} freed)",
+                        printable(&r.name),
+                        r.platform,
+                        pipeline::human(r.freed)
+                    );
+                }
+                if list.is_none() {
+                    println!(
+                        "cache {}: {} images, {}",
+                        dir.display(),
+                        listing.images.len(),
+                        pipeline::human(listing.size)
+                    );
+                }
+            }
+            if list.is_some() {
+                print!("{}", listing.human());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// For `-o NAME.wsl`: the default distribution name, from the file name, in the characters
@@ -293,7 +406,24 @@ fn distribution_name(output: &str) -> Option<String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     output::install_interrupt_cleanup();
-    let result = options(&cli).and_then(|opts| {
+    let result = if cli.cache_list.is_some() || cli.cache_prune.is_some() {
+        cache_command(&cli)
+    } else {
+        run(&cli)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: every context, outermost first, as "a: b: c".
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("oci2wsl: error: {}", printable(&msg));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    options(cli).and_then(|opts| {
         for stale in output::remove_stale_temp_files(&opts.destination) {
             if !cli.quiet {
                 eprintln!(
@@ -327,14 +457,5 @@ fn main() -> ExitCode {
             }
         }
         Ok(())
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // One line: every context, outermost first, as "a: b: c".
-            let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("oci2wsl: error: {}", printable(&msg));
-            ExitCode::from(1)
-        }
-    }
+    })
 }
