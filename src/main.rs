@@ -129,17 +129,28 @@ struct Cli {
     /// When to ask the registry: `missing` uses cached blobs and re-resolves a tag with one
     /// HEAD request, `always` downloads everything again (and refreshes the cache), `never`
     /// works offline from the cache.
-    #[arg(long, value_enum, value_name = "POLICY", default_value = "missing",
-          help_heading = "Cache")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "POLICY",
+        default_value = "missing",
+        help_heading = "Cache"
+    )]
     pull: PullArg,
 
     /// The layer cache (an OCI image layout) [default: %LOCALAPPDATA%\oci2wsl\cache on
     /// Windows, $XDG_CACHE_HOME/oci2wsl or ~/.cache/oci2wsl elsewhere].
-    #[arg(long, value_name = "DIR", env = "OCI2WSL_CACHE_DIR", help_heading = "Cache")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "OCI2WSL_CACHE_DIR",
+        help_heading = "Cache"
+    )]
     cache_dir: Option<PathBuf>,
 
     /// Keep no layer cache: download into temporary files deleted at exit.
-    #[arg(long, env = "OCI2WSL_NO_CACHE", help_heading = "Cache")]
+    #[arg(long, env = "OCI2WSL_NO_CACHE", help_heading = "Cache",
+          value_parser = clap::builder::FalseyValueParser::new())]
     no_cache: bool,
 
     /// The cache's size cap: after a pull, least recently used images are evicted down to
@@ -283,7 +294,8 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
         jobs: jobs.max(1),
         max_expansion: cli.max_expansion,
         registry: RegistryOptions {
-            creds: if cli.password_stdin && cli.image.as_deref().is_some_and(|i| i.ends_with(":-")) {
+            creds: if cli.password_stdin && cli.image.as_deref().is_some_and(|i| i.ends_with(":-"))
+            {
                 anyhow::bail!(
                     "--password-stdin and an image read from standard input cannot share it"
                 )

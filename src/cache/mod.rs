@@ -62,7 +62,11 @@ pub struct CacheSettings {
 /// `%LOCALAPPDATA%\oci2wsl\cache` on Windows, `$XDG_CACHE_HOME/oci2wsl` or
 /// `~/.cache/oci2wsl` elsewhere.
 pub fn default_dir() -> Option<PathBuf> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if cfg!(windows) {
         return var("LOCALAPPDATA").map(|d| d.join("oci2wsl").join("cache"));
     }
@@ -357,8 +361,10 @@ impl Cache {
         protect: Option<usize>,
     ) -> (Vec<Value>, Vec<Removed>) {
         let stored = self.stored_blobs();
-        let referenced: BTreeSet<String> =
-            entries.iter().flat_map(|e| self.blobs_of_entry(e)).collect();
+        let referenced: BTreeSet<String> = entries
+            .iter()
+            .flat_map(|e| self.blobs_of_entry(e))
+            .collect();
         let mut total: u64 = stored.values().sum();
         // Orphans: a failed or killed run's blobs, once no run can still be finishing them.
         for (digest, size) in &stored {
@@ -410,8 +416,10 @@ impl Cache {
             .flat_map(|e| self.blobs_of_entry(e))
             .collect();
         let mut freed = 0;
-        let candidates: BTreeSet<String> =
-            dropped.iter().flat_map(|e| self.blobs_of_entry(e)).collect();
+        let candidates: BTreeSet<String> = dropped
+            .iter()
+            .flat_map(|e| self.blobs_of_entry(e))
+            .collect();
         for digest in candidates.difference(&keep) {
             let size = self.blob_size(digest).unwrap_or(0);
             if fs::remove_file(self.path_of(digest)).is_ok() {
@@ -724,7 +732,10 @@ mod tests {
         spool.file.write_all(bytes).unwrap();
         assert!(cache.open_blob(&digest, None).is_none());
         drop(spool); // an abandoned download
-        assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
+        assert!(fs::read_dir(dir.path().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none());
         cache.put_json(&digest, bytes).unwrap();
         assert_eq!(cache.read_json(&digest, 100).unwrap(), bytes);
         // A file under the name that does not match it is not served.

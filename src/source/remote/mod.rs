@@ -167,7 +167,9 @@ impl RegistrySource {
 
     /// Whether cached blobs may stand in for downloads.
     fn reads_cache(&self) -> Option<&Cache> {
-        self.cache.as_deref().filter(|_| self.pull != PullPolicy::Always)
+        self.cache
+            .as_deref()
+            .filter(|_| self.pull != PullPolicy::Always)
     }
 
     /// Lets a layer go. When it was the last layer of its download, the download is marked
@@ -342,7 +344,10 @@ fn finish(downloads: &Downloads, cache: Option<&Cache>) {
     let record = downloads.pending.lock().unwrap().1.take();
     if let (Some(cache), Some(record)) = (cache, record) {
         if let Err(e) = cache.record(&record) {
-            warn(&format!("{}: not recorded in the cache: {e:#}", record.name));
+            warn(&format!(
+                "{}: not recorded in the cache: {e:#}",
+                record.name
+            ));
         }
     }
 }
@@ -622,7 +627,10 @@ impl RegistrySource {
     fn top_document(&self) -> Result<(Vec<u8>, Option<String>, Digest)> {
         let name = self.reference.to_string();
         let Some(cache) = self.reads_cache() else {
-            return self.fetch_top(&self.reference.manifest_reference(), self.reference.digest.as_ref());
+            return self.fetch_top(
+                &self.reference.manifest_reference(),
+                self.reference.digest.as_ref(),
+            );
         };
         let known: Option<Digest> = match (&self.reference.digest, self.pull) {
             (Some(pinned), _) => Some(pinned.clone()),
@@ -635,7 +643,10 @@ impl RegistrySource {
                 .manifest_digest(&self.reference.manifest_reference(), &self.accept())?
                 .and_then(|d| Digest::parse(&d).ok()),
         };
-        if let Some(bytes) = known.as_ref().and_then(|d| cache.read_json(d, MAX_JSON_SIZE)) {
+        if let Some(bytes) = known
+            .as_ref()
+            .and_then(|d| cache.read_json(d, MAX_JSON_SIZE))
+        {
             return Ok((bytes, None, known.expect("read by it")));
         }
         if self.pull == PullPolicy::Never {
@@ -671,7 +682,8 @@ impl RegistrySource {
         pinned: Option<&Digest>,
     ) -> Result<(Vec<u8>, Option<String>, Digest)> {
         let (bytes, media, header_digest) =
-            self.client.manifest(reference, &self.accept(), MAX_JSON_SIZE)?;
+            self.client
+                .manifest(reference, &self.accept(), MAX_JSON_SIZE)?;
         let digest = match pinned {
             Some(pinned) => {
                 pinned
