@@ -11,9 +11,14 @@
 //!
 //! [`cache`] keeps registry pulls as an OCI layout for the next run.
 //!
-//! [`pipeline::run`] wires them together; `main.rs` only parses the command line.
+//! [`pipeline::run`] wires them together. It reports progress and warnings to an
+//! [`events::Observer`] the caller supplies, and fails with an [`error::Error`] whose
+//! [`error::ErrorKind`] is stable. `main.rs` (with `src/cli/`, the binary's own display)
+//! only parses the command line and shows events.
 
 pub mod cache;
+pub mod error;
+pub mod events;
 pub mod image;
 pub mod layer;
 pub mod limits;

@@ -1,7 +1,10 @@
 //! The command line: parse arguments, run the pipeline, report one line.
 
+mod cli;
+
 use clap::{Parser, ValueEnum};
 use oci2wsl::cache::{self, CacheSettings, PullPolicy};
+use oci2wsl::events::{Event, Observer};
 use oci2wsl::image::platform::Platform;
 use oci2wsl::image::PlatformChoice;
 use oci2wsl::output::{self, Destination, OutputCompression};
@@ -9,10 +12,11 @@ use oci2wsl::pipeline::{self, Options};
 use oci2wsl::source::remote::auth::Credentials;
 use oci2wsl::source::remote::RegistryOptions;
 use oci2wsl::terminal::printable;
-use oci2wsl::wsl::{ImportOptions, WslOptions};
+use oci2wsl::wsl::{DistributionName, ImportOptions, WslOptions};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum PullArg {
@@ -307,15 +311,17 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
             ca_files: cli.ca_file.clone(),
             cert_dir: cli.cert_dir.clone(),
             insecure_registries: cli.insecure_registry.clone(),
-            progress: !cli.quiet && std::io::stderr().is_terminal(),
             cache: cache_settings(cli)?,
             ..Default::default()
         },
         wsl: (!cli.no_wsl_config).then(|| WslOptions {
             user: cli.user.clone(),
             boot: cli.boot,
-            distribution_name: cli.distribution_name.clone().or(wsl_file_name),
-            distribution_name_chosen: cli.distribution_name.is_some(),
+            distribution_name: match (&cli.distribution_name, wsl_file_name) {
+                (Some(chosen), _) => Some(DistributionName::Chosen(chosen.clone())),
+                (None, Some(file)) => Some(DistributionName::FromFileName(file)),
+                (None, None) => None,
+            },
         }),
         import: cli.import.as_ref().map(|name| ImportOptions {
             name: name.clone(),
@@ -418,56 +424,70 @@ fn distribution_name(output: &str) -> Option<String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     output::install_interrupt_cleanup();
-    let result = if cli.cache_list.is_some() || cli.cache_prune.is_some() {
-        cache_command(&cli)
-    } else {
-        run(&cli)
-    };
+    // The cache alone, no image.
+    if cli.cache_list.is_some() || cli.cache_prune.is_some() {
+        return match cache_command(&cli) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                let msg = format!("{e:#}").replace('\n', " ");
+                eprintln!("oci2wsl: error: {}", printable(&msg));
+                ExitCode::from(1)
+            }
+        };
+    }
+    let display = Arc::new(cli::progress::Display::new(
+        cli.quiet,
+        std::io::stderr().is_terminal(),
+    ));
+    let result = options(&cli)
+        .map_err(oci2wsl::error::Error::from)
+        .and_then(|opts| {
+            // Housekeeping, not a problem with the run: silent with --quiet.
+            for stale in output::remove_stale_temp_files(&opts.destination) {
+                if cli.quiet {
+                    continue;
+                }
+                display.event(&Event::Warning {
+                    message: format!(
+                        "removed {}, left by an earlier run that was killed",
+                        stale.display()
+                    ),
+                });
+            }
+            let summary = pipeline::run(&opts, display.clone());
+            display.clear();
+            let summary = summary?;
+            if !cli.quiet {
+                eprintln!("{}", summary.line(&opts.destination));
+                if !summary.wsl.set.is_empty() {
+                    eprintln!("  WSL: {}", summary.wsl.set.join("; "));
+                }
+                for warning in &summary.wsl.warnings {
+                    eprintln!("oci2wsl: warning: {}", printable(warning));
+                }
+                if let Some(imported) = &summary.imported {
+                    let name = &imported.name;
+                    eprintln!(
+                        "  imported as WSL distribution {name} in {}{}; start it with: wsl -d {name}",
+                        imported.dir.display(),
+                        if imported.wsl_said.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (wsl: {})", imported.wsl_said)
+                        }
+                    );
+                    if let Some(hint) = summary.wsl.start_hint(name) {
+                        eprintln!("  {hint}");
+                    }
+                }
+            }
+            Ok(())
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: every context, outermost first, as "a: b: c".
-            let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("oci2wsl: error: {}", printable(&msg));
+            eprintln!("oci2wsl: error: {}", printable(&e.to_string()));
             ExitCode::from(1)
         }
     }
-}
-
-fn run(cli: &Cli) -> anyhow::Result<()> {
-    options(cli).and_then(|opts| {
-        for stale in output::remove_stale_temp_files(&opts.destination) {
-            if !cli.quiet {
-                eprintln!(
-                    "oci2wsl: warning: removed {}, left by an earlier run that was killed",
-                    stale.display()
-                );
-            }
-        }
-        let summary = pipeline::run(&opts)?;
-        if !cli.quiet {
-            eprintln!("{}", summary.line(&opts.destination));
-            if !summary.wsl.set.is_empty() {
-                eprintln!("  WSL: {}", summary.wsl.set.join("; "));
-            }
-            for warning in &summary.wsl.warnings {
-                eprintln!("oci2wsl: warning: {}", printable(warning));
-            }
-            if let Some((name, dir, said)) = &summary.imported {
-                eprintln!(
-                    "  imported as WSL distribution {name} in {}{}; start it with: wsl -d {name}",
-                    dir.display(),
-                    if said.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (wsl: {said})")
-                    }
-                );
-                if let Some(hint) = summary.wsl.start_hint(name) {
-                    eprintln!("  {hint}");
-                }
-            }
-        }
-        Ok(())
-    })
 }

@@ -1,18 +1,18 @@
 //! The whole run: reference → source → image → layers → output.
 
-use crate::image::PlatformChoice;
+use crate::error::{Error, ErrorKind, ResultExt};
+use crate::events::{self, Event, LayerSummary, Resolved, SharedObserver};
+use crate::image::{Image, PlatformChoice};
 use crate::layer::{self, FlattenStats};
 use crate::output::tar_writer::TarWriter;
 use crate::output::{self, Destination, OutputCompression, Sink};
 use crate::reference::SourceRef;
 use crate::source;
 use crate::source::remote::RegistryOptions;
+use crate::wsl::import::{abort_import, ImportGate};
 use crate::wsl::{self, ImportOptions, WslOptions};
-use anyhow::{Context, Result};
-use std::io::Write;
+use anyhow::Context;
 use std::path::PathBuf;
-use std::process::ChildStdin;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -35,26 +35,49 @@ pub struct Options {
     pub import: Option<ImportOptions>,
 }
 
+/// What a finished run did.
 #[derive(Debug)]
 pub struct Summary {
+    /// The image as the user named it.
     pub image: String,
+    /// The index digest, when the reference pointed at an index: the one a user pins.
+    pub index_digest: Option<String>,
+    /// The chosen single-platform manifest's digest, when the source has manifest bytes.
     pub manifest_digest: Option<String>,
+    /// The image config's digest (the image ID docker shows).
     pub config_digest: String,
+    /// The image's platform, `os/arch[/variant]`.
+    pub platform: String,
+    /// Layers, bytes and paths.
     pub stats: FlattenStats,
+    /// Bytes of tar written (before compression).
     pub tar_bytes: u64,
+    /// Bytes written to the destination (after compression).
     pub bytes_out: u64,
+    /// Wall-clock time of the run.
     pub elapsed: Duration,
     /// What the WSL translation set and warned about.
     pub wsl: wsl::Report,
-    /// `--import`: the distribution, where it lives, and what WSL said.
-    pub imported: Option<(String, PathBuf, String)>,
+    /// `--import`: the distribution made.
+    pub imported: Option<Imported>,
+}
+
+/// A distribution `wsl --import` registered.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// Its name.
+    pub name: String,
+    /// Where its disk lives.
+    pub dir: PathBuf,
+    /// What `wsl.exe` printed, if anything.
+    pub wsl_said: String,
 }
 
 impl Summary {
     /// The one line printed at the end of a run.
     pub fn line(&self, destination: &Destination) -> String {
         let dest = match (destination, &self.imported) {
-            (Destination::Stdout, Some((name, _, _))) => format!("wsl --import {name}"),
+            (Destination::Stdout, Some(imported)) => format!("wsl --import {}", imported.name),
             (Destination::Stdout, None) => "standard output".to_string(),
             (Destination::File { path, .. }, _) => path.display().to_string(),
         };
@@ -90,72 +113,17 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
-/// `--import` without `-o`: the tar goes straight into `wsl --import NAME DIR -`, which is
-/// started only when the first byte is ready, that is after every layer verified, so a bad
-/// image never starts an import at all.
-struct ImportStream {
-    options: ImportOptions,
-    dir: PathBuf,
-    started: Arc<Mutex<ImportState>>,
-    stdin: Option<ChildStdin>,
+/// Runs the whole conversion: resolves `opts.image`, reads and verifies every layer, writes
+/// the flattened tar to `opts.destination` (atomically, for a file) or into `wsl --import`,
+/// and reports progress and warnings to `observer` on the way.
+///
+/// Nothing is written to a destination unless every layer verified; a failed run leaves an
+/// existing output file as it was.
+pub fn run(opts: &Options, observer: SharedObserver) -> Result<Summary, Error> {
+    run_inner(opts, observer).map_err(Error::from)
 }
 
-enum ImportState {
-    NotStarted,
-    Running(wsl::import::StreamingImport),
-    /// The run is over, by success or failure. Bytes still buffered in front of the stream
-    /// (flushed when the failed sink is dropped) must not start an import of half a tar.
-    Closed,
-}
-
-/// Closes the import stream to new starts; returns the running import, if any.
-fn close_import(started: &Mutex<ImportState>) -> Option<wsl::import::StreamingImport> {
-    match std::mem::replace(&mut *started.lock().unwrap(), ImportState::Closed) {
-        ImportState::Running(import) => Some(import),
-        ImportState::NotStarted | ImportState::Closed => None,
-    }
-}
-
-impl Write for ImportStream {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.stdin.is_none() {
-            let mut state = self.started.lock().unwrap();
-            if matches!(*state, ImportState::Closed) {
-                return Err(std::io::Error::other(
-                    "the run failed before WSL was started; nothing was imported",
-                ));
-            }
-            let mut import = self
-                .options
-                .start_streaming(&self.dir)
-                .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-            self.stdin = Some(import.take_stdin());
-            *state = ImportState::Running(import);
-        }
-        self.stdin.as_mut().expect("started").write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match &mut self.stdin {
-            Some(s) => s.flush(),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Our run failed with `e`: stop a running import, and report WSL's own failure instead
-/// when WSL stopped reading first (our broken pipe was only its consequence).
-fn abort_import(running: Option<wsl::import::StreamingImport>, e: anyhow::Error) -> anyhow::Error {
-    let pipe_closed = e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    });
-    match running.and_then(|s| s.abort(pipe_closed)) {
-        Some(said) => anyhow::anyhow!(said),
-        None => e,
-    }
-}
-
-pub fn run(opts: &Options) -> Result<Summary> {
+fn run_inner(opts: &Options, observer: SharedObserver) -> anyhow::Result<Summary> {
     let start = Instant::now();
     // Before any download: the name is free, WSL answers, the destination is writable.
     let import_dir = opts
@@ -164,38 +132,47 @@ pub fn run(opts: &Options) -> Result<Summary> {
         .map(|i| {
             i.preflight()
                 .with_context(|| format!("--import {}", i.name))
+                .kind(ErrorKind::Wsl)
         })
         .transpose()?;
     let streaming = opts.import.is_some() && matches!(opts.destination, Destination::Stdout);
     if !streaming {
-        output::check_destination(&opts.destination)?;
+        output::check_destination(&opts.destination).kind(ErrorKind::Output)?;
     }
-    let reference = SourceRef::parse(&opts.image)?;
-    let source =
-        source::open(&reference, &opts.registry).with_context(|| format!("{reference}"))?;
+    let reference = SourceRef::parse(&opts.image).kind(ErrorKind::Usage)?;
+    let source = source::open(&reference, &opts.registry, observer.clone())
+        .with_context(|| format!("{reference}"))?;
     let image = source
         .resolve(&opts.platform)
         .with_context(|| format!("{reference}"))?;
+    observer.event(&Event::Resolved(resolved(&reference.to_string(), &image)));
+    for warning in &image.warnings {
+        events::warn(observer.as_ref(), warning.clone());
+    }
     let mut translation = opts
         .wsl
         .clone()
         .map(|w| wsl::Translation::new(&image, reference.to_string(), w));
 
-    let started = Arc::new(Mutex::new(ImportState::NotStarted));
-    let sink = match (&opts.import, &import_dir) {
-        (Some(import), Some(dir)) if streaming => Sink::to_writer(
-            Box::new(ImportStream {
-                options: import.clone(),
-                dir: dir.clone(),
-                started: started.clone(),
-                stdin: None,
-            }),
+    let gate = match (&opts.import, &import_dir) {
+        (Some(import), Some(dir)) if streaming => Some(ImportGate::new(
+            import.clone(),
+            dir.clone(),
+            observer.clone(),
+        )),
+        _ => None,
+    };
+    let sink = match &gate {
+        Some(gate) => Sink::to_writer(
+            Box::new(gate.writer()),
             opts.compression,
             opts.level,
             opts.jobs,
         )?,
-        _ => Sink::open(&opts.destination, opts.compression, opts.level, opts.jobs)?,
+        None => Sink::open(&opts.destination, opts.compression, opts.level, opts.jobs)
+            .kind(ErrorKind::Output)?,
     };
+    let close = || gate.as_ref().and_then(|g| g.close());
     let mut tar = TarWriter::new(sink);
     let flattened = layer::flatten(
         source.as_ref(),
@@ -204,6 +181,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         &layer::FlattenOptions {
             jobs: opts.jobs,
             max_expansion: opts.max_expansion,
+            observer: observer.clone(),
         },
         translation.as_mut().map(|t| t as &mut dyn layer::Augment),
     );
@@ -212,7 +190,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
         Err(e) => {
             // Stop WSL before the stream closes (`tar` still holds it open): a clean end of
             // input could let it register what it has so far.
-            let e = abort_import(close_import(&started), e);
+            let e = abort_import(close(), e);
             drop(tar);
             return Err(e);
         }
@@ -221,8 +199,9 @@ pub fn run(opts: &Options) -> Result<Summary> {
     let committed = tar
         .finish()
         .context("writing the output")
-        .and_then(|sink| sink.commit());
-    let running = close_import(&started);
+        .and_then(|sink| sink.commit())
+        .kind(ErrorKind::Output);
+    let running = close();
     let bytes_out = match committed {
         Ok(n) => n,
         Err(e) => return Err(abort_import(running, e)),
@@ -230,20 +209,36 @@ pub fn run(opts: &Options) -> Result<Summary> {
     let imported = match (&opts.import, import_dir) {
         (Some(import), Some(dir)) => {
             let said = match (running, &opts.destination) {
-                (Some(stream), _) => stream.finish()?,
-                (None, Destination::File { path, .. }) => import.import_file(&dir, path)?,
-                (None, Destination::Stdout) => {
-                    anyhow::bail!("internal: the import stream never started")
+                (Some(stream), _) => stream.finish(),
+                (None, Destination::File { path, .. }) => {
+                    observer.event(&Event::ImportStarted {
+                        name: import.name.clone(),
+                    });
+                    import.import_file(&dir, path)
                 }
-            };
-            Some((import.name.clone(), dir, said))
+                (None, Destination::Stdout) => {
+                    Err(anyhow::anyhow!("internal: the import stream never started"))
+                }
+            }
+            .kind(ErrorKind::Wsl)?;
+            observer.event(&Event::ImportFinished {
+                name: import.name.clone(),
+                dir: dir.clone(),
+            });
+            Some(Imported {
+                name: import.name.clone(),
+                dir,
+                wsl_said: said,
+            })
         }
         _ => None,
     };
     Ok(Summary {
         image: reference.to_string(),
+        index_digest: image.index_digest.as_ref().map(|d| d.to_string()),
         manifest_digest: image.manifest_digest.as_ref().map(|d| d.to_string()),
         config_digest: image.config_digest.to_string(),
+        platform: image.platform(),
         stats,
         tar_bytes,
         bytes_out,
@@ -253,38 +248,24 @@ pub fn run(opts: &Options) -> Result<Summary> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn stream(state: ImportState) -> (ImportStream, Arc<Mutex<ImportState>>) {
-        let started = Arc::new(Mutex::new(state));
-        let stream = ImportStream {
-            options: ImportOptions {
-                name: "test".into(),
-                install_dir: None,
-                version: None,
-                wsl_exe: PathBuf::from("/nonexistent/wsl.exe"),
-            },
-            dir: PathBuf::from("/nonexistent/dir"),
-            started: started.clone(),
-            stdin: None,
-        };
-        (stream, started)
-    }
-
-    #[test]
-    fn a_closed_import_stream_never_starts_wsl() {
-        // Open: the first byte tries to start WSL (and here fails to find it).
-        let (mut open, _) = stream(ImportState::NotStarted);
-        let err = open.write(b"x").unwrap_err().to_string();
-        assert!(err.contains("cannot run"), "{err}");
-
-        // Closed after a failed run: buffered bytes flushed on drop start nothing.
-        let (mut closed, started) = stream(ImportState::NotStarted);
-        assert!(close_import(&started).is_none());
-        let err = closed.write(b"x").unwrap_err().to_string();
-        assert!(err.contains("nothing was imported"), "{err}");
-        assert!(matches!(*started.lock().unwrap(), ImportState::Closed));
+/// What the front end shows once the reference is resolved.
+fn resolved(name: &str, image: &Image) -> Resolved {
+    Resolved {
+        image: name.to_string(),
+        index_digest: image.index_digest.as_ref().map(|d| d.to_string()),
+        manifest_digest: image.manifest_digest.as_ref().map(|d| d.to_string()),
+        config_digest: image.config_digest.to_string(),
+        platform: image.platform(),
+        layers: image
+            .layers
+            .iter()
+            .map(|l| LayerSummary {
+                index: l.index,
+                digest: l.digest.as_ref().map(|d| d.to_string()),
+                diff_id: l.diff_id.to_string(),
+                size: l.size,
+                media_type: l.media_type.clone(),
+            })
+            .collect(),
     }
 }

@@ -270,6 +270,7 @@ fn flatten_checked(
     let options = FlattenOptions {
         jobs,
         max_expansion: 100,
+        ..Default::default()
     };
     match flatten(source, &image, &mut out, &options, None) {
         Ok(_) => {
@@ -1129,6 +1130,7 @@ pub fn run_structured(data: &[u8]) -> Result<(), String> {
             let options = FlattenOptions {
                 jobs: 1,
                 max_expansion: 100,
+                ..Default::default()
             };
             let e = flatten(&source, &image, &mut out, &options, None).unwrap_err();
             Err(format!("refused a valid image: {e:#}"))
@@ -1521,7 +1523,7 @@ pub fn run_wsl(data: &[u8]) -> Result<(), String> {
 
 /// [`run_wsl`], returning the output tar when there is one (`None` for a clean error).
 pub fn wsl_output(data: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    use oci2wsl::wsl::{Translation, WslOptions};
+    use oci2wsl::wsl::{DistributionName, Translation, WslOptions};
     let Some((&flags, rest)) = data.split_first() else {
         return Ok(None);
     };
@@ -1561,14 +1563,20 @@ pub fn wsl_output(data: &[u8]) -> Result<Option<Vec<u8>>, String> {
         user: (flags & 2 != 0)
             .then(|| String::from_utf8_lossy(parts.get(4).copied().unwrap_or(b"")).into_owned()),
         boot: flags & 1 != 0,
-        distribution_name: (flags & 4 != 0).then(|| "fuzz".to_string()),
-        distribution_name_chosen: flags & 16 != 0,
+        distribution_name: (flags & 4 != 0).then(|| {
+            if flags & 16 != 0 {
+                DistributionName::Chosen("fuzz".to_string())
+            } else {
+                DistributionName::FromFileName("fuzz".to_string())
+            }
+        }),
     };
     let mut translation = Translation::new(&image, "fuzz".into(), options);
     let mut out = TarWriter::new(Capped(Vec::new()));
     let flatten_options = FlattenOptions {
         jobs: 1,
         max_expansion: 100,
+        ..Default::default()
     };
     match flatten(
         &source,

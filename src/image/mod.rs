@@ -49,10 +49,27 @@ pub struct Image {
     /// Digest of the manifest bytes (what `docker images --digests` shows for a registry
     /// image), when the source has real manifest bytes.
     pub manifest_digest: Option<Digest>,
+    /// Digest of the index the reference pointed at, when it pointed at one: the digest a
+    /// user pins to get the same choice of manifest again.
+    pub index_digest: Option<Digest>,
     pub config_digest: Digest,
     pub config_raw: Vec<u8>,
     pub config: ImageConfiguration,
     pub layers: Vec<Layer>,
+    /// What resolving noticed that does not stop the run (the caller reports them).
+    pub warnings: Vec<String>,
+}
+
+impl Image {
+    /// The image's platform as its config states it, `os/arch[/variant]`.
+    pub fn platform(&self) -> String {
+        let os = self.config.os().to_string();
+        let arch = self.config.architecture().to_string();
+        match self.config.variant().as_deref() {
+            Some(v) if !v.is_empty() => format!("{os}/{arch}/{v}"),
+            _ => format!("{os}/{arch}"),
+        }
+    }
 }
 
 /// Fetches small JSON blobs (indexes, manifests, configs) by descriptor. Sources implement
@@ -90,10 +107,14 @@ pub fn resolve(
     let mut bytes = top_bytes;
     let mut media_type = top_media_type.map(str::to_string);
     let mut digest = top_digest;
+    let mut index_digest = None;
     // Indexes may nest (an index of indexes); a small bound stops a cycle.
     for _ in 0..4 {
         match manifest::parse_document(&bytes, media_type.as_deref())? {
             Document::Index(list) => {
+                if index_digest.is_none() {
+                    index_digest = digest.clone();
+                }
                 let chosen = choose_manifest(&list, &choice.platform, fetcher, false)?;
                 bytes = fetcher.fetch_json(chosen).with_context(|| {
                     format!(
@@ -106,7 +127,9 @@ pub fn resolve(
                 digest = Some(chosen.digest.clone());
             }
             Document::Manifest(m) => {
-                return image_from_manifest(name, fetcher, *m, digest, choice);
+                let mut image = image_from_manifest(name, fetcher, *m, digest, choice)?;
+                image.index_digest = index_digest;
+                return Ok(image);
             }
         }
     }
@@ -132,7 +155,7 @@ pub fn image_from_manifest(
         .fetch_json(&manifest.config)
         .with_context(|| format!("reading config {}", manifest.config.digest))?;
     let config = parse_config(&config_raw)?;
-    check_platform(&config, choice)?;
+    let warnings = check_platform(&config, choice)?.into_iter().collect();
     let diff_ids = diff_ids(&config)?;
     if diff_ids.len() != manifest.layers.len() {
         bail!(
@@ -168,10 +191,12 @@ pub fn image_from_manifest(
     Ok(Image {
         name: name.to_string(),
         manifest_digest,
+        index_digest: None,
         config_digest: manifest.config.digest,
         config_raw,
         config,
         layers,
+        warnings,
     })
 }
 
@@ -310,12 +335,17 @@ pub fn diff_ids(config: &ImageConfiguration) -> Result<Vec<Digest>> {
         .collect()
 }
 
-pub fn check_platform(config: &ImageConfiguration, choice: &PlatformChoice) -> Result<()> {
+/// Checks the image's platform against the choice: an explicit choice it does not meet is
+/// an error; the default choice only earns a warning (returned).
+pub fn check_platform(
+    config: &ImageConfiguration,
+    choice: &PlatformChoice,
+) -> Result<Option<String>> {
     let os = config.os().to_string();
     let arch = config.architecture().to_string();
     let variant = config.variant().as_deref();
     if choice.platform.matches(&os, &arch, variant) {
-        return Ok(());
+        return Ok(None);
     }
     let have = match variant {
         Some(v) => format!("{os}/{arch}/{v}"),
@@ -327,10 +357,9 @@ pub fn check_platform(config: &ImageConfiguration, choice: &PlatformChoice) -> R
             choice.platform
         );
     }
-    eprintln!(
-        "oci2wsl: warning: the image is for {}, not {}; it may not run in WSL on this machine",
+    Ok(Some(format!(
+        "the image is for {}, not {}; it may not run in WSL on this machine",
         crate::terminal::printable(&have),
         choice.platform
-    );
-    Ok(())
+    )))
 }

@@ -14,6 +14,7 @@ pub mod stream;
 pub mod tar_reader;
 pub mod tree;
 
+use crate::events::{Event, Phase, ProgressReader, SharedObserver};
 use crate::image::{Image, Layer};
 use crate::output::tar_writer::TarWriter;
 use crate::source::ImageSource;
@@ -94,13 +95,15 @@ fn layer_error(layer: &Layer, image: &Image) -> impl Fn(anyhow::Error) -> anyhow
     move |e| e.context(what.clone())
 }
 
-/// How to flatten: threads and the ceilings that a flag can raise.
-#[derive(Clone, Debug)]
+/// How to flatten: threads, the ceilings that a flag can raise, and who hears of progress.
+#[derive(Clone)]
 pub struct FlattenOptions {
     /// Threads reading layers at once (index pass) and layers decompressed ahead (emit pass).
     pub jobs: usize,
     /// See [`crate::limits::DEFAULT_MAX_EXPANSION`].
     pub max_expansion: u64,
+    /// Hears index and emit progress, and warnings about layers.
+    pub observer: SharedObserver,
 }
 
 impl Default for FlattenOptions {
@@ -110,6 +113,7 @@ impl Default for FlattenOptions {
                 .map(|n| n.get())
                 .unwrap_or(2),
             max_expansion: crate::limits::DEFAULT_MAX_EXPANSION,
+            observer: crate::events::silent(),
         }
     }
 }
@@ -119,13 +123,22 @@ fn scan_layer(
     layer: &Layer,
     wanted: &HashSet<Vec<u8>>,
     max_expansion: u64,
+    observer: &SharedObserver,
     cancel: &AtomicBool,
 ) -> Result<LayerScan> {
-    let mut stream = LayerStream::new(
+    let blob = ProgressReader::new(
         source.open_layer(layer)?,
+        observer.clone(),
+        Phase::Index,
+        Some(layer.index),
+        layer.size,
+    );
+    let mut stream = LayerStream::new(
+        Box::new(blob),
         layer,
         max_expansion,
         source.blobs_verified(),
+        observer.as_ref(),
     )?;
     let mut entries = Vec::new();
     let scanned = read_entries(&mut stream, wanted, cancel, &mut entries);
@@ -215,7 +228,14 @@ fn build_tree(
                 if i >= layers.len() || cancel.load(Ordering::Relaxed) {
                     break;
                 }
-                let result = scan_layer(source, &layers[i], wanted, max_expansion, cancel);
+                let result = scan_layer(
+                    source,
+                    &layers[i],
+                    wanted,
+                    max_expansion,
+                    &options.observer,
+                    cancel,
+                );
                 if tx.send((i, result)).is_err() {
                     break;
                 }
@@ -240,6 +260,11 @@ fn build_tree(
                     }
                     tree.apply_layer(applied, scan.entries)
                         .map_err(layer_error(&layers[applied], image))?;
+                    options.observer.event(&Event::LayerDone {
+                        phase: Phase::Index,
+                        layer: applied,
+                        bytes: scan.compressed,
+                    });
                     applied += 1;
                     continue;
                 }
@@ -287,6 +312,7 @@ pub fn flatten<W: Write>(
         }
     }
     let plan = tree.plan(count);
+    let mut progress = EmitProgress::new(&plan, options.observer.clone());
     for (index, layer) in image.layers.iter().enumerate() {
         if plan.regular[index].is_empty() {
             source.release_layer(layer);
@@ -299,6 +325,7 @@ pub fn flatten<W: Write>(
             None => out.append_contentless(path, meta)?,
         }
         stats.paths_written += 1;
+        progress.at(out.bytes_written());
     }
 
     // Each layer still holding files is decompressed on its own thread, up to `jobs` layers
@@ -322,7 +349,7 @@ pub fn flatten<W: Write>(
             let (got, reader) = readers.pop_front().expect("a reader per needed layer");
             debug_assert_eq!(got, index);
             let layer = &image.layers[index];
-            emit_layer(reader, &plan.regular[index], out, &mut stats)
+            emit_layer(reader, &plan.regular[index], out, &mut stats, &mut progress)
                 .map_err(layer_error(layer, image))?;
         }
         Ok(())
@@ -332,7 +359,61 @@ pub fn flatten<W: Write>(
         out.append_file(&file.paths[0], &file.meta, &mut content.as_slice())?;
         stats.paths_written += 1;
     }
+    progress.finish(out.bytes_written());
     Ok(stats)
+}
+
+/// Emit-pass progress: bytes of tar written, against the size the plan predicts.
+struct EmitProgress {
+    observer: SharedObserver,
+    total: u64,
+    reported: u64,
+}
+
+impl EmitProgress {
+    fn new(plan: &tree::Plan, observer: SharedObserver) -> EmitProgress {
+        // A header block per path, the content rounded up to blocks, and the two zero
+        // blocks at the end. Long names and PAX records add a little that only the
+        // writing knows; the summary has the exact figure.
+        let block = |n: u64| n.div_ceil(512) * 512;
+        let mut total = 1024 + 512 * plan.contentless.len() as u64;
+        let mut paths = plan.contentless.len() as u64;
+        for file in plan.regular.iter().flatten() {
+            total += 512 * file.paths.len() as u64 + block(file.meta.size);
+            paths += file.paths.len() as u64;
+        }
+        observer.event(&Event::EmitStarted {
+            tar_bytes: total,
+            paths,
+        });
+        EmitProgress {
+            observer,
+            total,
+            reported: 0,
+        }
+    }
+
+    fn at(&mut self, written: u64) {
+        if written - self.reported >= crate::events::PROGRESS_STEP {
+            self.report(written);
+        }
+    }
+
+    fn report(&mut self, written: u64) {
+        self.reported = written;
+        self.observer.event(&Event::Progress {
+            phase: Phase::Emit,
+            layer: None,
+            done: written,
+            total: Some(self.total.max(written)),
+        });
+    }
+
+    fn finish(&mut self, written: u64) {
+        if written != self.reported {
+            self.report(written);
+        }
+    }
 }
 
 /// Pass 2 for one layer: copies the content of the surviving regular files, then stops
@@ -343,6 +424,7 @@ fn emit_layer<W: Write>(
     files: &[tree::RegularFile],
     out: &mut TarWriter<W>,
     stats: &mut FlattenStats,
+    progress: &mut EmitProgress,
 ) -> Result<()> {
     let mut tar = TarReader::new(uncompressed);
     let mut wanted = files.iter().peekable();
@@ -371,6 +453,7 @@ fn emit_layer<W: Write>(
             out.append_hardlink(other, first, &file.meta)?;
         }
         stats.paths_written += file.paths.len() as u64;
+        progress.at(out.bytes_written());
         wanted.next();
     }
     if let Some(missing) = wanted.next() {

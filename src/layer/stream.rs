@@ -66,7 +66,7 @@ pub struct LayerStream {
 /// The uncompressed bytes of a layer that the index pass has already verified: the emit
 /// pass reads the same blob again and need not hash it a second time.
 pub fn reread(blob: BlobReader, layer: &Layer) -> Result<Decoded<BufReader<BlobReader>>> {
-    Decoded::detect(BufReader::with_capacity(BUFFER, blob), layer, false)
+    Decoded::detect(BufReader::with_capacity(BUFFER, blob), layer, None)
 }
 
 /// Reads a stream on its own thread, a bounded number of chunks ahead of the consumer, so
@@ -164,7 +164,11 @@ impl<R: BufRead> Decoded<R> {
     /// Picks the decompressor from the first bytes of `raw`. Magic bytes decide (as in
     /// containerd); a media type that disagrees is a mistake of whoever pushed the image,
     /// worth a warning, not a failure: the diff_id still proves the content.
-    pub fn detect(mut raw: R, layer: &Layer, warn: bool) -> Result<Decoded<R>> {
+    pub fn detect(
+        mut raw: R,
+        layer: &Layer,
+        warn: Option<&dyn crate::events::Observer>,
+    ) -> Result<Decoded<R>> {
         let head = raw.fill_buf()?;
         let detected = sniff(head);
         if head.is_empty() && layer.compression.is_some_and(|c| c != Compression::None) {
@@ -174,14 +178,17 @@ impl<R: BufRead> Decoded<R> {
             );
         }
         if let Some(declared) = layer.compression {
-            if warn && declared != detected && !head.is_empty() {
-                eprintln!(
-                    "warning: {}: media type {} says {:?} but the data is {:?}; reading it as {:?}",
-                    layer.describe(),
-                    crate::terminal::printable(&layer.media_type),
-                    declared,
-                    detected,
-                    detected
+            if let (Some(observer), true) = (warn, declared != detected && !head.is_empty()) {
+                crate::events::warn(
+                    observer,
+                    format!(
+                        "{}: media type {} says {:?} but the data is {:?}; reading it as {:?}",
+                        layer.describe(),
+                        crate::terminal::printable(&layer.media_type),
+                        declared,
+                        detected,
+                        detected
+                    ),
                 );
             }
         }
@@ -202,6 +209,7 @@ impl LayerStream {
         layer: &Layer,
         max_expansion: u64,
         blob_verified: bool,
+        observer: &dyn crate::events::Observer,
     ) -> Result<LayerStream> {
         let raw = VerifyingReader::new(
             blob,
@@ -224,7 +232,8 @@ impl LayerStream {
                 ),
             )
         });
-        let decoded = Decoded::detect(BufReader::with_capacity(BUFFER, raw), layer, true)?;
+        let decoded =
+            Decoded::detect(BufReader::with_capacity(BUFFER, raw), layer, Some(observer))?;
         let uncompressed = VerifyingReader::new(
             decoded,
             Expected {

@@ -121,6 +121,7 @@ impl ImageSource for DockerArchiveSource {
             .read_small(&entry.config, MAX_JSON_SIZE)?
             .ok_or_else(|| anyhow!("config {} named by manifest.json is missing", entry.config))?;
         let mut config_digest = Digest::sha256_of(&config_raw);
+        let mut warnings = Vec::new();
         // Writers name the config after its digest (`<hex>.json`, `blobs/sha256/<hex>`,
         // go-containerregistry's `sha256:<hex>`). Old `docker save` versions did not always
         // (images with empty-layer history), and docker load, skopeo and
@@ -130,10 +131,10 @@ impl ImageSource for DockerArchiveSource {
             if named.verify(&config_raw).is_ok() {
                 config_digest = named;
             } else {
-                eprintln!(
-                    "oci2wsl: warning: {}: config file {} is not named after its content ({}); reading it anyway, the layers are still checked against its diff_ids",
+                warnings.push(format!(
+                    "{}: config file {} is not named after its content ({}); reading it anyway, the layers are still checked against its diff_ids",
                     self.name, entry.config, config_digest
-                );
+                ));
             }
         }
         let config = image::parse_config(&config_raw)?;
@@ -146,7 +147,7 @@ impl ImageSource for DockerArchiveSource {
             );
         }
         image::check_layer_count(entry.layers.len())?;
-        image::check_platform(&config, choice)?;
+        warnings.extend(image::check_platform(&config, choice)?);
         let count = entry.layers.len();
         let mut layers = Vec::with_capacity(count);
         for (index, (path, diff_id)) in entry.layers.iter().zip(diff_ids).enumerate() {
@@ -223,10 +224,12 @@ impl ImageSource for DockerArchiveSource {
         Ok(Image {
             name: self.name.clone(),
             manifest_digest: None,
+            index_digest: None,
             config_digest,
             config_raw,
             config,
             layers,
+            warnings,
         })
     }
 

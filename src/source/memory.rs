@@ -71,10 +71,12 @@ impl ImageSource for MemorySource {
         Ok(Image {
             name: "memory".into(),
             manifest_digest: None,
+            index_digest: None,
             config_digest: Digest::sha256_of(&config_raw),
             config: crate::image::parse_config(&config_raw)?,
             config_raw,
             layers: self.layers.clone(),
+            warnings: Vec::new(),
         })
     }
 

@@ -11,6 +11,7 @@ pub mod memory;
 pub mod remote;
 pub mod store;
 
+use crate::events::SharedObserver;
 use crate::image::{Image, Layer, PlatformChoice};
 use crate::reference::SourceRef;
 use anyhow::Result;
@@ -42,10 +43,11 @@ pub trait ImageSource: Send + Sync {
     fn release_layer(&self, _layer: &Layer) {}
 }
 
-/// Opens the source a reference names.
+/// Opens the source a reference names. `observer` hears of downloads and retries.
 pub fn open(
     reference: &SourceRef,
     registry: &remote::RegistryOptions,
+    observer: SharedObserver,
 ) -> Result<Box<dyn ImageSource>> {
     let name = reference.to_string();
     Ok(match reference {
@@ -67,6 +69,6 @@ pub fn open(
             ))
         }
         SourceRef::DockerDaemon { image } => Box::new(daemon::open(image, &name)?),
-        SourceRef::Registry(r) => Box::new(remote::RegistrySource::new(r, registry)?),
+        SourceRef::Registry(r) => Box::new(remote::RegistrySource::new(r, registry, observer)?),
     })
 }

@@ -443,9 +443,143 @@ impl StreamingImport {
     }
 }
 
+/// `--import` without `-o`: the tar goes straight into `wsl --import NAME DIR -`, which is
+/// started only when the first byte is ready, that is after every layer verified, so a bad
+/// image never starts an import at all.
+///
+/// The gate is shared between the writer (which starts WSL on its first byte) and the run
+/// (which closes it when it ends, by success or failure): bytes still buffered in front of
+/// the stream, flushed when a failed sink is dropped, must not start an import of half a tar.
+#[derive(Clone)]
+pub struct ImportGate {
+    options: ImportOptions,
+    dir: PathBuf,
+    state: Arc<Mutex<GateState>>,
+    observer: crate::events::SharedObserver,
+}
+
+enum GateState {
+    NotStarted,
+    Running(StreamingImport),
+    Closed,
+}
+
+impl ImportGate {
+    /// A gate for importing into `dir` (what [`ImportOptions::preflight`] returned).
+    pub fn new(
+        options: ImportOptions,
+        dir: PathBuf,
+        observer: crate::events::SharedObserver,
+    ) -> ImportGate {
+        ImportGate {
+            options,
+            dir,
+            state: Arc::new(Mutex::new(GateState::NotStarted)),
+            observer,
+        }
+    }
+
+    /// The stream to write the tar into; WSL starts on its first byte.
+    pub fn writer(&self) -> ImportWriter {
+        ImportWriter {
+            gate: self.clone(),
+            stdin: None,
+        }
+    }
+
+    /// Closes the gate to new starts; returns the running import, if any.
+    pub fn close(&self) -> Option<StreamingImport> {
+        match std::mem::replace(&mut *self.state.lock().unwrap(), GateState::Closed) {
+            GateState::Running(import) => Some(import),
+            GateState::NotStarted | GateState::Closed => None,
+        }
+    }
+}
+
+/// The writing end of an [`ImportGate`].
+pub struct ImportWriter {
+    gate: ImportGate,
+    stdin: Option<ChildStdin>,
+}
+
+impl std::io::Write for ImportWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.stdin.is_none() {
+            let mut state = self.gate.state.lock().unwrap();
+            if matches!(*state, GateState::Closed) {
+                return Err(std::io::Error::other(
+                    "the run failed before WSL was started; nothing was imported",
+                ));
+            }
+            let mut import = self
+                .gate
+                .options
+                .start_streaming(&self.gate.dir)
+                .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+            self.gate
+                .observer
+                .event(&crate::events::Event::ImportStarted {
+                    name: self.gate.options.name.clone(),
+                });
+            self.stdin = Some(import.take_stdin());
+            *state = GateState::Running(import);
+        }
+        self.stdin.as_mut().expect("started").write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.stdin {
+            Some(s) => s.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Our run failed with `e`: stop a running import, and report WSL's own failure instead
+/// when WSL stopped reading first (our broken pipe was only its consequence).
+pub fn abort_import(running: Option<StreamingImport>, e: anyhow::Error) -> anyhow::Error {
+    let pipe_closed = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    match running.and_then(|s| s.abort(pipe_closed)) {
+        Some(said) => crate::error::tagged(crate::error::ErrorKind::Wsl, said),
+        None => e,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gate() -> ImportGate {
+        ImportGate::new(
+            ImportOptions {
+                name: "test".into(),
+                install_dir: None,
+                version: None,
+                wsl_exe: PathBuf::from("/nonexistent/wsl.exe"),
+            },
+            PathBuf::from("/nonexistent/dir"),
+            crate::events::silent(),
+        )
+    }
+
+    #[test]
+    fn a_closed_import_gate_never_starts_wsl() {
+        use std::io::Write;
+        // Open: the first byte tries to start WSL (and here fails to find it).
+        let open = gate();
+        let err = open.writer().write(b"x").unwrap_err().to_string();
+        assert!(err.contains("cannot run"), "{err}");
+
+        // Closed after a failed run: buffered bytes flushed on drop start nothing.
+        let closed = gate();
+        let mut writer = closed.writer();
+        assert!(closed.close().is_none());
+        let err = writer.write(b"x").unwrap_err().to_string();
+        assert!(err.contains("nothing was imported"), "{err}");
+        assert!(matches!(*closed.state.lock().unwrap(), GateState::Closed));
+    }
 
     #[test]
     fn names() {

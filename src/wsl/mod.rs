@@ -11,5 +11,5 @@ pub mod ini;
 #[path = "../../tests/support/wsl_conf_oracle.rs"]
 pub(crate) mod wsl_conf_oracle;
 
-pub use config::{Report, Translation, WslOptions};
+pub use config::{DistributionName, Report, Translation, WslOptions};
 pub use import::ImportOptions;

@@ -16,6 +16,7 @@ pub mod reference;
 use super::store::{read_at, write_at, BlobReader, ConsumingReader, PositionedReader};
 use super::ImageSource;
 use crate::cache::{Cache, CacheSettings, PullPolicy, Record};
+use crate::events::{Event, Observer, Phase, SharedObserver, PROGRESS_STEP};
 use crate::image::digest::{Digest, Hasher};
 use crate::image::manifest::{self, Descriptor, MAX_JSON_SIZE};
 use crate::image::{self, Image, JsonFetcher, Layer, PlatformChoice};
@@ -39,8 +40,6 @@ pub struct RegistryOptions {
     pub insecure_registries: Vec<String>,
     /// Blobs downloaded at once.
     pub parallel_downloads: usize,
-    /// Draw download progress bars on standard error (a terminal, and not --quiet).
-    pub progress: bool,
     /// The layer cache and the pull policy.
     pub cache: CacheSettings,
 }
@@ -55,7 +54,6 @@ impl Default for RegistryOptions {
             cert_dir: None,
             insecure_registries: Vec::new(),
             parallel_downloads: 3,
-            progress: false,
             cache: CacheSettings::default(),
         }
     }
@@ -115,18 +113,24 @@ pub struct RegistrySource {
     client: Arc<Client>,
     parallel: usize,
     downloads: Arc<Downloads>,
-    progress: bool,
+    observer: SharedObserver,
     cache: Option<Arc<Cache>>,
     pull: PullPolicy,
 }
 
-/// The one place this module warns, so that it is easy to reroute.
-fn warn(message: &str) {
-    eprintln!("oci2wsl: warning: {}", crate::terminal::printable(message));
+/// The one place this module warns.
+fn warn(observer: &dyn Observer, message: &str) {
+    observer.event(&Event::Warning {
+        message: message.to_string(),
+    });
 }
 
 impl RegistrySource {
-    pub fn new(text: &str, opts: &RegistryOptions) -> Result<RegistrySource> {
+    pub fn new(
+        text: &str,
+        opts: &RegistryOptions,
+        observer: SharedObserver,
+    ) -> Result<RegistrySource> {
         let reference = RegistryRef::parse(text)?;
         let cache = match &opts.cache.dir {
             Some(dir) => match Cache::open(dir, opts.cache.max_size) {
@@ -134,7 +138,10 @@ impl RegistrySource {
                 Err(e) if opts.cache.pull == PullPolicy::Never => return Err(e),
                 // A cache that cannot be used (read-only home, full disk) costs speed only.
                 Err(e) => {
-                    warn(&format!("{e:#}; downloading without the cache"));
+                    warn(
+                        observer.as_ref(),
+                        &format!("{e:#}; downloading without the cache"),
+                    );
                     None
                 }
             },
@@ -159,7 +166,7 @@ impl RegistrySource {
                 shares: Mutex::new(Shares::default()),
                 pending: Mutex::new((0, None)),
             }),
-            progress: opts.progress,
+            observer,
             cache,
             pull: opts.cache.pull,
         })
@@ -256,7 +263,11 @@ impl RegistrySource {
         *self.downloads.slots.lock().unwrap() = slots;
         *self.downloads.pending.lock().unwrap() = (missing.len(), record);
         if missing.is_empty() {
-            finish(&self.downloads, self.cache.as_deref());
+            finish(
+                &self.downloads,
+                self.cache.as_deref(),
+                self.observer.as_ref(),
+            );
             return Ok(());
         }
         let distinct: Vec<Layer> = missing.iter().map(|d| distinct[*d].clone()).collect();
@@ -267,54 +278,27 @@ impl RegistrySource {
                 .zip(distinct.iter().cloned())
                 .collect::<std::collections::VecDeque<_>>(),
         ));
-        let bars = self.progress.then(|| {
-            let multi = indicatif::MultiProgress::new();
-            let total: u64 = distinct.iter().filter_map(|l| l.size).sum();
-            let bar = multi.add(indicatif::ProgressBar::new(total));
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg:>14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .unwrap()
-                .progress_chars("=> "),
-            );
-            bar.set_message(format!("{} layers", distinct.len()));
-            (multi, bar)
-        });
         for _ in 0..self.parallel.min(distinct.len().max(1)) {
             let queue = queue.clone();
             let client = self.client.clone();
             let downloads = self.downloads.clone();
-            let bars = bars.clone();
+            let observer = self.observer.clone();
             let cache = self.cache.clone();
             std::thread::spawn(move || loop {
                 let Some((d, layer)) = queue.lock().unwrap().pop_front() else {
                     break;
                 };
-                let bar = bars.as_ref().map(|(multi, total)| {
-                    let bar = multi
-                        .insert_before(total, indicatif::ProgressBar::new(layer.size.unwrap_or(0)));
-                    bar.set_style(
-                        indicatif::ProgressStyle::with_template(
-                            "{msg:>14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-                        )
-                        .unwrap()
-                        .progress_chars("=> "),
-                    );
-                    bar.set_message(
-                        layer
-                            .digest
-                            .as_ref()
-                            .map(|d| d.hex()[..12].to_string())
-                            .unwrap_or_default(),
-                    );
-                    (bar, total.clone())
-                });
                 let publish = |state: Slot| {
                     downloads.slots.lock().unwrap()[d] = state;
                     downloads.ready.notify_all();
                 };
-                let result = download(&client, cache.as_deref(), &layer, bar.as_ref(), &publish);
+                let result = download(
+                    &client,
+                    cache.as_deref(),
+                    &layer,
+                    observer.as_ref(),
+                    &publish,
+                );
                 let last = {
                     let mut pending = downloads.pending.lock().unwrap();
                     pending.0 -= 1;
@@ -326,7 +310,7 @@ impl RegistrySource {
                 // Before the last layer's end is published: once every layer is read, the
                 // process may exit, and the record must not be lost to that.
                 if last {
-                    finish(&downloads, cache.as_deref());
+                    finish(&downloads, cache.as_deref(), observer.as_ref());
                 }
                 publish(match result {
                     Ok((file, size)) => Slot::Done { file, size },
@@ -340,14 +324,14 @@ impl RegistrySource {
 
 /// Every blob of the image is in the cache: record it there (a failure only costs the
 /// next run a download).
-fn finish(downloads: &Downloads, cache: Option<&Cache>) {
+fn finish(downloads: &Downloads, cache: Option<&Cache>, observer: &dyn Observer) {
     let record = downloads.pending.lock().unwrap().1.take();
     if let (Some(cache), Some(record)) = (cache, record) {
         if let Err(e) = cache.record(&record) {
-            warn(&format!(
-                "{}: not recorded in the cache: {e:#}",
-                record.name
-            ));
+            warn(
+                observer,
+                &format!("{}: not recorded in the cache: {e:#}", record.name),
+            );
         }
     }
 }
@@ -365,7 +349,7 @@ fn download(
     client: &Client,
     cache: Option<&Cache>,
     layer: &Layer,
-    bars: Option<&(indicatif::ProgressBar, indicatif::ProgressBar)>,
+    observer: &dyn Observer,
     publish: &dyn Fn(Slot),
 ) -> Result<(Arc<File>, u64)> {
     let digest = layer
@@ -390,6 +374,7 @@ fn download(
     // Where the next attempt asks to start: `have`, or 0 after a 206 that cannot be placed.
     let mut ask_from: u64 = 0;
     let mut interruptions = 0;
+    let mut reported: u64 = 0;
     let mut buf = vec![0u8; 256 * 1024];
     let mut spooled = vec![0u8; buf.len()];
     publish(Slot::Growing {
@@ -450,9 +435,14 @@ fn download(
                             file: spool.clone(),
                             written: have,
                         });
-                        if let Some((bar, total)) = bars {
-                            bar.inc(fresh.len() as u64);
-                            total.inc(fresh.len() as u64);
+                        if have - reported >= PROGRESS_STEP {
+                            reported = have;
+                            observer.event(&Event::Progress {
+                                phase: Phase::Download,
+                                layer: Some(layer.index),
+                                done: have,
+                                total: layer.size,
+                            });
                         }
                     }
                     pos += n as u64;
@@ -482,15 +472,20 @@ fn download(
     // Only now does the download get the digest's name in the cache.
     if let (Some(cache), Some(name)) = (cache, cache_name) {
         if let Err(e) = cache.commit(name, digest) {
-            warn(&format!("{e:#}"));
+            warn(observer, &format!("{e:#}"));
         }
     }
-    if let Some((bar, total)) = bars {
-        bar.finish_and_clear();
-        if total.length().is_some_and(|len| total.position() >= len) {
-            total.finish_and_clear();
-        }
-    }
+    observer.event(&Event::Progress {
+        phase: Phase::Download,
+        layer: Some(layer.index),
+        done: have,
+        total: layer.size,
+    });
+    observer.event(&Event::LayerDone {
+        phase: Phase::Download,
+        layer: layer.index,
+        bytes: have,
+    });
     Ok((spool, have))
 }
 
@@ -615,7 +610,7 @@ impl RegistrySource {
     fn keep_json(&self, digest: &Digest, bytes: &[u8]) {
         if let Some(cache) = &self.cache {
             if let Err(e) = cache.put_json(digest, bytes) {
-                warn(&format!("{e:#}"));
+                warn(self.observer.as_ref(), &format!("{e:#}"));
             }
         }
     }
