@@ -588,7 +588,7 @@ impl Listing {
     /// The listing for people: one line per image, most recently used first.
     pub fn human(&self) -> String {
         let mut out = format!(
-            "cache {}: {} images, {} of {} \n",
+            "cache {}: {} images, {} of {}\n",
             self.dir.display(),
             self.images.len(),
             crate::pipeline::human(self.size),

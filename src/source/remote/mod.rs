@@ -16,6 +16,7 @@ pub mod reference;
 use super::store::{read_at, write_at, BlobReader, ConsumingReader, PositionedReader};
 use super::ImageSource;
 use crate::cache::{Cache, CacheSettings, PullPolicy, Record};
+use crate::error::{tagged, ErrorKind};
 use crate::events::{Event, Observer, Phase, SharedObserver, PROGRESS_STEP};
 use crate::image::digest::{Digest, Hasher};
 use crate::image::manifest::{self, Descriptor, MAX_JSON_SIZE};
@@ -146,7 +147,10 @@ impl RegistrySource {
                 }
             },
             None if opts.cache.pull == PullPolicy::Never => {
-                bail!("--pull=never reads images from the cache, which --no-cache turns off")
+                return Err(tagged(
+                    ErrorKind::Usage,
+                    "--pull=never reads images from the cache, which --no-cache turns off",
+                ));
             }
             None => None,
         };
@@ -248,17 +252,20 @@ impl RegistrySource {
                     )
                 })
                 .collect();
-            bail!(
-                "{}: --pull=never, and the cache {} lacks {} of its {} layer blobs: {}",
-                self.reference,
-                self.cache
-                    .as_ref()
-                    .map(|c| c.root().display().to_string())
-                    .unwrap_or_default(),
-                missing.len(),
-                distinct.len(),
-                names.join(", ")
-            );
+            return Err(tagged(
+                ErrorKind::NotFound,
+                format!(
+                    "{}: --pull=never, and the cache {} lacks {} of its {} layer blobs: {}",
+                    self.reference,
+                    self.cache
+                        .as_ref()
+                        .map(|c| c.root().display().to_string())
+                        .unwrap_or_default(),
+                    missing.len(),
+                    distinct.len(),
+                    names.join(", ")
+                ),
+            ));
         }
         *self.downloads.slots.lock().unwrap() = slots;
         *self.downloads.pending.lock().unwrap() = (missing.len(), record);
@@ -569,12 +576,13 @@ impl JsonFetcher for RegistrySource {
             return Ok(bytes);
         }
         if self.pull == PullPolicy::Never {
-            bail!(
-                "{}: --pull=never, and {} ({}) is not in the cache",
-                self.reference,
-                desc.digest,
-                desc.media_type
-            );
+            return Err(tagged(
+                ErrorKind::NotFound,
+                format!(
+                    "{}: --pull=never, and {} ({}) is not in the cache",
+                    self.reference, desc.digest, desc.media_type
+                ),
+            ));
         }
         let is_manifest = manifest::ACCEPTED_MANIFEST_TYPES.contains(&desc.media_type.as_str());
         let bytes = if is_manifest {
@@ -645,14 +653,17 @@ impl RegistrySource {
             return Ok((bytes, None, known.expect("read by it")));
         }
         if self.pull == PullPolicy::Never {
-            bail!(
-                "{name}: --pull=never, and the cache {} does not hold {}",
-                cache.root().display(),
-                match &known {
-                    Some(d) => format!("its manifest {d}"),
-                    None => "it (pull it once without --pull=never)".to_string(),
-                }
-            );
+            return Err(tagged(
+                ErrorKind::NotFound,
+                format!(
+                    "{name}: --pull=never, and the cache {} does not hold {}",
+                    cache.root().display(),
+                    match &known {
+                        Some(d) => format!("its manifest {d}"),
+                        None => "it (pull it once without --pull=never)".to_string(),
+                    }
+                ),
+            ));
         }
         match known {
             // The same bytes the tag named a moment ago, fetched by digest so that they
