@@ -261,7 +261,7 @@ impl Cache {
                 Some((last_used(e), Digest::parse(d).ok()?))
             })
             .collect();
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|f| std::cmp::Reverse(f.0));
         found.into_iter().map(|(_, d)| d).collect()
     }
 
@@ -343,7 +343,7 @@ impl Cache {
                 last_used_ms: annotation(e, LAST_USED).and_then(|t| t.parse().ok()),
             });
         }
-        images.sort_by(|a, b| b.last_used_ms.cmp(&a.last_used_ms));
+        images.sort_by_key(|e| std::cmp::Reverse(e.last_used_ms));
         Ok(Listing {
             dir: self.root.clone(),
             max_size: self.max_size,
@@ -368,10 +368,11 @@ impl Cache {
         let mut total: u64 = stored.values().sum();
         // Orphans: a failed or killed run's blobs, once no run can still be finishing them.
         for (digest, size) in &stored {
-            if !referenced.contains(digest) && self.older_than_grace(&self.path_of(digest)) {
-                if fs::remove_file(self.path_of(digest)).is_ok() {
-                    total -= size;
-                }
+            if !referenced.contains(digest)
+                && self.older_than_grace(&self.path_of(digest))
+                && fs::remove_file(self.path_of(digest)).is_ok()
+            {
+                total -= size;
             }
         }
         self.sweep_tmp();
