@@ -14,12 +14,15 @@
 //! Ctrl-C undoes) and [`terminal`]. A stage uses only the stages before it and these; the
 //! layer stage writes through [`layer::EntrySink`] so that it need not name the output stage.
 //!
+//! [`cache`] keeps registry pulls as an OCI layout for the next run.
+//!
 //! [`pipeline::run`] wires them together; [`inspect::inspect`] resolves an image without
 //! reading its layers, to show what a conversion would do. It reports progress and warnings to an
 //! [`events::Observer`] the caller supplies, and fails with an [`error::Error`] whose
 //! [`error::ErrorKind`] is stable. `main.rs` (with `src/cli/`, the binary's own display)
 //! only parses the command line and shows events.
 
+pub mod cache;
 pub mod error;
 pub mod events;
 pub mod image;

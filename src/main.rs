@@ -3,6 +3,7 @@
 mod cli;
 
 use clap::{Parser, ValueEnum};
+use oci2wsl::cache::{self, CacheSettings, PullPolicy};
 use oci2wsl::error::{ErrorKind, ResultExt};
 use oci2wsl::events::{Event, Observer};
 use oci2wsl::image::platform::Platform;
@@ -31,6 +32,19 @@ enum ProgressArg {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+enum PullArg {
+    Always,
+    Missing,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ListFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum CompressionArg {
     None,
     Gzip,
@@ -50,7 +64,9 @@ enum CompressionArg {
 #[command(name = "oci2wsl", version, verbatim_doc_comment)]
 struct Cli {
     /// The image to flatten (see above for the forms).
-    image: String,
+    #[arg(required_unless_present_any = ["cache_list", "cache_prune"],
+          conflicts_with_all = ["cache_list", "cache_prune"])]
+    image: Option<String>,
 
     /// Write to FILE instead of standard output; compression follows the extension
     /// (.tar, .tar.gz/.tgz, .tar.zst, and .wsl: a gzip tar with /etc/wsl-distribution.conf
@@ -156,6 +172,50 @@ struct Cli {
     #[arg(long, help_heading = "WSL")]
     no_wsl_config: bool,
 
+    /// When to ask the registry: `missing` uses cached blobs and re-resolves a tag with one
+    /// HEAD request, `always` downloads everything again (and refreshes the cache), `never`
+    /// works offline from the cache.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "POLICY",
+        default_value = "missing",
+        help_heading = "Cache"
+    )]
+    pull: PullArg,
+
+    /// The layer cache (an OCI image layout) [default: %LOCALAPPDATA%\oci2wsl\cache on
+    /// Windows, $XDG_CACHE_HOME/oci2wsl or ~/.cache/oci2wsl elsewhere].
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "OCI2WSL_CACHE_DIR",
+        help_heading = "Cache"
+    )]
+    cache_dir: Option<PathBuf>,
+
+    /// Keep no layer cache: download into temporary files deleted at exit.
+    #[arg(long, env = "OCI2WSL_NO_CACHE", help_heading = "Cache",
+          value_parser = clap::builder::FalseyValueParser::new())]
+    no_cache: bool,
+
+    /// The cache's size cap: after a pull, least recently used images are evicted down to
+    /// it (K, M, G, T suffixes).
+    #[arg(long, value_name = "SIZE", default_value = "10G", help_heading = "Cache",
+          value_parser = oci2wsl::cache::parse_size)]
+    cache_max_size: u64,
+
+    /// List the cached images (text, or json) and exit.
+    #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1,
+          default_missing_value = "text", help_heading = "Cache")]
+    cache_list: Option<ListFormat>,
+
+    /// Evict least recently used images until the cache holds at most SIZE [default: 0,
+    /// everything], and exit. With --cache-list the listing follows.
+    #[arg(long, value_name = "SIZE", num_args = 0..=1, default_missing_value = "0",
+          help_heading = "Cache", value_parser = oci2wsl::cache::parse_size)]
+    cache_prune: Option<u64>,
+
     /// The distribution's default user (a name or uid in the image's /etc/passwd) instead
     /// of the image's User.
     #[arg(
@@ -254,7 +314,7 @@ fn check_output_argument(cli: &Cli) -> anyhow::Result<()> {
 
 fn options(cli: &Cli) -> anyhow::Result<Options> {
     // What IMAGE names, and every mistake in it, is known before a password is asked for.
-    oci2wsl::reference::SourceRef::parse(&cli.image)?;
+    oci2wsl::reference::SourceRef::parse(cli.image.as_deref().unwrap_or_default())?;
     check_output_argument(cli)?;
     let destination = match cli.output.as_deref() {
         None | Some("-") => Destination::Stdout,
@@ -325,7 +385,7 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
             .unwrap_or(2)
     });
     Ok(Options {
-        image: cli.image.clone(),
+        image: cli.image.clone().unwrap_or_default(),
         destination,
         compression,
         level,
@@ -336,7 +396,8 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
             no_creds: cli.no_creds,
             retry_times: cli.retry_times,
             log_requests: cli.verbose,
-            creds: if cli.password_stdin && cli.image.ends_with(":-") {
+            creds: if cli.password_stdin && cli.image.as_deref().is_some_and(|i| i.ends_with(":-"))
+            {
                 anyhow::bail!(
                     "--password-stdin and an image read from standard input cannot share it"
                 )
@@ -348,6 +409,7 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
             ca_files: cli.ca_file.clone(),
             cert_dir: cli.cert_dir.clone(),
             insecure_registries: cli.insecure_registry.clone(),
+            cache: cache_settings(cli)?,
             ..Default::default()
         },
         wsl: (!cli.no_wsl_config).then(|| WslOptions {
@@ -366,6 +428,69 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
             wsl_exe: cli.wsl_exe.clone(),
         }),
     })
+}
+
+fn cache_settings(cli: &Cli) -> anyhow::Result<CacheSettings> {
+    let dir = if cli.no_cache {
+        None
+    } else {
+        match cli.cache_dir.clone().or_else(cache::default_dir) {
+            Some(dir) => Some(dir),
+            None => anyhow::bail!("no place for the layer cache: set --cache-dir or OCI2WSL_CACHE_DIR (or HOME), or use --no-cache"),
+        }
+    };
+    Ok(CacheSettings {
+        dir,
+        max_size: cli.cache_max_size,
+        pull: match cli.pull {
+            PullArg::Always => PullPolicy::Always,
+            PullArg::Missing => PullPolicy::Missing,
+            PullArg::Never => PullPolicy::Never,
+        },
+    })
+}
+
+/// `--cache-list` and `--cache-prune`: the cache alone, no image.
+fn cache_command(cli: &Cli) -> anyhow::Result<()> {
+    let settings = cache_settings(cli)?;
+    let Some(dir) = settings.dir else {
+        anyhow::bail!("--no-cache: there is no cache to list or prune");
+    };
+    let cache = cache::Cache::open(&dir, settings.max_size)?;
+    let removed = match cli.cache_prune {
+        Some(keep) => Some(cache.prune(keep)?),
+        None => None,
+    };
+    let listing = cache.list()?;
+    match (cli.cache_list, &removed) {
+        (Some(ListFormat::Json), _) => {
+            println!("{}", listing.json(removed.as_deref()));
+        }
+        (list, removed) => {
+            if let Some(removed) = removed {
+                for r in removed.iter() {
+                    println!(
+                        "removed {} {} ({} freed)",
+                        printable(&r.name),
+                        r.platform,
+                        pipeline::human(r.freed)
+                    );
+                }
+                if list.is_none() {
+                    println!(
+                        "cache {}: {} images, {}",
+                        dir.display(),
+                        listing.images.len(),
+                        pipeline::human(listing.size)
+                    );
+                }
+            }
+            if list.is_some() {
+                print!("{}", listing.human());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// For `-o NAME.wsl`: the default distribution name, from the file name, in the characters
@@ -536,6 +661,17 @@ fn main() -> ExitCode {
         }
     };
     oci2wsl::interrupt::install_cleanup();
+    // The cache alone, no image.
+    if cli.cache_list.is_some() || cli.cache_prune.is_some() {
+        return match cache_command(&cli) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                let e = oci2wsl::error::Error::from(e);
+                eprintln!("oci2wsl: error: {}", printable(&e.to_string()));
+                ExitCode::from(if e.kind() == ErrorKind::Usage { 2 } else { 1 })
+            }
+        };
+    }
     let json =
         (cli.progress == ProgressArg::Json).then(|| Arc::new(cli::json::JsonEvents::stderr()));
     let mode = match cli.progress {

@@ -39,6 +39,7 @@ fn layout_output(img: &Image) -> Vec<u8> {
 /// DOCKER_HOST or context must not leak in).
 fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci2wsl"));
+    cmd.env("OCI2WSL_NO_CACHE", "1");
     cmd.arg("--no-wsl-config").args(args);
     for var in [
         "DOCKER_HOST",

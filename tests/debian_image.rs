@@ -121,6 +121,7 @@ fn debian_image_extracts_cleanly_and_verifies() {
     // The flattened file system itself, for the extractors, dpkg and umoci.
     let out = tmp.path().join("debian.rootfs.tar");
     let o = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
+        .env("OCI2WSL_NO_CACHE", "1")
         .arg(format!("oci:{}:t", layout.display()))
         .arg("--no-wsl-config")
         .arg("-o")
@@ -209,6 +210,7 @@ fn debian_image_extracts_cleanly_and_verifies() {
     // environment script in a login shell, and the default user is a user of the image.
     let wsl_out = tmp.path().join("debian-wsl.rootfs.tar");
     let o = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
+        .env("OCI2WSL_NO_CACHE", "1")
         .arg(format!("oci:{}:t", layout.display()))
         .arg("-o")
         .arg(&wsl_out)

@@ -52,6 +52,7 @@ fn readme_command_flattens_the_example() {
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("example.rootfs.tar.gz");
     let output = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
+        .env("OCI2WSL_NO_CACHE", "1")
         .current_dir(root)
         .args(["oci:testdata/example:latest", "-o"])
         .arg(&target)
@@ -99,6 +100,7 @@ fn readme_command_flattens_the_example() {
     // Reproducible: a second run gives the same bytes.
     let again = tmp.path().join("again.tar.gz");
     let status = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
+        .env("OCI2WSL_NO_CACHE", "1")
         .current_dir(root)
         .args(["-q", "oci:testdata/example:latest", "-o"])
         .arg(&again)

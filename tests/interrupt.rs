@@ -65,6 +65,7 @@ fn interrupt_with(signal: &str) {
     fs::write(&target, b"a good tarball from yesterday").unwrap();
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
+        .env("OCI2WSL_NO_CACHE", "1")
         .arg(format!("oci:{}:t", layout.display()))
         .arg("-o")
         .arg(&target)

@@ -248,6 +248,9 @@ fn summary_line_on_stderr_and_quiet_silences_it() {
     assert_eq!(err.lines().count(), 4, "{err}");
     assert!(err.lines().all(|l| l.len() < 100), "{err}");
     assert!(err.contains("2 layers") && err.contains("sha256:"), "{err}");
-    assert!(err.contains("platform") && err.contains("linux/amd64"), "{err}");
+    assert!(
+        err.contains("platform") && err.contains("linux/amd64"),
+        "{err}"
+    );
     assert!(run_ok(&["-q", &src]).stderr.is_empty());
 }

@@ -350,6 +350,7 @@ fn basic_auth_behind_tls_and_secrets_never_printed() {
     fs::create_dir(&docker_config).unwrap();
     fs::copy(&authfile, docker_config.join("config.json")).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
+        .env("OCI2WSL_NO_CACHE", "1")
         .args(["-q", "--no-wsl-config", ca_arg[0], ca_arg[1], &name])
         .env("DOCKER_CONFIG", &docker_config)
         .output()
@@ -387,6 +388,7 @@ fn basic_auth_behind_tls_and_secrets_never_printed() {
         std::env::var("PATH").unwrap_or_default()
     );
     let o = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
+        .env("OCI2WSL_NO_CACHE", "1")
         .args(["-q", "--no-wsl-config", ca_arg[0], ca_arg[1], &name])
         .env("DOCKER_CONFIG", &helper_config)
         .env("PATH", path)

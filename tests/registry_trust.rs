@@ -253,7 +253,10 @@ fn pull_as(
         .args(args)
         .env("HOME", &home)
         .env("DOCKER_CONFIG", home.join("docker"))
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+        // Each case starts from nothing, as if no earlier pull had happened (tests/cache.rs
+        // tests the layer cache).
+        .env("OCI2WSL_NO_CACHE", "1");
     for var in [
         "REGISTRY_AUTH_FILE",
         "XDG_RUNTIME_DIR",

@@ -59,6 +59,7 @@ impl Builder {
     fn compare(&self, dir: &Path) -> String {
         let out = dir.join("oci2wsl.tar");
         let o = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
+            .env("OCI2WSL_NO_CACHE", "1")
             .arg("--no-wsl-config")
             .arg(format!("oci:{}:t", self.layout.display()))
             .arg("-o")
@@ -240,6 +241,7 @@ fn entry_below_a_symlink_overlay_semantics_not_umoci() {
         .arg(&layer_tar));
     let out = tmp.path().join("o.tar");
     let o = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
+        .env("OCI2WSL_NO_CACHE", "1")
         .arg("--no-wsl-config")
         .arg(format!("oci:{}:t", b.layout.display()))
         .arg("-o")

@@ -38,6 +38,7 @@ fn image_with(config: Value, extra: &[E]) -> support::Image {
 /// Runs oci2wsl with extra environment variables.
 fn oci2wsl(args: &[&str], envs: &[(&str, &Path)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci2wsl"));
+    cmd.env("OCI2WSL_NO_CACHE", "1");
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -929,6 +930,7 @@ fn interrupted_streaming_import_is_killed_not_ended() {
     let big: String = "0123456789abcdef".repeat(1 << 18);
     let wsl = Wsl::new(&image_with(json!({}), &[file("big", &big)]));
     let child = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
+        .env("OCI2WSL_NO_CACHE", "1")
         .args([&wsl.layout, "--import", "pg"])
         .env("OCI2WSL_WSL_EXE", stand_in())
         .env("WSL_STAND_IN_DIR", &wsl.state)
@@ -1034,6 +1036,7 @@ fn import_arguments_are_checked() {
         stderr(&o)
     );
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci2wsl"));
+    cmd.env("OCI2WSL_NO_CACHE", "1");
     let o = cmd
         .args([&wsl.layout, "--import", "pg"])
         .env("OCI2WSL_WSL_EXE", stand_in())
@@ -1158,6 +1161,7 @@ cat '{bin_dir}/echo.out'
     fn run(&self, wsl: &Wsl, args: &[&str], extra: &[(&str, &str)]) -> Output {
         let path = format!("{}:/usr/bin:/bin", self.bin.display());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci2wsl"));
+        cmd.env("OCI2WSL_NO_CACHE", "1");
         cmd.args(args)
             .stdin(Stdio::null())
             .env("OCI2WSL_WSL_EXE", stand_in())

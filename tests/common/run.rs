@@ -54,6 +54,8 @@ fn run_with<S: AsRef<OsStr>>(args: &[S], stdin: Option<Vec<u8>>, cwd: Option<&Pa
     cmd.arg("--no-wsl-config")
         .args(args)
         .env("NO_COLOR", "1")
+        // Every run downloads afresh; tests/cache.rs tests the layer cache.
+        .env("OCI2WSL_NO_CACHE", "1")
         .env_remove("RUST_LOG")
         .stdin(if stdin.is_some() {
             Stdio::piped()

@@ -641,6 +641,8 @@ pub fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci2wsl"));
     cmd.arg("--no-wsl-config")
         .args(args)
+        // Every run downloads afresh; tests/cache.rs tests the layer cache.
+        .env("OCI2WSL_NO_CACHE", "1")
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {

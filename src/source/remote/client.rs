@@ -562,6 +562,7 @@ impl Client {
     /// retried), the inner one a transport error.
     fn send(
         &self,
+        head: bool,
         path: &str,
         accept: Option<&str>,
         range_from: u64,
@@ -582,7 +583,12 @@ impl Client {
             loop {
                 let (_, authority) = split_url(&url).expect("URLs here are checked");
                 let at_registry = url.starts_with(&format!("{origin}/"));
-                let mut req = self.agent_for(&url)?.get(&url);
+                let agent = self.agent_for(&url)?;
+                let mut req = if head {
+                    agent.head(&url)
+                } else {
+                    agent.get(&url)
+                };
                 if let Some(a) = accept {
                     req = req.header("Accept", a);
                 }
@@ -757,6 +763,18 @@ impl Client {
         range_from: u64,
         what: &str,
     ) -> Result<Response<Body>> {
+        self.request(false, path, accept, range_from, what)
+    }
+
+    /// GET, or HEAD when `head`, with authentication and retries.
+    fn request(
+        &self,
+        head: bool,
+        path: &str,
+        accept: Option<&str>,
+        range_from: u64,
+        what: &str,
+    ) -> Result<Response<Body>> {
         let mut token_fetches = 0;
         let mut attempt = 0;
         loop {
@@ -764,7 +782,7 @@ impl Client {
             let Reply {
                 resp,
                 redirected_to,
-            } = match self.send(path, accept, range_from, auth.as_deref())? {
+            } = match self.send(head, path, accept, range_from, auth.as_deref())? {
                 Ok(r) => r,
                 Err(e) => {
                     attempt += 1;
@@ -942,6 +960,24 @@ return Err(tagged(ErrorKind::Auth, format!("authentication required for {} ({})"
             limit,
             &format!("manifest {reference}"),
         )
+    }
+
+    /// The digest a tag resolves to, from one `HEAD` of its manifest (Docker Hub does not
+    /// count a `HEAD` against its pull limit). `None` when the registry sends no
+    /// `Docker-Content-Digest`, which the distribution spec makes optional.
+    pub fn manifest_digest(&self, reference: &str, accept: &str) -> Result<Option<String>> {
+        let resp = self.request(
+            true,
+            &format!("/v2/{}/manifests/{reference}", self.repository),
+            Some(accept),
+            0,
+            &format!("manifest {reference}"),
+        )?;
+        Ok(resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|h| h.to_str().ok())
+            .map(|h| h.trim().to_string()))
     }
 
     /// A small blob (a config) whole.

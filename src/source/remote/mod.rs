@@ -1,7 +1,9 @@
 //! Images straight from a registry (distribution API v2).
 //!
-//! Each layer blob is downloaded once, into an anonymous temporary file (deleted by the OS
-//! when the process ends), with its digest and size checked on the way in. Downloads start
+//! Each layer blob is downloaded once, into a temporary file, with its digest and size
+//! checked on the way in. With the layer cache (the default) that file is in the cache and
+//! becomes the cached blob once verified; without it (`--no-cache`) it is anonymous and the
+//! OS deletes it when the process ends. Blobs the cache holds are not downloaded at all. Downloads start
 //! as soon as the image is resolved, a few at a time and in layer order. The index pass
 //! reads each spool *while it grows*, so inflating and parsing a layer overlaps its
 //! download; its reader ends only when the download has verified the whole blob, and fails
@@ -14,6 +16,8 @@ pub mod client;
 
 use super::store::{read_at, write_at, BlobReader, ConsumingReader, PositionedReader};
 use super::ImageSource;
+use crate::cache::{Cache, CacheSettings, PullPolicy, Record};
+use crate::error::{tagged, ErrorKind};
 use crate::events::{Event, Observer, Phase, SharedObserver, PROGRESS_STEP};
 use crate::image::digest::{Digest, Hasher};
 use crate::image::manifest::{self, Descriptor, MAX_JSON_SIZE};
@@ -45,6 +49,8 @@ pub struct RegistryOptions {
     pub log_requests: bool,
     /// Blobs downloaded at once.
     pub parallel_downloads: usize,
+    /// The layer cache and the pull policy.
+    pub cache: CacheSettings,
 }
 
 impl Default for RegistryOptions {
@@ -60,6 +66,7 @@ impl Default for RegistryOptions {
             retry_times: client::DEFAULT_RETRIES,
             log_requests: false,
             parallel_downloads: 3,
+            cache: CacheSettings::default(),
         }
     }
 }
@@ -89,6 +96,8 @@ struct Downloads {
     slots: Mutex<Vec<Slot>>,
     ready: Condvar,
     shares: Mutex<Shares>,
+    /// Downloads still running, and the cache entry to record when the last one succeeds.
+    pending: Mutex<(usize, Option<Record>)>,
 }
 
 #[derive(Default)]
@@ -117,6 +126,15 @@ pub struct RegistrySource {
     parallel: usize,
     downloads: Arc<Downloads>,
     observer: SharedObserver,
+    cache: Option<Arc<Cache>>,
+    pull: PullPolicy,
+}
+
+/// The one place this module warns.
+fn warn(observer: &dyn Observer, message: &str) {
+    observer.event(&Event::Warning {
+        message: message.to_string(),
+    });
 }
 
 impl RegistrySource {
@@ -126,6 +144,27 @@ impl RegistrySource {
         observer: SharedObserver,
     ) -> Result<RegistrySource> {
         let reference = RegistryRef::parse(text)?;
+        let cache = match &opts.cache.dir {
+            Some(dir) => match Cache::open(dir, opts.cache.max_size) {
+                Ok(cache) => Some(Arc::new(cache)),
+                Err(e) if opts.cache.pull == PullPolicy::Never => return Err(e),
+                // A cache that cannot be used (read-only home, full disk) costs speed only.
+                Err(e) => {
+                    warn(
+                        observer.as_ref(),
+                        &format!("{e:#}; downloading without the cache"),
+                    );
+                    None
+                }
+            },
+            None if opts.cache.pull == PullPolicy::Never => {
+                return Err(tagged(
+                    ErrorKind::Usage,
+                    "--pull=never reads images from the cache, which --no-cache turns off",
+                ));
+            }
+            None => None,
+        };
         let client = Client::new(
             &reference.registry,
             reference.api_host(),
@@ -141,9 +180,19 @@ impl RegistrySource {
                 slots: Mutex::new(Vec::new()),
                 ready: Condvar::new(),
                 shares: Mutex::new(Shares::default()),
+                pending: Mutex::new((0, None)),
             }),
             observer,
+            cache,
+            pull: opts.cache.pull,
         })
+    }
+
+    /// Whether cached blobs may stand in for downloads.
+    fn reads_cache(&self) -> Option<&Cache> {
+        self.cache
+            .as_deref()
+            .filter(|_| self.pull != PullPolicy::Always)
     }
 
     /// Lets a layer go. When it was the last layer of its download, the download is marked
@@ -165,8 +214,9 @@ impl RegistrySource {
         Some((file, size, shares.layers[d] == 1))
     }
 
-    /// Starts downloading every layer in the background, `parallel` at a time, in order.
-    fn start_downloads(&self, layers: &[Layer]) {
+    /// Starts downloading every layer the cache does not hold in the background, `parallel`
+    /// at a time, in order; records the image in the cache once all are there.
+    fn start_downloads(&self, layers: &[Layer], record: Option<Record>) -> Result<()> {
         let mut distinct: Vec<Layer> = Vec::new();
         let mut shares = Shares::default();
         for layer in layers {
@@ -185,15 +235,66 @@ impl RegistrySource {
         }
         shares.remaining = shares.layers.clone();
         *self.downloads.shares.lock().unwrap() = shares;
-        {
-            let mut slots = self.downloads.slots.lock().unwrap();
-            *slots = (0..distinct.len()).map(|_| Slot::Pending).collect();
+        let mut slots: Vec<Slot> = (0..distinct.len()).map(|_| Slot::Pending).collect();
+        let mut missing = Vec::new();
+        for (d, layer) in distinct.iter().enumerate() {
+            let cached = self
+                .reads_cache()
+                .zip(layer.digest.as_ref())
+                .and_then(|(cache, digest)| cache.open_blob(digest, layer.size));
+            if let Some(file) = cached {
+                let size = file.metadata()?.len();
+                slots[d] = Slot::Done {
+                    file: Arc::new(file),
+                    size,
+                };
+            } else {
+                missing.push(d);
+            }
         }
-        let queue = Arc::new(Mutex::new(
-            distinct
+        if self.pull == PullPolicy::Never && !missing.is_empty() {
+            let names: Vec<String> = missing
                 .iter()
-                .cloned()
-                .enumerate()
+                .map(|d| {
+                    let l = &distinct[*d];
+                    format!(
+                        "{} ({})",
+                        l.describe(),
+                        crate::pipeline::human(l.size.unwrap_or(0))
+                    )
+                })
+                .collect();
+            return Err(tagged(
+                ErrorKind::NotFound,
+                format!(
+                    "{}: --pull=never, and the cache {} lacks {} of its {} layer blobs: {}",
+                    self.reference,
+                    self.cache
+                        .as_ref()
+                        .map(|c| c.root().display().to_string())
+                        .unwrap_or_default(),
+                    missing.len(),
+                    distinct.len(),
+                    names.join(", ")
+                ),
+            ));
+        }
+        *self.downloads.slots.lock().unwrap() = slots;
+        *self.downloads.pending.lock().unwrap() = (missing.len(), record);
+        if missing.is_empty() {
+            finish(
+                &self.downloads,
+                self.cache.as_deref(),
+                self.observer.as_ref(),
+            );
+            return Ok(());
+        }
+        let distinct: Vec<Layer> = missing.iter().map(|d| distinct[*d].clone()).collect();
+        let queue = Arc::new(Mutex::new(
+            missing
+                .iter()
+                .copied()
+                .zip(distinct.iter().cloned())
                 .collect::<std::collections::VecDeque<_>>(),
         ));
         for _ in 0..self.parallel.min(distinct.len().max(1)) {
@@ -201,6 +302,7 @@ impl RegistrySource {
             let client = self.client.clone();
             let downloads = self.downloads.clone();
             let observer = self.observer.clone();
+            let cache = self.cache.clone();
             std::thread::spawn(move || loop {
                 let Some((d, layer)) = queue.lock().unwrap().pop_front() else {
                     break;
@@ -209,12 +311,46 @@ impl RegistrySource {
                     downloads.slots.lock().unwrap()[d] = state;
                     downloads.ready.notify_all();
                 };
-                let result = download(&client, &layer, observer.as_ref(), &publish);
+                let result = download(
+                    &client,
+                    cache.as_deref(),
+                    &layer,
+                    observer.as_ref(),
+                    &publish,
+                );
+                let last = {
+                    let mut pending = downloads.pending.lock().unwrap();
+                    pending.0 -= 1;
+                    if result.is_err() {
+                        pending.1 = None;
+                    }
+                    pending.0 == 0
+                };
+                // Before the last layer's end is published: once every layer is read, the
+                // process may exit, and the record must not be lost to that.
+                if last {
+                    finish(&downloads, cache.as_deref(), observer.as_ref());
+                }
                 publish(match result {
                     Ok((file, size)) => Slot::Done { file, size },
                     Err(e) => Slot::Failed(format!("{e:#}")),
                 });
             });
+        }
+        Ok(())
+    }
+}
+
+/// Every blob of the image is in the cache: record it there (a failure only costs the
+/// next run a download).
+fn finish(downloads: &Downloads, cache: Option<&Cache>, observer: &dyn Observer) {
+    let record = downloads.pending.lock().unwrap().1.take();
+    if let (Some(cache), Some(record)) = (cache, record) {
+        if let Err(e) = cache.record(&record) {
+            warn(
+                observer,
+                &format!("{}: not recorded in the cache: {e:#}", record.name),
+            );
         }
     }
 }
@@ -230,6 +366,7 @@ impl RegistrySource {
 /// of the one sequence the digest check covers.
 fn download(
     client: &Client,
+    cache: Option<&Cache>,
     layer: &Layer,
     observer: &dyn Observer,
     publish: &dyn Fn(Slot),
@@ -239,7 +376,17 @@ fn download(
         .as_ref()
         .ok_or_else(|| anyhow!("registry layer without digest"))?;
     let size = layer.size.unwrap_or(u64::MAX);
-    let spool = Arc::new(tempfile::tempfile().context("creating a temporary file for a layer")?);
+    let (spool, cache_name) = match cache {
+        Some(cache) => {
+            let spool = cache.spool()?;
+            (spool.file, Some(spool.temp))
+        }
+        None => (
+            tempfile::tempfile().context("creating a temporary file for a layer")?,
+            None,
+        ),
+    };
+    let spool = Arc::new(spool);
     let mut hasher = Hasher::new(digest.algorithm());
     // Bytes in the spool: hashed, published, never rewritten.
     let mut have: u64 = 0;
@@ -341,6 +488,12 @@ fn download(
     if &actual != digest {
         bail!("blob has digest {actual}, expected {digest} (corrupted or tampered)");
     }
+    // Only now does the download get the digest's name in the cache.
+    if let (Some(cache), Some(name)) = (cache, cache_name) {
+        if let Err(e) = cache.commit(name, digest) {
+            warn(observer, &format!("{e:#}"));
+        }
+    }
     observer.event(&Event::Progress {
         phase: Phase::Download,
         layer: Some(layer.index),
@@ -427,6 +580,22 @@ impl JsonFetcher for RegistrySource {
                 desc.size
             );
         }
+        if let Some(bytes) = self
+            .reads_cache()
+            .and_then(|c| c.read_json(&desc.digest, MAX_JSON_SIZE))
+            .filter(|b| b.len() as u64 == desc.size)
+        {
+            return Ok(bytes);
+        }
+        if self.pull == PullPolicy::Never {
+            return Err(tagged(
+                ErrorKind::NotFound,
+                format!(
+                    "{}: --pull=never, and {} ({}) is not in the cache",
+                    self.reference, desc.digest, desc.media_type
+                ),
+            ));
+        }
         let is_manifest = manifest::ACCEPTED_MANIFEST_TYPES.contains(&desc.media_type.as_str());
         let bytes = if is_manifest {
             self.client
@@ -451,22 +620,89 @@ impl JsonFetcher for RegistrySource {
         desc.digest
             .verify(&bytes)
             .map_err(|e| anyhow!("{}: {e}", desc.digest))?;
+        self.keep_json(&desc.digest, &bytes);
         Ok(bytes)
     }
 }
 
-impl ImageSource for RegistrySource {
-    fn resolve(&self, choice: &PlatformChoice) -> Result<Image> {
-        let reference = self.reference.manifest_reference();
+impl RegistrySource {
+    /// Stores a verified manifest or config in the cache; failing to only costs speed.
+    fn keep_json(&self, digest: &Digest, bytes: &[u8]) {
+        if let Some(cache) = &self.cache {
+            if let Err(e) = cache.put_json(digest, bytes) {
+                warn(self.observer.as_ref(), &format!("{e:#}"));
+            }
+        }
+    }
+
+    /// The top document (index or manifest) the reference names, its media type when the
+    /// registry said it, and its digest. By policy: `always` GETs it; `missing` takes it
+    /// from the cache when a digest reference, or the digest one `HEAD` resolves the tag
+    /// to, is there; `never` takes it from the cache or fails.
+    fn top_document(&self) -> Result<(Vec<u8>, Option<String>, Digest)> {
+        let name = self.reference.to_string();
+        let Some(cache) = self.reads_cache() else {
+            return self.fetch_top(
+                &self.reference.manifest_reference(),
+                self.reference.digest.as_ref(),
+            );
+        };
+        let known: Option<Digest> = match (&self.reference.digest, self.pull) {
+            (Some(pinned), _) => Some(pinned.clone()),
+            (None, PullPolicy::Never) => cache
+                .resolved(&name)
+                .into_iter()
+                .find(|d| cache.read_json(d, MAX_JSON_SIZE).is_some()),
+            (None, _) => self
+                .client
+                .manifest_digest(&self.reference.manifest_reference(), &self.accept())?
+                .and_then(|d| Digest::parse(&d).ok()),
+        };
+        if let Some(bytes) = known
+            .as_ref()
+            .and_then(|d| cache.read_json(d, MAX_JSON_SIZE))
+        {
+            return Ok((bytes, None, known.expect("read by it")));
+        }
+        if self.pull == PullPolicy::Never {
+            return Err(tagged(
+                ErrorKind::NotFound,
+                format!(
+                    "{name}: --pull=never, and the cache {} does not hold {}",
+                    cache.root().display(),
+                    match &known {
+                        Some(d) => format!("its manifest {d}"),
+                        None => "it (pull it once without --pull=never)".to_string(),
+                    }
+                ),
+            ));
+        }
+        match known {
+            // The same bytes the tag named a moment ago, fetched by digest so that they
+            // cannot change in between.
+            Some(d) => self.fetch_top(&d.to_string(), Some(&d)),
+            None => self.fetch_top(&self.reference.manifest_reference(), None),
+        }
+    }
+
+    fn accept(&self) -> String {
         // Schema 1 is listed so that such an image is refused by name, not as "not found".
-        let accept = format!(
+        format!(
             "{}, {};q=0.1",
             manifest::ACCEPTED_MANIFEST_TYPES.join(", "),
             manifest::DOCKER_SCHEMA1_SIGNED
-        );
+        )
+    }
+
+    fn fetch_top(
+        &self,
+        reference: &str,
+        pinned: Option<&Digest>,
+    ) -> Result<(Vec<u8>, Option<String>, Digest)> {
         let (bytes, media, header_digest) =
-            self.client.manifest(&reference, &accept, MAX_JSON_SIZE)?;
-        let digest = match &self.reference.digest {
+            self.client
+                .manifest(reference, &self.accept(), MAX_JSON_SIZE)?;
+        let digest = match pinned {
             Some(pinned) => {
                 pinned
                     .verify(&bytes)
@@ -483,6 +719,15 @@ impl ImageSource for RegistrySource {
                 computed
             }
         };
+        self.keep_json(&digest, &bytes);
+        Ok((bytes, media, digest))
+    }
+}
+
+impl ImageSource for RegistrySource {
+    fn resolve(&self, choice: &PlatformChoice) -> Result<Image> {
+        let (bytes, media, digest) = self.top_document()?;
+        let resolved = digest.clone();
         let image = image::resolve(
             &self.reference.to_string(),
             self,
@@ -493,22 +738,35 @@ impl ImageSource for RegistrySource {
             Some(digest),
             choice,
         )?;
-        self.start_downloads(&image.layers);
+        let record = image.manifest_digest.clone().map(|manifest| Record {
+            name: self.reference.to_string(),
+            resolved,
+            manifest,
+            os: image.config.os().to_string(),
+            architecture: image.config.architecture().to_string(),
+            variant: image.config.variant().clone(),
+        });
+        self.start_downloads(&image.layers, record)?;
         Ok(image)
     }
 
-    /// Spools are anonymous files of this process, filled by `download`, which checks the
-    /// digest of every byte written; a reader sees the end of a layer only after that check.
+    /// Without the cache, spools are anonymous files of this process, filled by `download`,
+    /// which checks the digest of every byte written; a reader sees the end of a layer only
+    /// after that check. Cached blobs sit in a directory other programs (of the same user)
+    /// can write to, so with the cache the layer stage hashes them again as it reads.
     fn blobs_verified(&self) -> bool {
-        true
+        self.cache.is_none()
     }
 
     /// The spool frees what has been read: its pages (never written to disk, the file being
     /// anonymous and short-lived) go straight to the output written next.
     fn open_layer_last(&self, layer: &Layer) -> Result<BlobReader> {
         match self.take_spool(layer) {
-            Some((file, size, true)) => Ok(Box::new(ConsumingReader::new(file, size))),
-            Some((file, size, false)) => Ok(Box::new(PositionedReader::new(file, 0, size))),
+            // A cached blob is kept, not consumed.
+            Some((file, size, true)) if self.cache.is_none() => {
+                Ok(Box::new(ConsumingReader::new(file, size)))
+            }
+            Some((file, size, _)) => Ok(Box::new(PositionedReader::new(file, 0, size))),
             // Not downloaded (failed, or released already): open_layer says why.
             None => self.open_layer(layer),
         }

@@ -1,0 +1,741 @@
+//! The layer cache against a real registry (Debian's docker-registry on 127.0.0.1), reached
+//! through a logging proxy that counts requests: each pull policy, a tag that moves, a blob
+//! missing from the cache, two runs at once, a prune during a pull, a run killed mid
+//! download, eviction order, listing and pruning, and skopeo and umoci reading the cache as
+//! the OCI layout it is. Needs docker-registry and skopeo (umoci for its part).
+
+mod support;
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::*;
+
+fn prerequisites() -> bool {
+    require_tools(&["docker-registry", "skopeo"])
+}
+
+struct Registry {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_registry(dir: &Path) -> Registry {
+    let port = free_port();
+    let cfg = format!(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+        dir.join("storage").display()
+    );
+    let cfg_path = dir.join("registry.yml");
+    fs::write(&cfg_path, cfg).unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&cfg_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "registry did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Registry { child, port }
+}
+
+fn push(layout: &Path, dest: &str) {
+    sh(Command::new("skopeo")
+        .args(["copy", "-q", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:t", layout.display()))
+        .arg(format!("docker://{dest}")));
+}
+
+#[derive(Clone)]
+enum Mode {
+    Forward,
+    /// Send bodies in small pieces with pauses, so that a pull lasts a while.
+    Slow,
+    /// On the first GET of this blob send half of it, raise the flag, and hold the
+    /// connection open.
+    StallOn(String, Arc<AtomicBool>),
+}
+
+/// A loopback proxy in front of the registry that logs "METHOD PATH" of every request.
+struct Proxy {
+    port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    fn take_log(&self) -> Vec<String> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+fn start_proxy(upstream: u16, mode: Mode) -> Proxy {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log_in = log.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let log = log_in.clone();
+            let mode = mode.clone();
+            std::thread::spawn(move || {
+                let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
+                // oci2wsl tries https first on loopback: this proxy speaks plain HTTP only.
+                let mut first = [0u8; 1];
+                if client.peek(&mut first).unwrap_or(0) == 0 || first[0] == 0x16 {
+                    return;
+                }
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let request_line = text.lines().next().unwrap_or("").to_string();
+                let mut parts = request_line.split(' ');
+                let line = format!(
+                    "{} {}",
+                    parts.next().unwrap_or(""),
+                    parts.next().unwrap_or("")
+                );
+                log.lock().unwrap().push(line.clone());
+                let mut up = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                let mut lines: Vec<&str> = text
+                    .trim_end_matches("\r\n")
+                    .split("\r\n")
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                    .collect();
+                lines.push("Connection: close");
+                up.write_all(format!("{}\r\n\r\n", lines.join("\r\n")).as_bytes())
+                    .unwrap();
+                let mut response = Vec::new();
+                let _ = up.read_to_end(&mut response);
+                let split = response
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map(|p| p + 4)
+                    .unwrap_or(response.len());
+                let (h, body) = response.split_at(split);
+                let mut h = String::from_utf8_lossy(h).into_owned();
+                if !h.to_lowercase().contains("connection: close") {
+                    h = h.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+                }
+                let _ = client.write_all(h.as_bytes());
+                match &mode {
+                    Mode::StallOn(digest, stalled)
+                        if line.starts_with("GET ")
+                            && line.ends_with(digest.as_str())
+                            && !stalled.load(Ordering::SeqCst) =>
+                    {
+                        let _ = client.write_all(&body[..body.len() / 2]);
+                        let _ = client.flush();
+                        stalled.store(true, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_secs(60));
+                    }
+                    Mode::Slow => {
+                        for piece in body.chunks(8 * 1024) {
+                            if client.write_all(piece).is_err() {
+                                return;
+                            }
+                            std::thread::sleep(Duration::from_millis(15));
+                        }
+                    }
+                    _ => {
+                        let _ = client.write_all(body);
+                    }
+                }
+            });
+        }
+    });
+    Proxy { port, log }
+}
+
+/// The binary with the cache in `cache` (and nothing from the environment about caches).
+fn command(cache: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci2wsl"));
+    cmd.arg("--no-wsl-config")
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .env_remove("OCI2WSL_NO_CACHE")
+        .env_remove("OCI2WSL_CACHE_DIR")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn pull(cache: &Path, args: &[&str]) -> Output {
+    command(cache, args).output().unwrap()
+}
+
+fn pull_ok(cache: &Path, args: &[&str]) -> Vec<u8> {
+    let o = pull(cache, args);
+    assert!(
+        o.status.success(),
+        "oci2wsl {args:?} failed: {}",
+        stderr(&o)
+    );
+    o.stdout
+}
+
+fn pull_err(cache: &Path, args: &[&str]) -> String {
+    let o = pull(cache, args);
+    assert_eq!(o.status.code(), Some(1), "{args:?} should fail");
+    assert!(o.stdout.is_empty());
+    stderr(&o)
+}
+
+fn list_json(cache: &Path) -> serde_json::Value {
+    let o = pull(cache, &["--cache-list=json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn names_in(listing: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = listing["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every file under a digest name in the cache hashes to that name.
+fn assert_blobs_verify(cache: &Path) -> usize {
+    let mut n = 0;
+    for f in fs::read_dir(cache.join("blobs/sha256")).unwrap() {
+        let f = f.unwrap();
+        let name = f.file_name().to_string_lossy().into_owned();
+        let hex = format!("{:x}", Sha256::digest(fs::read(f.path()).unwrap()));
+        assert_eq!(hex, name, "cache blob {name} does not match its name");
+        n += 1;
+    }
+    n
+}
+
+fn blobs_requested(log: &[String]) -> Vec<String> {
+    log.iter()
+        .filter(|l| l.starts_with("GET ") && l.contains("/blobs/"))
+        .cloned()
+        .collect()
+}
+
+/// A layer of about `kib` KiB of random bytes: gzip cannot shrink it, so sizes are
+/// predictable. (Gzip, not uncompressed: skopeo compresses an uncompressed layer on its
+/// way to a registry, which would change its digest.)
+fn sized_image(seed: u64, kib: usize) -> Image {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    let data: Vec<u8> = (0..kib * 1024)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as u8
+        })
+        .collect();
+    image(vec![layer(&[file_bytes(b"data", &data)])])
+}
+
+fn two_layer_image(tag_text: &str) -> Image {
+    image(vec![
+        layer(&[dir("etc"), file("etc/os-release", "ID=cache\n")]),
+        layer(&[file("usr/bin/app", tag_text)]).comp(Comp::Zstd),
+    ])
+}
+
+fn layer_digests(layout: &Path) -> Vec<String> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&m[7..])).unwrap())
+            .unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The summary line names the manifest digest in parentheses.
+fn manifest_digest_of(o: &Output) -> String {
+    let s = stderr(o);
+    s.split('(')
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn missing_policy_resolves_a_tag_with_one_head_and_a_cached_digest_with_no_request() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let lay = oci_layout(dir.path(), &two_layer_image("v1"), "t");
+    let reg = start_registry(dir.path());
+    push(&lay, &format!("127.0.0.1:{}/team/app:1.0", reg.port));
+    let proxy = start_proxy(reg.port, Mode::Forward);
+    let name = format!("127.0.0.1:{}/team/app:1.0", proxy.port);
+    let expected = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
+
+    let first = pull(&cache, &[&name, "-o", "-"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(first.stdout, expected);
+    let log = proxy.take_log();
+    assert_eq!(
+        blobs_requested(&log).len(),
+        3,
+        "config and two layers: {log:?}"
+    );
+    assert_eq!(
+        assert_blobs_verify(&cache),
+        4,
+        "manifest, config, two layers"
+    );
+
+    // Second pull by tag: one HEAD of the manifest, nothing else.
+    assert_eq!(pull_ok(&cache, &["-q", &name]), expected);
+    let log = proxy.take_log();
+    assert_eq!(
+        log,
+        vec!["HEAD /v2/team/app/manifests/1.0".to_string()],
+        "{log:?}"
+    );
+
+    // By digest: no request at all.
+    let digest = manifest_digest_of(&first);
+    let pinned = format!("127.0.0.1:{}/team/app@{digest}", proxy.port);
+    assert_eq!(pull_ok(&cache, &["-q", &pinned]), expected);
+    assert_eq!(proxy.take_log(), Vec::<String>::new());
+
+    // --pull=always downloads everything again.
+    assert_eq!(pull_ok(&cache, &["-q", "--pull=always", &name]), expected);
+    let log = proxy.take_log();
+    assert!(log
+        .iter()
+        .any(|l| l.starts_with("GET ") && l.contains("/manifests/")));
+    assert_eq!(blobs_requested(&log).len(), 3, "{log:?}");
+
+    // --no-cache leaves the cache alone and downloads.
+    let before = fs::read(cache.join("index.json")).unwrap();
+    assert_eq!(pull_ok(&cache, &["-q", "--no-cache", &name]), expected);
+    assert_eq!(blobs_requested(&proxy.take_log()).len(), 3);
+    assert_eq!(fs::read(cache.join("index.json")).unwrap(), before);
+}
+
+#[test]
+fn only_the_blobs_missing_from_the_cache_are_fetched() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let lay = oci_layout(dir.path(), &two_layer_image("v1"), "t");
+    let reg = start_registry(dir.path());
+    push(&lay, &format!("127.0.0.1:{}/team/app:1.0", reg.port));
+    let proxy = start_proxy(reg.port, Mode::Forward);
+    let name = format!("127.0.0.1:{}/team/app:1.0", proxy.port);
+    let expected = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
+    pull_ok(&cache, &["-q", &name]);
+    proxy.take_log();
+    let layers = layer_digests(&lay);
+    fs::remove_file(cache.join("blobs/sha256").join(&layers[1][7..])).unwrap();
+    assert_eq!(pull_ok(&cache, &["-q", &name]), expected);
+    let log = proxy.take_log();
+    assert_eq!(
+        log,
+        vec![
+            "HEAD /v2/team/app/manifests/1.0".to_string(),
+            format!("GET /v2/team/app/blobs/{}", layers[1])
+        ]
+    );
+}
+
+#[test]
+fn never_works_offline_and_names_what_is_missing() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let lay = oci_layout(dir.path(), &two_layer_image("v1"), "t");
+    let reg = start_registry(dir.path());
+    let name = format!("127.0.0.1:{}/team/app:1.0", reg.port);
+    push(&lay, &name);
+    let expected = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
+    let never_seen = format!("127.0.0.1:{}/team/other:1.0", reg.port);
+    let err = pull_err(&cache, &["--pull=never", &never_seen]);
+    assert!(
+        err.contains("--pull=never") && err.contains("team/other:1.0"),
+        "{err}"
+    );
+    let o = pull(&cache, &["-q", &name]);
+    assert!(o.status.success());
+    let pinned = format!("127.0.0.1:{}/team/app@{}", reg.port, {
+        let o = pull(&cache, &[&name, "-o", "-"]);
+        manifest_digest_of(&o)
+    });
+    drop(reg); // offline from here on
+    assert_eq!(pull_ok(&cache, &["-q", "--pull=never", &name]), expected);
+    assert_eq!(pull_ok(&cache, &["-q", "--pull=never", &pinned]), expected);
+    // The default policy needs the registry for a tag (its HEAD), not for a digest.
+    assert_eq!(pull_ok(&cache, &["-q", &pinned]), expected);
+    let err = pull_err(&cache, &["-q", &name]);
+    assert!(err.contains("cannot reach"), "{err}");
+    let layers = layer_digests(&lay);
+    fs::remove_file(cache.join("blobs/sha256").join(&layers[0][7..])).unwrap();
+    let err = pull_err(&cache, &["--pull=never", &name]);
+    assert!(
+        err.contains("--pull=never")
+            && err.contains("layer 1/2")
+            && err.contains(&layers[0][7..19]),
+        "{err}"
+    );
+    let err = pull_err(&cache, &["--pull=never", "--no-cache", &name]);
+    assert!(err.contains("--no-cache"), "{err}");
+}
+
+#[test]
+fn a_moved_tag_is_followed_and_replaces_its_entry() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let reg = start_registry(dir.path());
+    let name = format!("127.0.0.1:{}/team/app:1.0", reg.port);
+    let d1 = dir.path().join("one");
+    let d2 = dir.path().join("two");
+    fs::create_dir_all(&d1).unwrap();
+    fs::create_dir_all(&d2).unwrap();
+    let lay1 = oci_layout(&d1, &two_layer_image("v1"), "t");
+    let lay2 = oci_layout(&d2, &two_layer_image("v2"), "t");
+    push(&lay1, &name);
+    assert_eq!(
+        pull_ok(&cache, &["-q", &name]),
+        flatten_ok(&["-q", &layout_arg(&lay1, "t")])
+    );
+    push(&lay2, &name);
+    assert_eq!(
+        pull_ok(&cache, &["-q", &name]),
+        flatten_ok(&["-q", &layout_arg(&lay2, "t")])
+    );
+    let listing = list_json(&cache);
+    assert_eq!(names_in(&listing), vec![name.clone()]);
+    // v1's own layer went with its entry; the shared base layer stayed.
+    let old = layer_digests(&lay1);
+    let new = layer_digests(&lay2);
+    assert_eq!(old[0], new[0]);
+    assert!(cache.join("blobs/sha256").join(&new[0][7..]).exists());
+    assert!(!cache.join("blobs/sha256").join(&old[1][7..]).exists());
+}
+
+#[test]
+fn the_cache_is_an_oci_layout_that_oci2wsl_skopeo_and_umoci_read() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let lay = oci_layout(dir.path(), &two_layer_image("v1"), "t");
+    let reg = start_registry(dir.path());
+    let name = format!("127.0.0.1:{}/team/app:1.0", reg.port);
+    push(&lay, &name);
+    let expected = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
+    let o = pull(&cache, &[&name, "-o", "-"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let digest = manifest_digest_of(&o);
+    drop(reg);
+    let oci_ref = format!("oci:{}:{name}", cache.display());
+    assert_eq!(flatten_ok(&["-q", &oci_ref]), expected);
+    let inspect: serde_json::Value = serde_json::from_str(&sh(Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(&oci_ref)))
+    .unwrap();
+    assert_eq!(inspect["layers"].as_array().unwrap().len(), 2);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&sh(Command::new("skopeo").arg("inspect").arg(&oci_ref))).unwrap();
+    assert_eq!(inspect["Digest"].as_str().unwrap(), digest);
+    // skopeo copies out of it, reading every blob.
+    let copy = dir.path().join("copy");
+    sh(Command::new("skopeo")
+        .args(["copy", "-q"])
+        .arg(&oci_ref)
+        .arg(format!("oci:{}:c", copy.display())));
+    assert_eq!(flatten_ok(&["-q", &layout_arg(&copy, "c")]), expected);
+    if have("umoci") {
+        let tags = sh(Command::new("umoci").args(["ls", "--layout"]).arg(&cache));
+        assert!(tags.lines().any(|l| l == name), "{tags}");
+        let stat = sh(Command::new("umoci")
+            .args(["stat", "--json", "--image"])
+            .arg(format!("{}:{name}", cache.display())));
+        assert!(stat.contains("history"), "{stat}");
+    }
+}
+
+#[test]
+fn two_runs_at_once_on_one_cache() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let lay = oci_layout(dir.path(), &sized_image(1, 512), "t");
+    let reg = start_registry(dir.path());
+    push(&lay, &format!("127.0.0.1:{}/team/big:1", reg.port));
+    let proxy = start_proxy(reg.port, Mode::Slow);
+    let name = format!("127.0.0.1:{}/team/big:1", proxy.port);
+    let expected = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
+    let a = command(&cache, &["-q", &name]).spawn().unwrap();
+    let b = command(&cache, &["-q", &name]).spawn().unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(b.status.success(), "{}", stderr(&b));
+    assert_eq!(a.stdout, expected);
+    assert_eq!(b.stdout, expected);
+    // Each run downloads what the cache lacked when it looked: config and layer for the
+    // first, anything from nothing to both for the second.
+    let fetched = blobs_requested(&proxy.take_log()).len();
+    assert!((2..=4).contains(&fetched), "{fetched} blob downloads");
+    assert_eq!(names_in(&list_json(&cache)), vec![name.clone()]);
+    assert_eq!(assert_blobs_verify(&cache), 3);
+    assert_eq!(pull_ok(&cache, &["-q", "--pull=never", &name]), expected);
+}
+
+#[test]
+fn a_prune_during_a_pull_leaves_both_whole() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let lay = oci_layout(dir.path(), &sized_image(2, 512), "t");
+    let other = dir.path().join("other");
+    fs::create_dir_all(&other).unwrap();
+    let lay2 = oci_layout(&other, &sized_image(3, 64), "t");
+    let reg = start_registry(dir.path());
+    push(&lay, &format!("127.0.0.1:{}/team/big:1", reg.port));
+    push(&lay2, &format!("127.0.0.1:{}/team/small:1", reg.port));
+    let proxy = start_proxy(reg.port, Mode::Slow);
+    let big = format!("127.0.0.1:{}/team/big:1", proxy.port);
+    let small = format!("127.0.0.1:{}/team/small:1", reg.port);
+    pull_ok(&cache, &["-q", &small]);
+    let expected = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
+    // Its tar goes to a file: nobody reads a pipe while the prunes run.
+    let tar = dir.path().join("big.tar");
+    let mut puller = command(&cache, &["-q", &big, "-o"])
+        .arg(&tar)
+        .spawn()
+        .unwrap();
+    let mut prunes = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while puller.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = puller.kill();
+            let out = puller.wait_with_output().unwrap();
+            panic!("the pull hung: {} {:?}", stderr(&out), proxy.take_log());
+        }
+        let o = pull(&cache, &["--cache-prune"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        prunes += 1;
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let out = puller.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(&tar).unwrap(), expected);
+    assert!(prunes > 1, "the pull ended before a prune could overlap it");
+    // index.json stayed valid JSON, every stored blob verifies, and the pulled image, once
+    // recorded after the last prune, is whole.
+    let listing = list_json(&cache);
+    assert!(!names_in(&listing).contains(&small));
+    assert_blobs_verify(&cache);
+    if names_in(&listing).contains(&big) {
+        assert_eq!(pull_ok(&cache, &["-q", "--pull=never", &big]), expected);
+    }
+}
+
+#[test]
+fn a_killed_download_leaves_no_blob_under_a_digest_name() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let lay = oci_layout(dir.path(), &sized_image(4, 512), "t");
+    let reg = start_registry(dir.path());
+    push(&lay, &format!("127.0.0.1:{}/team/big:1", reg.port));
+    let stalled = Arc::new(AtomicBool::new(false));
+    let layer = layer_digests(&lay)[0].clone();
+    let proxy = start_proxy(reg.port, Mode::StallOn(layer.clone(), stalled.clone()));
+    let name = format!("127.0.0.1:{}/team/big:1", proxy.port);
+    let mut child = command(&cache, &["-q", &name]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !stalled.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "the download never started: {:?} {:?}",
+            proxy.take_log(),
+            child.try_wait()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Let the half blob reach the spool, then kill the run mid download.
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!cache.join("blobs/sha256").join(&layer[7..]).exists());
+    assert_blobs_verify(&cache);
+    let partial: Vec<PathBuf> = fs::read_dir(cache.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(partial.len(), 1, "the killed download's file: {partial:?}");
+    assert!(names_in(&list_json(&cache)).is_empty());
+    // The next run starts that blob over and completes the cache.
+    assert_eq!(
+        pull_ok(&cache, &["-q", &name]),
+        flatten_ok(&["-q", &layout_arg(&lay, "t")])
+    );
+    assert!(cache.join("blobs/sha256").join(&layer[7..]).exists());
+    assert_blobs_verify(&cache);
+}
+
+#[test]
+fn eviction_takes_the_least_recently_used_image_and_keeps_shared_blobs() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let reg = start_registry(dir.path());
+    let mut names = Vec::new();
+    for (i, seed) in [10u64, 11, 12].iter().enumerate() {
+        let d = dir.path().join(format!("img{i}"));
+        fs::create_dir_all(&d).unwrap();
+        let lay = oci_layout(&d, &sized_image(*seed, 100), "t");
+        let name = format!("127.0.0.1:{}/team/img{i}:1", reg.port);
+        push(&lay, &name);
+        names.push(name);
+    }
+    // Two of the three ~100 KiB images fit under the cap.
+    let capped = |n: &str| pull_ok(&cache, &["--cache-max-size", "250K", "-q", n]);
+    capped(&names[0]);
+    capped(&names[1]);
+    // Using img0 again makes img1 the least recently used.
+    capped(&names[0]);
+    capped(&names[2]);
+    let listing = list_json(&cache);
+    assert_eq!(names_in(&listing), vec![names[0].clone(), names[2].clone()]);
+    assert!(listing["size"].as_u64().unwrap() <= 250 * 1024);
+    assert_blobs_verify(&cache);
+    // The listing is most recently used first.
+    assert_eq!(listing["images"][0]["name"], names[2].as_str());
+    // img3 shares img2's layer and has one of its own. Used after img3, img2 is the more
+    // recent: a prune removes img0, then img3, whose removal must keep the shared layer.
+    let d = dir.path().join("img3");
+    fs::create_dir_all(&d).unwrap();
+    let mut with_shared = sized_image(12, 100);
+    with_shared
+        .layers
+        .push(sized_image(13, 100).layers.remove(0));
+    let lay = oci_layout(&d, &with_shared, "t");
+    let name3 = format!("127.0.0.1:{}/team/img3:1", reg.port);
+    push(&lay, &name3);
+    pull_ok(&cache, &["--cache-max-size", "1G", "-q", &name3]);
+    pull_ok(&cache, &["--cache-max-size", "1G", "-q", &names[2]]);
+    let o = pull(&cache, &["--cache-prune=150K", "--cache-list=json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let after: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let removed: Vec<&str> = after["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(removed, vec![names[0].as_str(), name3.as_str()]);
+    assert_eq!(names_in(&after), vec![names[2].clone()]);
+    let shared = &layer_digests(&lay)[0];
+    assert!(
+        cache.join("blobs/sha256").join(&shared[7..]).exists(),
+        "{shared} {after:#} {:?}",
+        fs::read_dir(cache.join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>()
+    );
+    let freed = after["removed"][1]["freed"].as_u64().unwrap();
+    assert!(
+        freed > 100 * 1024 && freed < 150 * 1024,
+        "img3 freed {freed} bytes: its own layer, not the shared one"
+    );
+    assert!(after["size"].as_u64().unwrap() <= 150 * 1024);
+    assert_blobs_verify(&cache);
+}
+
+#[test]
+fn listing_and_pruning_for_people_and_programs() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let lay = oci_layout(dir.path(), &two_layer_image("v1"), "t");
+    let reg = start_registry(dir.path());
+    let name = format!("127.0.0.1:{}/team/app:1.0", reg.port);
+    push(&lay, &name);
+    pull_ok(&cache, &["-q", &name]);
+    let text = String::from_utf8(pull_ok(&cache, &["--cache-list"])).unwrap();
+    assert!(
+        text.contains(&name) && text.contains("linux/amd64") && text.contains("1 images"),
+        "{text}"
+    );
+    let listing = list_json(&cache);
+    assert_eq!(listing["version"], 1);
+    assert_eq!(listing["images"][0]["name"], name.as_str());
+    assert_eq!(listing["images"][0]["platform"], "linux/amd64");
+    assert!(listing["images"][0]["size"].as_u64().unwrap() > 0);
+    let text = String::from_utf8(pull_ok(&cache, &["--cache-prune"])).unwrap();
+    assert!(
+        text.contains(&format!("removed {name} linux/amd64")) && text.contains("0 images"),
+        "{text}"
+    );
+    assert_eq!(assert_blobs_verify(&cache), 0);
+    // IMAGE and a cache command do not mix: the name stays an image name.
+    let o = pull(&cache, &["--cache-list", &name]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
