@@ -9,6 +9,11 @@
 //! - [`output`]: tar writing, compression and the atomic output file;
 //! - [`wsl`]: the image config as WSL configuration, and `wsl.exe --import`.
 //!
+//! Below the stages, used by several of them and using none: [`tar`] (the tar codec and the
+//! entry model), [`limits`] (every ceiling against hostile input), [`interrupt`] (what a
+//! Ctrl-C undoes) and [`terminal`]. A stage uses only the stages before it and these; the
+//! layer stage writes through [`layer::EntrySink`] so that it need not name the output stage.
+//!
 //! [`pipeline::run`] wires them together. It reports progress and warnings to an
 //! [`events::Observer`] the caller supplies, and fails with an [`error::Error`] whose
 //! [`error::ErrorKind`] is stable. `main.rs` (with `src/cli/`, the binary's own display)
@@ -17,11 +22,13 @@
 pub mod error;
 pub mod events;
 pub mod image;
+pub mod interrupt;
 pub mod layer;
 pub mod limits;
 pub mod output;
 pub mod pipeline;
 pub mod reference;
 pub mod source;
+pub mod tar;
 pub mod terminal;
 pub mod wsl;

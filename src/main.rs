@@ -295,7 +295,7 @@ fn distribution_name(output: &str) -> Option<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    output::install_interrupt_cleanup();
+    oci2wsl::interrupt::install_cleanup();
     let display = Arc::new(cli::progress::Display::new(
         cli.quiet,
         std::io::stderr().is_terminal(),

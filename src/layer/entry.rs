@@ -4,79 +4,12 @@
 //! Names stay bytes from start to end: never a `Path`, which on Windows would reject
 //! non-UTF-8 names and turn a backslash (an ordinary character in a Linux name) into `/`.
 
-use super::tar_reader::RawEntry;
 use anyhow::{bail, Result};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EntryKind {
-    Regular,
-    Directory,
-    Symlink,
-    Hardlink,
-    CharDevice,
-    BlockDevice,
-    Fifo,
-}
+use crate::tar::RawEntry;
 
-impl EntryKind {
-    pub fn tar_type(self) -> u8 {
-        match self {
-            EntryKind::Regular => b'0',
-            EntryKind::Hardlink => b'1',
-            EntryKind::Symlink => b'2',
-            EntryKind::CharDevice => b'3',
-            EntryKind::BlockDevice => b'4',
-            EntryKind::Directory => b'5',
-            EntryKind::Fifo => b'6',
-        }
-    }
-}
-
-/// Everything about an entry except its content.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EntryMeta {
-    /// Normalised: no leading `/` or `./`, no empty or `.` components, no trailing `/`.
-    /// The root directory is the empty name.
-    pub path: Vec<u8>,
-    pub kind: EntryKind,
-    /// Permission bits including setuid, setgid and sticky (07777).
-    pub mode: u32,
-    pub uid: u64,
-    pub gid: u64,
-    /// Whole seconds since the epoch.
-    pub mtime: i64,
-    /// The PAX `mtime` record as written, when it carried more than whole seconds.
-    pub mtime_exact: Option<String>,
-    /// Content length (regular files only; 0 for everything else).
-    pub size: u64,
-    /// Symlink target verbatim, or the normalised path a hardlink names.
-    pub link: Vec<u8>,
-    pub dev_major: u32,
-    pub dev_minor: u32,
-    /// Extended attributes, sorted by name, so that output is deterministic.
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-impl EntryMeta {
-    /// The parent directories a layer does not list: root-owned, 0755, as containerd and
-    /// docker create them.
-    pub fn implicit_dir(path: Vec<u8>) -> EntryMeta {
-        EntryMeta {
-            path,
-            kind: EntryKind::Directory,
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            mtime_exact: None,
-            size: 0,
-            link: Vec::new(),
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: Vec::new(),
-        }
-    }
-}
+/// The entry model is the tar codec's; the layer rules below are this module's.
+pub use crate::tar::{display_name, EntryKind, EntryMeta};
 
 /// What an entry does to the layers below, besides (or instead of) adding itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,14 +26,6 @@ pub enum Change {
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE: &[u8] = b".wh..wh..opq";
-
-/// For messages: a name as printable text, with non-UTF-8 bytes escaped.
-pub fn display_name(name: &[u8]) -> String {
-    match std::str::from_utf8(name) {
-        Ok(s) => s.to_string(),
-        Err(_) => name.escape_ascii().to_string(),
-    }
-}
 
 /// Normalises an entry name as tar and containerd do (`./a//b/` is `a/b`, a leading `/` is
 /// dropped, `a/b/..` is `a`) and refuses names that would leave the root.
@@ -183,21 +108,12 @@ pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
 /// Classifies one tar entry and reduces it to what the flattened tree needs.
 pub fn read_entry(raw: RawEntry) -> Result<Change> {
     let path = normalize_name(&raw.name)?;
-    let kind = match raw.typeflag {
-        // Pre-POSIX tars mark directories only by the trailing slash.
-        b'0' | 0 if raw.name.ends_with(b"/") => EntryKind::Directory,
-        b'0' | 0 | b'7' => EntryKind::Regular,
-        b'1' => EntryKind::Hardlink,
-        b'2' => EntryKind::Symlink,
-        b'3' => EntryKind::CharDevice,
-        b'4' => EntryKind::BlockDevice,
-        b'5' => EntryKind::Directory,
-        b'6' => EntryKind::Fifo,
-        other => bail!(
+    let Some(kind) = EntryKind::from_typeflag(raw.typeflag, &raw.name) else {
+        bail!(
             "entry {:?} has unsupported tar type {:?}",
             display_name(&raw.name),
-            other as char
-        ),
+            raw.typeflag as char
+        );
     };
 
     // AUFS keeps hardlink and orphan bookkeeping in `.wh..wh.plnk/` and friends: everything

@@ -1,4 +1,6 @@
-//! Layer application: from verified layer streams to one flattened tar.
+//! The layer stage: the OCI layer rules, from verified layer streams to one flattened tree.
+//!
+//! The flattened entries leave through an [`EntrySink`] (the output stage's tar writer).
 //!
 //! Two passes over each layer (see docs/design.md for why):
 //! 1. *index*: read every layer's headers (layers in parallel), verify both digests, and stack
@@ -16,13 +18,12 @@ pub mod tree;
 
 use crate::events::{Event, Phase, ProgressReader, SharedObserver};
 use crate::image::{Image, Layer};
-use crate::output::tar_writer::TarWriter;
 use crate::source::ImageSource;
 use anyhow::{anyhow, bail, Context, Result};
 use entry::{display_name, read_entry};
 use entry::{Change, EntryKind, EntryMeta};
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
+use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -38,6 +39,29 @@ pub struct FlattenStats {
     pub uncompressed_bytes: u64,
     pub entries_read: u64,
     pub paths_written: u64,
+}
+
+/// Where the flattened entries go, in output order: parents before children, and a hardlink
+/// after the file it names. The output stage's tar writer is one; the layer stage names no
+/// output type, so that the stages depend on each other in one direction only.
+pub trait EntrySink {
+    /// A directory, symlink, device or FIFO: metadata only.
+    fn append_contentless(&mut self, path: &[u8], meta: &EntryMeta) -> io::Result<()>;
+
+    /// Another name for the regular file already written at `target`.
+    fn append_hardlink(&mut self, path: &[u8], target: &[u8], meta: &EntryMeta) -> io::Result<()>;
+
+    /// A regular file whose content is exactly `meta.size` bytes of `content`; a shorter
+    /// stream must be an error (a truncated layer), never a short file.
+    fn append_file(
+        &mut self,
+        path: &[u8],
+        meta: &EntryMeta,
+        content: &mut dyn Read,
+    ) -> io::Result<()>;
+
+    /// Bytes written so far, for the emit pass's progress events.
+    fn bytes_written(&self) -> u64;
 }
 
 /// A later stage that reads a few small files of the flattened tree and adds or replaces
@@ -285,10 +309,10 @@ fn build_tree(
 }
 
 /// Flattens `image` into `out`. Nothing is written unless every layer verified.
-pub fn flatten<W: Write>(
+pub fn flatten<S: EntrySink + ?Sized>(
     source: &dyn ImageSource,
     image: &Image,
-    out: &mut TarWriter<W>,
+    out: &mut S,
     options: &FlattenOptions,
     augment: Option<&mut dyn Augment>,
 ) -> Result<FlattenStats> {
@@ -419,10 +443,10 @@ impl EmitProgress {
 /// Pass 2 for one layer: copies the content of the surviving regular files, then stops
 /// reading. The layer's digests were verified in pass 1; each entry used here is checked to
 /// be the one pass 1 saw (same ordinal, name and size).
-fn emit_layer<W: Write>(
+fn emit_layer<S: EntrySink + ?Sized>(
     uncompressed: stream::ReadAhead,
     files: &[tree::RegularFile],
-    out: &mut TarWriter<W>,
+    out: &mut S,
     stats: &mut FlattenStats,
     progress: &mut EmitProgress,
 ) -> Result<()> {
@@ -463,4 +487,87 @@ fn emit_layer<W: Write>(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::memory::MemorySource;
+
+    /// Records what reaches it, to show that flattening needs no tar writer.
+    #[derive(Default)]
+    struct Recorder(Vec<(Vec<u8>, EntryKind, Vec<u8>)>);
+
+    impl EntrySink for Recorder {
+        fn append_contentless(&mut self, path: &[u8], meta: &EntryMeta) -> io::Result<()> {
+            self.0.push((path.to_vec(), meta.kind, meta.link.clone()));
+            Ok(())
+        }
+        fn append_hardlink(&mut self, path: &[u8], target: &[u8], _: &EntryMeta) -> io::Result<()> {
+            self.0
+                .push((path.to_vec(), EntryKind::Hardlink, target.to_vec()));
+            Ok(())
+        }
+        fn append_file(
+            &mut self,
+            path: &[u8],
+            meta: &EntryMeta,
+            content: &mut dyn Read,
+        ) -> io::Result<()> {
+            let mut data = Vec::new();
+            content.read_to_end(&mut data)?;
+            assert_eq!(data.len() as u64, meta.size);
+            self.0.push((path.to_vec(), meta.kind, data));
+            Ok(())
+        }
+        fn bytes_written(&self) -> u64 {
+            0
+        }
+    }
+
+    fn layer(entries: &[(&str, u8, &[u8], &str)]) -> Vec<u8> {
+        let mut b = ::tar::Builder::new(Vec::new());
+        for (name, typeflag, data, link) in entries {
+            let mut h = ::tar::Header::new_ustar();
+            h.set_entry_type(::tar::EntryType::new(*typeflag));
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            if !link.is_empty() {
+                h.set_link_name(link).unwrap();
+            }
+            h.set_path(name).unwrap();
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn flatten_writes_through_any_entry_sink() {
+        let lower = layer(&[("etc/", b'5', b"", ""), ("etc/a", b'0', b"lower", "")]);
+        let upper = layer(&[
+            ("etc/a", b'0', b"upper", ""),
+            ("etc/b", b'1', b"", "etc/a"),
+            ("etc/.wh.gone", b'0', b"", ""),
+        ]);
+        let source = MemorySource::from_tars(vec![lower, upper]);
+        let image = source.resolve(&Default::default()).unwrap();
+        let mut sink = Recorder::default();
+        let stats = flatten(&source, &image, &mut sink, &Default::default(), None).unwrap();
+        let got: Vec<_> = sink
+            .0
+            .iter()
+            .map(|(p, k, d)| (String::from_utf8_lossy(p), *k, String::from_utf8_lossy(d)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("".into(), EntryKind::Directory, "".into()),
+                ("etc".into(), EntryKind::Directory, "".into()),
+                ("etc/a".into(), EntryKind::Regular, "upper".into()),
+                ("etc/b".into(), EntryKind::Hardlink, "etc/a".into()),
+            ]
+        );
+        assert_eq!(stats.paths_written, 4);
+    }
 }

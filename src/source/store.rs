@@ -6,7 +6,8 @@
 //! (member name → offset) and members are then read in place with positioned reads, so the
 //! archive is never extracted and several layers can be read at once.
 
-use crate::limits::{MAX_ARCHIVE_MEMBERS, MAX_PATH_LEN, MAX_PAX_SIZE};
+use crate::limits::{MAX_ARCHIVE_MEMBERS, MAX_PATH_LEN};
+use crate::tar;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::fs::File;
@@ -203,41 +204,40 @@ impl BlobStore for TarStore {
 }
 
 /// Walks an archive's headers and records where each member's bytes are, seeking past the
-/// content. The outer archive is as hostile as a layer, so the layer reader's ceilings hold
+/// content: the seeking walker over the tar codec (`crate::tar`), as the layer reader is the
+/// streaming one. The outer archive is as hostile as a layer, so the codec's ceilings hold
 /// here too: every PAX or GNU long-name record, every name and the number of members are
 /// bounded before anything is held in memory. (The `tar` crate reads such records whole,
 /// whatever their size.)
 fn index_members(file: &File) -> Result<HashMap<String, Member>> {
-    const BLOCK: u64 = 512;
+    const BLOCK: u64 = tar::BLOCK as u64;
     let archive_len = file.metadata()?.len();
     let mut members = HashMap::new();
     let mut pos = 0u64;
     let mut count = 0u64;
-    let mut long_name: Option<Vec<u8>> = None;
-    let mut long_link: Option<Vec<u8>> = None;
-    let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut ext = tar::Extensions::default();
     loop {
-        let mut header = [0u8; BLOCK as usize];
-        let got = read_full_at(file, &mut header, pos)?;
-        if got == 0 || header.iter().all(|b| *b == 0) {
+        let mut block = [0u8; tar::BLOCK];
+        let got = read_full_at(file, &mut block, pos)?;
+        let header = tar::Header::from_block(block);
+        if got == 0 || header.is_zero() {
             // End of archive: two zero blocks, or (leniently, as tar does) none at all.
             break;
         }
-        if got < header.len() {
+        if got < tar::BLOCK {
             bail!("the archive ends inside a header at byte {pos} (truncated archive)");
         }
-        if !checksum_ok(&header).unwrap_or(false) {
+        if !header.checksum_ok().unwrap_or(false) {
             bail!("bad tar header checksum at byte {pos}: not a tar archive, or a damaged one");
         }
-        let typeflag = header[156];
-        let mut size = number(&header[124..136], "size")
-            .map_err(|_| anyhow!("bad size field in the tar header at byte {pos}"))?;
-        if let Some((_, v)) = pax.iter().find(|(k, _)| k == "size") {
-            size = std::str::from_utf8(v)
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .ok_or_else(|| anyhow!("bad PAX size in the archive at byte {pos}"))?;
+        let at = |e: io::Error| anyhow!("{e} at byte {pos} of the archive");
+        let extension = tar::Extension::of(header.typeflag());
+        // An extension entry's own size is in its header; a member's may be in a PAX record.
+        let size = match extension {
+            Some(_) => header.size(),
+            None => ext.size(&header),
         }
+        .map_err(at)?;
         let data = pos + BLOCK;
         let next = data
             .checked_add(size)
@@ -246,62 +246,29 @@ fn index_members(file: &File) -> Result<HashMap<String, Member>> {
             .ok_or_else(|| {
                 anyhow!("archive member at byte {pos} claims {size} bytes, past the end of the archive (truncated archive)")
             })?;
-        match typeflag {
-            b'x' | b'L' | b'K' => {
-                if size > MAX_PAX_SIZE {
-                    bail!("an extended tar header in the archive (at byte {pos}) is {size} bytes, more than the {MAX_PAX_SIZE}-byte limit");
-                }
+        match extension {
+            // A global PAX header applies to every later member; none of its keys matters
+            // for finding files, so it is skipped unread (its size is still bounded by `next`).
+            Some(tar::Extension::GlobalPax) => {
+                pos = next;
+                continue;
+            }
+            Some(kind) => {
+                kind.check_size(size).map_err(at)?;
                 let mut record = vec![0u8; size as usize];
                 if read_full_at(file, &mut record, data)? < record.len() {
                     bail!("the archive ends inside an extended header at byte {pos} (truncated archive)");
                 }
-                match typeflag {
-                    b'x' => {
-                        pax = pax_records(&record)
-                            .map_err(|_| {
-                                anyhow!("malformed PAX header in the archive at byte {pos}")
-                            })?
-                            .into_iter()
-                            .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_vec()))
-                            .collect()
-                    }
-                    b'L' => long_name = Some(field_bytes(&record).to_vec()),
-                    _ => long_link = Some(field_bytes(&record).to_vec()),
-                }
+                ext.add(kind, &record).map_err(at)?;
                 pos = next;
                 continue;
             }
-            // A global PAX header applies to every later member; none of its keys matters
-            // for finding files, so it is skipped (its size is still bounded by `next`).
-            b'g' => {
-                pos = next;
-                continue;
-            }
-            _ => {}
+            None => {}
         }
-        let raw_name = if let Some((_, v)) = pax.iter().find(|(k, _)| k == "path") {
-            v.clone()
-        } else if let Some(n) = long_name.take() {
-            n
-        } else {
-            let name = field_bytes(&header[0..100]);
-            let prefix = field_bytes(&header[345..500]);
-            if &header[257..262] == b"ustar" && !prefix.is_empty() {
-                [prefix, b"/", name].concat()
-            } else {
-                name.to_vec()
-            }
-        };
-        let raw_link = if let Some((_, v)) = pax.iter().find(|(k, _)| k == "linkpath") {
-            v.clone()
-        } else if let Some(l) = long_link.take() {
-            l
-        } else {
-            field_bytes(&header[157..257]).to_vec()
-        };
-        pax.clear();
-        long_name = None;
-        long_link = None;
+        let typeflag = header.typeflag();
+        let raw_name = ext.name(&header);
+        let raw_link = ext.link_name(&header);
+        ext = tar::Extensions::default();
         if raw_name.len() > MAX_PATH_LEN || raw_link.len() > MAX_PATH_LEN {
             bail!("an archive member name at byte {pos} is longer than {MAX_PATH_LEN} bytes");
         }
@@ -325,10 +292,6 @@ fn index_members(file: &File) -> Result<HashMap<String, Member>> {
     }
     Ok(members)
 }
-
-// Header fields and PAX records are read by the layer reader's decoders: one reading of
-// octal, base-256, checksums and PAX framing for every tar the product opens.
-use crate::layer::tar_reader::{checksum_ok, field_bytes, number, pax_records};
 
 /// Reads until `buf` is full or the file ends; returns how much was read.
 fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -519,6 +482,7 @@ fn copy_large(r: &mut dyn Read, w: &mut dyn Write) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::MAX_PAX_SIZE;
 
     #[test]
     fn consuming_reader_reads_everything_and_frees_what_it_read() {
@@ -575,16 +539,16 @@ mod tests {
 
     #[test]
     fn tar_store_reads_members_and_follows_links() {
-        let mut builder = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_ustar();
+        let mut builder = ::tar::Builder::new(Vec::new());
+        let mut h = ::tar::Header::new_ustar();
         h.set_size(5);
         h.set_mode(0o644);
         h.set_cksum();
         builder
             .append_data(&mut h.clone(), "a/layer.tar", &b"hello"[..])
             .unwrap();
-        let mut l = tar::Header::new_ustar();
-        l.set_entry_type(tar::EntryType::Symlink);
+        let mut l = ::tar::Header::new_ustar();
+        l.set_entry_type(::tar::EntryType::Symlink);
         l.set_size(0);
         builder
             .append_link(&mut l, "b/layer.tar", "../a/layer.tar")
@@ -614,9 +578,9 @@ mod tests {
     fn archive_of(entries: &[(&[u8], u8, Vec<u8>)]) -> File {
         let mut bytes = Vec::new();
         for (name, typeflag, content) in entries {
-            let mut h = tar::Header::new_ustar();
+            let mut h = ::tar::Header::new_ustar();
             h.as_old_mut().name[..name.len()].copy_from_slice(name);
-            h.set_entry_type(tar::EntryType::new(*typeflag));
+            h.set_entry_type(::tar::EntryType::new(*typeflag));
             h.set_size(content.len() as u64);
             h.set_mode(0o644);
             h.set_cksum();
@@ -680,7 +644,7 @@ mod tests {
 
     #[test]
     fn a_member_claiming_more_bytes_than_the_archive_has_is_refused() {
-        let mut h = tar::Header::new_ustar();
+        let mut h = ::tar::Header::new_ustar();
         h.set_path("big").unwrap();
         h.set_size(1 << 40);
         h.set_cksum();

@@ -298,7 +298,7 @@ impl ImportOptions {
         // Interrupted (SIGTERM, a closed console) while WSL reads: it must not see our exit
         // as a clean end of input, which a tar cut at an entry boundary would look like.
         let on_interrupt = Arc::downgrade(&child);
-        crate::output::stop_on_interrupt(Box::new(move || {
+        crate::interrupt::stop_on_interrupt(Box::new(move || {
             if let Some(child) = on_interrupt.upgrade() {
                 if let Ok(mut child) = child.try_lock() {
                     let _ = child.kill();

@@ -1,5 +1,7 @@
-//! The WSL end of the pipeline: the image config as WSL configuration inside the tar
-//! ([`config`]), and the hand-off to `wsl.exe --import` ([`import`]).
+//! The WSL stage: the image config as WSL configuration, and the hand-off to WSL.
+//!
+//! The configuration goes inside the tar ([`config`]); the tar goes to `wsl.exe --import`
+//! ([`import`]).
 
 pub mod config;
 pub mod host;
