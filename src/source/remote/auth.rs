@@ -10,6 +10,7 @@
 //!
 //! Secrets live only in [`Credentials`], whose `Debug` hides them, and in request headers.
 
+use crate::error::{bail_kind, ErrorKind, ResultExt};
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use std::collections::HashMap;
@@ -44,7 +45,7 @@ impl Credentials {
                 username: u.to_string(),
                 password: p.to_string(),
             }),
-            _ => bail!("--creds must be USER:PASSWORD"),
+            _ => bail_kind!(Usage, "--creds must be USER:PASSWORD"),
         }
     }
 
@@ -58,18 +59,18 @@ impl Credentials {
     ) -> Result<Option<Credentials>> {
         let Some(creds) = creds else {
             if password_stdin {
-                bail!("--password-stdin needs --creds USER");
+                bail_kind!(Usage, "--password-stdin needs --creds USER");
             }
             return Ok(None);
         };
         if creds.contains(':') {
             if password_stdin {
-                bail!("--creds USER:PASSWORD and --password-stdin both give a password; use --creds USER");
+                bail_kind!(Usage, "--creds USER:PASSWORD and --password-stdin both give a password; use --creds USER");
             }
             return Credentials::parse_creds(creds).map(Some);
         }
         if creds.is_empty() {
-            bail!("--creds needs a user name");
+            bail_kind!(Usage, "--creds needs a user name");
         }
         let password = if password_stdin {
             let mut text = String::new();
@@ -103,7 +104,7 @@ impl Credentials {
 fn prompt_password(user: &str) -> Result<String> {
     use std::io::IsTerminal;
     if !std::io::stdin().is_terminal() {
-        bail!("--creds {user} has no password and standard input is not a terminal to ask on: use --password-stdin or --creds USER:PASSWORD");
+        bail_kind!(Usage, "--creds {user} has no password and standard input is not a terminal to ask on: use --password-stdin or --creds USER:PASSWORD");
     }
     eprint!("Password for {}: ", crate::terminal::printable(user));
     let _ = std::io::stderr().flush();
@@ -324,7 +325,13 @@ fn read_json_implicit(path: &Path) -> Option<serde_json::Value> {
 }
 
 /// Runs `docker-credential-NAME get` (the helper protocol Docker Desktop uses on Windows).
+/// Any failure of the helper is an authentication failure: the pull cannot get its
+/// credentials.
 fn from_helper(helper: &str, registry: &str) -> Result<Option<Credentials>> {
+    run_helper(helper, registry).kind(ErrorKind::Auth)
+}
+
+fn run_helper(helper: &str, registry: &str) -> Result<Option<Credentials>> {
     let program = format!("docker-credential-{helper}");
     let server = if registry == "docker.io" {
         "https://index.docker.io/v1/"
@@ -395,7 +402,7 @@ pub fn lookup(
     let mut files: Vec<PathBuf> = Vec::new();
     if let Some(f) = authfile {
         if !f.exists() {
-            bail!("--authfile {} does not exist", f.display());
+            bail_kind!(NotFound, "--authfile {} does not exist", f.display());
         }
         files.push(f.to_path_buf());
     }
@@ -536,6 +543,28 @@ mod tests {
         assert_eq!(c.params["service"], "svc");
         assert!(parse_challenge(r#"Bearer realm="unterminated"#).is_none());
         assert!(parse_challenge("").is_none());
+    }
+
+    #[test]
+    fn command_line_mistakes_are_usage_errors_and_helper_failures_auth_errors() {
+        let kind = |r: Result<Option<Credentials>>| crate::error::classify(&r.unwrap_err());
+        assert_eq!(
+            kind(Credentials::from_command_line(None, true)),
+            ErrorKind::Usage
+        );
+        assert_eq!(
+            kind(Credentials::from_command_line(Some("bob:pw"), true)),
+            ErrorKind::Usage
+        );
+        assert_eq!(
+            kind(from_helper("oci2wsl-test-no-such-helper", "reg.io")),
+            ErrorKind::Auth
+        );
+        let missing = std::path::Path::new("/nonexistent/oci2wsl/auth.json");
+        assert_eq!(
+            kind(lookup(None, Some(missing), "reg.io", "r")),
+            ErrorKind::NotFound
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use super::auth::{self, Challenge, Credentials};
 use super::RegistryOptions;
+use crate::error::{bail_kind, kind_err};
 use crate::terminal::printable;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
@@ -489,7 +490,8 @@ impl Client {
                 }
                 hops += 1;
                 if hops > MAX_REDIRECTS {
-                    bail!(
+                    bail_kind!(
+                        Network,
                         "{}: more than {MAX_REDIRECTS} redirects for {path}",
                         self.what()
                     );
@@ -500,7 +502,8 @@ impl Client {
                     .and_then(|l| l.to_str().ok())
                     .and_then(|l| resolve_location(&url, l))
                     .ok_or_else(|| {
-                        anyhow!(
+                        kind_err!(
+                            Network,
                             "{}: {authority} answered {status} without a usable http(s) Location",
                             self.what()
                         )
@@ -578,16 +581,23 @@ impl Client {
                 req.call()
             }
         }
-        .map_err(|e| anyhow!("{}: cannot reach the token service: {e}", self.what()))?;
+        .map_err(|e| {
+            kind_err!(
+                Network,
+                "{}: cannot reach the token service: {e}",
+                self.what()
+            )
+        })?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            bail!(
+            bail_kind!(
+                Auth,
                 "authentication failed for {} (the token service refused the credentials)",
                 self.what()
             );
         }
         if !status.is_success() {
-            bail!("{}: the token service answered {status}", self.what());
+            bail_kind!(Auth, "{}: the token service answered {status}", self.what());
         }
         let mut body = Vec::new();
         StallGuard::new(resp.into_body().into_reader(), self.stall)
@@ -632,7 +642,7 @@ impl Client {
                                 | ureq::Error::HostNotFound
                         );
                     if attempt >= MAX_ATTEMPTS || permanent {
-                        return Err(anyhow!("{what}: cannot reach {}: {e}", self.api_host));
+                        bail_kind!(Network, "{what}: cannot reach {}: {e}", self.api_host);
                     }
                     std::thread::sleep(backoff(attempt));
                     continue;
@@ -645,7 +655,8 @@ impl Client {
             if let (401, Some(host)) = (status.as_u16(), &redirected_to) {
                 // docker takes challenges only from the registry itself: a redirect target
                 // that asks for credentials gets none, nor a token exchanged on our behalf.
-                bail!(
+                bail_kind!(
+                    Auth,
                     "{what}: {} (where {} redirected) asks for authentication; credentials go only to the registry",
                     printable(host),
                     self.what()
@@ -660,7 +671,7 @@ impl Client {
                         .and_then(auth::parse_challenge);
                     token_fetches += 1;
                     if token_fetches > MAX_TOKEN_FETCHES {
-                        bail!("authentication failed for {} ({what})", self.what());
+                        bail_kind!(Auth, "authentication failed for {} ({what})", self.what());
                     }
                     match challenge {
                         Some(c) if c.scheme == "bearer" => {
@@ -669,33 +680,39 @@ impl Client {
                         }
                         Some(c) if c.scheme == "basic" => {
                             let Some(header) = self.credentials.as_ref().and_then(|c| c.basic_header()) else {
-                                bail!("authentication required for {} (use --creds, --authfile or docker login)", self.what());
+                                bail_kind!(Auth, "authentication required for {} (use --creds, --authfile or docker login)", self.what());
                             };
                             if auth.as_deref() == Some(header.as_str()) {
-                                bail!("authentication failed for {} (the registry refused the credentials)", self.what());
+                                bail_kind!(Auth, "authentication failed for {} (the registry refused the credentials)", self.what());
                             }
                             self.tokens.lock().unwrap().insert(self.scope(), header);
                         }
-                        _ => bail!("authentication required for {} and the registry sent no usable challenge", self.what()),
+                        _ => bail_kind!(Auth, "authentication required for {} and the registry sent no usable challenge", self.what()),
                     }
                 }
-                403 => bail!(
+                403 => bail_kind!(
+                    Auth,
                     "access denied to {} ({what}): {}",
                     self.what(),
                     registry_message(resp)
                 ),
-                404 => bail!(
+                404 => bail_kind!(
+                    NotFound,
                     "{what} not found in {}: {}",
                     self.what(),
                     registry_message(resp)
                 ),
                 416 if range_from > 0 => {
-                    bail!("{what}: the registry refused to resume at byte {range_from}")
+                    bail_kind!(
+                        Network,
+                        "{what}: the registry refused to resume at byte {range_from}"
+                    )
                 }
                 429 | 500..=599 => {
                     attempt += 1;
                     if attempt >= MAX_ATTEMPTS {
-                        bail!(
+                        bail_kind!(
+                            Network,
                             "{what}: {} kept answering {status} after {attempt} attempts",
                             self.api_host
                         );
@@ -741,7 +758,8 @@ impl Client {
                 .read_to_end(&mut body);
             match read {
                 Ok(_) if body.len() as u64 > limit => {
-                    bail!(
+                    bail_kind!(
+                        HostileInput,
                         "{what} of {} is larger than the {limit}-byte limit",
                         self.what()
                     )
@@ -750,7 +768,7 @@ impl Client {
                 Err(e) => {
                     attempt += 1;
                     if attempt >= MAX_ATTEMPTS {
-                        bail!("{what} of {}: {e}", self.what());
+                        bail_kind!(Network, "{what} of {}: {e}", self.what());
                     }
                     std::thread::sleep(backoff(attempt));
                 }
@@ -990,6 +1008,63 @@ mod tests {
         assert!(client.listed_insecure("reg.io:5000"));
         assert!(!client.listed_insecure("auth.reg.io"));
         assert!(!client.listed_insecure("reg.io:443"));
+    }
+
+    /// A loopback server that answers every request with `response`, and the client of a
+    /// repository on it.
+    fn answering(response: &'static str) -> Client {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let _ = stream.read(&mut [0u8; 4096]);
+                let _ = stream.write_all(response.as_bytes());
+            }
+        });
+        let opts = RegistryOptions {
+            creds: Some(Credentials::Basic {
+                username: "u".into(),
+                password: "p".into(),
+            }),
+            ..RegistryOptions::default()
+        };
+        Client::new(&addr, &addr, "r", &opts).unwrap()
+    }
+
+    #[test]
+    fn registry_answers_have_kinds() {
+        use crate::error::{classify, ErrorKind};
+        let kind = |response| {
+            let client = answering(response);
+            classify(&client.manifest("latest", "*/*", 1024).unwrap_err())
+        };
+        assert_eq!(
+            kind("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            kind("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            ErrorKind::Auth
+        );
+        assert_eq!(
+            kind("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            ErrorKind::Auth
+        );
+    }
+
+    #[test]
+    fn an_unreachable_registry_is_a_network_error() {
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let client = Client::new(&addr, &addr, "r", &RegistryOptions::default()).unwrap();
+        let e = client.manifest("latest", "*/*", 1024).unwrap_err();
+        assert_eq!(crate::error::classify(&e), crate::error::ErrorKind::Network);
     }
 
     #[test]
