@@ -5,6 +5,7 @@
 //! the descriptor promised fails as soon as it does. Whoever drains the stream therefore cannot
 //! forget the check, and a hostile endless blob is cut off early.
 
+use crate::error::{tagged_io, ErrorKind};
 use sha2::{Digest as _, Sha256, Sha512};
 use std::fmt;
 use std::io::{self, Read};
@@ -191,7 +192,7 @@ impl<R: Read> VerifyingReader<R> {
     fn check_at_end(&mut self) -> io::Result<()> {
         if let Some(size) = self.expected.size {
             if self.read != size {
-                return Err(invalid(format!(
+                return Err(mismatch(format!(
                     "{} is {} bytes, but its descriptor says {size} (truncated or wrong size)",
                     self.expected.what, self.read
                 )));
@@ -200,7 +201,7 @@ impl<R: Read> VerifyingReader<R> {
         if let (Some(hasher), Some(expected)) = (self.hasher.take(), &self.expected.digest) {
             let actual = hasher.finish();
             if &actual != expected {
-                return Err(invalid(format!(
+                return Err(mismatch(format!(
                     "{} has digest {actual}, expected {expected} (corrupted or tampered)",
                     self.expected.what
                 )));
@@ -224,7 +225,7 @@ impl<R: Read> Read for VerifyingReader<R> {
         self.read += n as u64;
         if let Some(size) = self.expected.size {
             if self.read > size {
-                return Err(invalid(format!(
+                return Err(mismatch(format!(
                     "{} is longer than the size its descriptor says ({size} bytes): wrong size or tampered",
                     self.expected.what
                 )));
@@ -232,10 +233,11 @@ impl<R: Read> Read for VerifyingReader<R> {
         }
         if let Some((max, why)) = &self.expected.max {
             if self.read > *max {
-                return Err(invalid(format!(
-                    "{} is larger than {max} bytes: {why}",
-                    self.expected.what
-                )));
+                return Err(tagged_io(
+                    io::ErrorKind::InvalidData,
+                    ErrorKind::HostileInput,
+                    format!("{} is larger than {max} bytes: {why}", self.expected.what),
+                ));
             }
         }
         if let Some(h) = self.hasher.as_mut() {
@@ -245,8 +247,10 @@ impl<R: Read> Read for VerifyingReader<R> {
     }
 }
 
-fn invalid(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
+/// Bytes that are not the ones the descriptor names: an integrity failure, whatever layer
+/// of readers it travels through.
+fn mismatch(msg: String) -> io::Error {
+    tagged_io(io::ErrorKind::InvalidData, ErrorKind::Integrity, msg)
 }
 
 #[cfg(test)]
@@ -297,9 +301,12 @@ mod tests {
         corrupted[3] ^= 1;
         let err = drain(VerifyingReader::new(&corrupted[..], good.clone())).unwrap_err();
         assert!(err.to_string().contains("has digest"), "{err}");
+        let kind = |e: io::Error| crate::error::classify(&anyhow::Error::new(e));
+        assert_eq!(kind(err), ErrorKind::Integrity);
 
         let err = drain(VerifyingReader::new(&data[..5], good.clone())).unwrap_err();
         assert!(err.to_string().contains("truncated"), "{err}");
+        assert_eq!(kind(err), ErrorKind::Integrity);
 
         let longer = [&data[..], b"!"].concat();
         let err = drain(VerifyingReader::new(&longer[..], good)).unwrap_err();
@@ -316,5 +323,6 @@ mod tests {
             err.to_string().contains("larger than 4 bytes: a bomb"),
             "{err}"
         );
+        assert_eq!(kind(err), ErrorKind::HostileInput);
     }
 }
