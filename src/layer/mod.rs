@@ -16,10 +16,11 @@ pub mod stream;
 pub mod tar_reader;
 pub mod tree;
 
+use crate::error::bail_kind;
 use crate::events::{Event, Phase, ProgressReader, SharedObserver};
 use crate::image::{Image, Layer};
 use crate::source::ImageSource;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use entry::{display_name, read_entry};
 use entry::{Change, EntryKind, EntryMeta};
 use std::collections::{HashMap, HashSet};
@@ -194,7 +195,7 @@ fn read_entries(
         let mut own_links: HashSet<Vec<u8>> = HashSet::new();
         while let Some(raw) = stream.next_entry().context("reading the layer's tar")? {
             if cancel.load(Ordering::Relaxed) {
-                bail!("cancelled");
+                bail_kind!(Interrupted, "cancelled");
             }
             let name = raw.name.clone();
             let change =
@@ -277,7 +278,7 @@ fn build_tree(
                     stats.uncompressed_bytes += scan.uncompressed;
                     stats.entries_read += scan.entries.len() as u64;
                     if stats.entries_read > crate::limits::MAX_ENTRIES {
-                        bail!(
+                        bail_kind!(HostileInput,
                             "the image has more than {} tar entries, the limit this tool holds in memory",
                             crate::limits::MAX_ENTRIES
                         );
@@ -465,7 +466,8 @@ fn emit_layer<S: EntrySink + ?Sized>(
         let name = entry::normalize_name(&raw.name)?;
         let expected: &[u8] = file.entry_name.as_deref().unwrap_or(&file.meta.path);
         if name != expected || raw.size != file.meta.size {
-            bail!(
+            bail_kind!(
+                Integrity,
                 "the layer changed while it was being read (entry {this} is now {:?})",
                 display_name(&name)
             );
@@ -481,7 +483,8 @@ fn emit_layer<S: EntrySink + ?Sized>(
         wanted.next();
     }
     if let Some(missing) = wanted.next() {
-        bail!(
+        bail_kind!(
+            Integrity,
             "the layer changed while it was being read (entry {:?} is gone)",
             display_name(&missing.meta.path)
         );

@@ -6,11 +6,12 @@
 //! end of the compressed stream), so a layer is only "done" once every byte was verified.
 
 use super::tar_reader::TarReader;
+use crate::error::bail_kind;
 use crate::image::digest::{Expected, VerifyingReader};
 use crate::image::manifest::Compression;
 use crate::image::Layer;
 use crate::source::store::BlobReader;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::mpsc;
 
@@ -172,7 +173,8 @@ impl<R: BufRead> Decoded<R> {
         let head = raw.fill_buf()?;
         let detected = sniff(head);
         if head.is_empty() && layer.compression.is_some_and(|c| c != Compression::None) {
-            bail!(
+            bail_kind!(
+                HostileInput,
                 "the blob is empty, not {:?} data",
                 layer.compression.unwrap()
             );
@@ -257,7 +259,7 @@ impl LayerStream {
             let holes = self.tar.hole_bytes();
             let expanded = self.tar.get_ref().bytes_read().saturating_add(holes);
             if holes > 0 && expanded > *max {
-                bail!(
+                bail_kind!(HostileInput,
                     "the uncompressed layer with its sparse files expanded is larger than {max} bytes: {why}"
                 );
             }

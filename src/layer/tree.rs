@@ -11,6 +11,7 @@
 //! the additions in tar order (a later entry for a path replaces an earlier one).
 
 use super::entry::{display_name, join, Change, EntryKind, EntryMeta};
+use crate::error::bail_kind;
 use anyhow::{bail, Result};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -259,7 +260,7 @@ impl Tree {
                         Some(inode) => {
                             hops += 1;
                             if hops > MAX_LINK_HOPS {
-                                bail!(
+                                bail_kind!(HostileInput,
                                     "entry {:?} goes through more than {MAX_LINK_HOPS} symlinks of its own layer (a symlink loop)",
                                     display_name(path)
                                 );
@@ -280,7 +281,7 @@ impl Tree {
         let out = join(&resolved, &path[last_slash + 1..]);
         let depth = out.iter().filter(|b| **b == b'/').count() + 1;
         if out.len() > crate::limits::MAX_PATH_LEN || depth > crate::limits::MAX_PATH_DEPTH {
-            bail!(
+            bail_kind!(HostileInput,
                 "entry {:?} resolves through its layer's symlinks to a path beyond the limits of {} bytes and {} levels",
                 display_name(path),
                 crate::limits::MAX_PATH_LEN,
@@ -311,19 +312,21 @@ impl Tree {
             },
             EntryKind::Hardlink => {
                 let target = meta.link.clone();
-                let id = match self.nodes.get(&target) {
-                    Some(Node::Leaf(id)) => *id,
-                    Some(Node::Dir(_)) => bail!(
-                        "hardlink {:?} names directory {:?}",
-                        display_name(&path),
-                        display_name(&target)
-                    ),
-                    None => bail!(
+                let id =
+                    match self.nodes.get(&target) {
+                        Some(Node::Leaf(id)) => *id,
+                        Some(Node::Dir(_)) => bail_kind!(
+                            HostileInput,
+                            "hardlink {:?} names directory {:?}",
+                            display_name(&path),
+                            display_name(&target)
+                        ),
+                        None => bail_kind!(HostileInput,
                         "hardlink {:?} names {:?}, which does not exist in this or a lower layer",
                         display_name(&path),
                         display_name(&target)
                     ),
-                };
+                    };
                 // Take the reference before removing the old path: a link may replace the
                 // very path it names.
                 self.inodes.get_mut(&id).expect("live").refs += 1;
