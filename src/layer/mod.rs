@@ -16,6 +16,7 @@ pub mod stream;
 pub mod tar_reader;
 pub mod tree;
 
+use crate::cancel::Cancel;
 use crate::error::bail_kind;
 use crate::events::{Event, Phase, ProgressReader, SharedObserver};
 use crate::image::{Image, Layer};
@@ -25,7 +26,7 @@ use entry::{display_name, read_entry};
 use entry::{Change, EntryKind, EntryMeta};
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use stream::LayerStream;
@@ -129,6 +130,8 @@ pub struct FlattenOptions {
     pub max_expansion: u64,
     /// Hears index and emit progress, and warnings about layers.
     pub observer: SharedObserver,
+    /// Stops both passes between entries (see [`crate::cancel`]).
+    pub cancel: Cancel,
 }
 
 impl Default for FlattenOptions {
@@ -139,6 +142,7 @@ impl Default for FlattenOptions {
                 .unwrap_or(2),
             max_expansion: crate::limits::DEFAULT_MAX_EXPANSION,
             observer: crate::events::silent(),
+            cancel: Cancel::new(),
         }
     }
 }
@@ -149,7 +153,7 @@ fn scan_layer(
     wanted: &HashSet<Vec<u8>>,
     max_expansion: u64,
     observer: &SharedObserver,
-    cancel: &AtomicBool,
+    cancel: &Cancel,
 ) -> Result<LayerScan> {
     let blob = ProgressReader::new(
         source.open_layer(layer)?,
@@ -185,7 +189,7 @@ fn scan_layer(
 fn read_entries(
     stream: &mut LayerStream,
     wanted: &HashSet<Vec<u8>>,
-    cancel: &AtomicBool,
+    cancel: &Cancel,
     entries: &mut Vec<ScannedEntry>,
 ) -> Result<()> {
     {
@@ -194,9 +198,7 @@ fn read_entries(
         // (`localetc/passwd` with `localetc -> /etc`), and the tree only resolves it later.
         let mut own_links: HashSet<Vec<u8>> = HashSet::new();
         while let Some(raw) = stream.next_entry().context("reading the layer's tar")? {
-            if cancel.load(Ordering::Relaxed) {
-                bail_kind!(Interrupted, "cancelled");
-            }
+            cancel.check()?;
             let name = raw.name.clone();
             let change =
                 read_entry(raw).with_context(|| format!("entry {:?}", display_name(&name)))?;
@@ -241,7 +243,8 @@ fn build_tree(
     let max_expansion = options.max_expansion;
     let layers = &image.layers;
     let next = AtomicUsize::new(0);
-    let cancel = AtomicBool::new(false);
+    // A child: a failed layer stops the other readers without cancelling the caller's run.
+    let cancel = options.cancel.child();
     let mut tree = Tree::new();
     std::thread::scope(|scope| -> Result<()> {
         let (tx, rx) = mpsc::channel::<(usize, Result<LayerScan>)>();
@@ -250,7 +253,7 @@ fn build_tree(
             let (next, cancel) = (&next, &cancel);
             scope.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= layers.len() || cancel.load(Ordering::Relaxed) {
+                if i >= layers.len() || cancel.is_cancelled() {
                     break;
                 }
                 let result = scan_layer(
@@ -272,6 +275,7 @@ fn build_tree(
         let mut applied = 0;
         let outcome = (|| -> Result<()> {
             while applied < layers.len() {
+                options.cancel.check()?;
                 if let Some(result) = pending.remove(&applied) {
                     let scan: LayerScan = result.map_err(layer_error(&layers[applied], image))?;
                     stats.compressed_bytes += scan.compressed;
@@ -295,13 +299,17 @@ fn build_tree(
                 }
                 let (i, result) = rx
                     .recv()
-                    .map_err(|_| anyhow!("a layer reader stopped without a result"))?;
+                    // Readers stop without a result only when the run was cancelled.
+                    .map_err(|_| match options.cancel.check() {
+                        Err(cancelled) => cancelled,
+                        Ok(()) => anyhow!("a layer reader stopped without a result"),
+                    })?;
                 pending.insert(i, result);
             }
             Ok(())
         })();
         if outcome.is_err() {
-            cancel.store(true, Ordering::Relaxed);
+            cancel.cancel();
         }
         outcome
     })?;
@@ -349,6 +357,7 @@ pub fn flatten<S: EntrySink + ?Sized>(
             Some(target) => out.append_hardlink(path, target, meta)?,
             None => out.append_contentless(path, meta)?,
         }
+        options.cancel.check()?;
         stats.paths_written += 1;
         progress.at(out.bytes_written());
     }
@@ -374,8 +383,15 @@ pub fn flatten<S: EntrySink + ?Sized>(
             let (got, reader) = readers.pop_front().expect("a reader per needed layer");
             debug_assert_eq!(got, index);
             let layer = &image.layers[index];
-            emit_layer(reader, &plan.regular[index], out, &mut stats, &mut progress)
-                .map_err(layer_error(layer, image))?;
+            emit_layer(
+                reader,
+                &plan.regular[index],
+                out,
+                &mut stats,
+                &mut progress,
+                &options.cancel,
+            )
+            .map_err(layer_error(layer, image))?;
         }
         Ok(())
     })?;
@@ -450,6 +466,7 @@ fn emit_layer<S: EntrySink + ?Sized>(
     out: &mut S,
     stats: &mut FlattenStats,
     progress: &mut EmitProgress,
+    cancel: &Cancel,
 ) -> Result<()> {
     let mut tar = TarReader::new(uncompressed);
     let mut wanted = files.iter().peekable();
@@ -463,6 +480,7 @@ fn emit_layer<S: EntrySink + ?Sized>(
         if file.ordinal != this {
             continue;
         }
+        cancel.check()?;
         let name = entry::normalize_name(&raw.name)?;
         let expected: &[u8] = file.entry_name.as_deref().unwrap_or(&file.meta.path);
         if name != expected || raw.size != file.meta.size {
