@@ -252,6 +252,7 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
             insecure_registries: cli.insecure_registry.clone(),
             ..Default::default()
         },
+        cancel: Default::default(),
         wsl: (!cli.no_wsl_config).then(|| WslOptions {
             user: cli.user.clone(),
             boot: cli.boot,
@@ -295,14 +296,16 @@ fn distribution_name(output: &str) -> Option<String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    oci2wsl::interrupt::install_cleanup();
+    let cancel = oci2wsl::cancel::Cancel::new();
+    oci2wsl::interrupt::install_cleanup(cancel.clone());
     let display = Arc::new(cli::progress::Display::new(
         cli.quiet,
         std::io::stderr().is_terminal(),
     ));
     let result = options(&cli)
         .map_err(oci2wsl::error::Error::from)
-        .and_then(|opts| {
+        .and_then(|mut opts| {
+            opts.cancel = cancel;
             // Housekeeping, not a problem with the run: silent with --quiet.
             for stale in output::remove_stale_temp_files(&opts.destination) {
                 if cli.quiet {
@@ -346,6 +349,10 @@ fn main() -> ExitCode {
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == oci2wsl::error::ErrorKind::Interrupted => {
+            eprintln!("oci2wsl: interrupted; no output was written");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("oci2wsl: error: {}", printable(&e.to_string()));
             ExitCode::from(1)
