@@ -19,6 +19,16 @@
 //! [`error::ErrorKind`] is stable. `main.rs` (with `src/cli/`, the binary's own display)
 //! only parses the command line and shows events.
 
+#![warn(missing_docs)]
+
+pub use cancel::Cancel;
+pub use error::{Error, ErrorKind};
+pub use events::{Event, Observer, Phase, Resolved, SharedObserver};
+pub use image::PlatformChoice;
+pub use output::{Destination, OutputCompression};
+pub use pipeline::{run, Imported, Options, Summary};
+
+pub mod cancel;
 pub mod error;
 pub mod events;
 pub mod image;
