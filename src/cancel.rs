@@ -10,7 +10,7 @@ use crate::error::{tagged, ErrorKind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// A cancellation token. Clones share the flag; [`Cancel::child`] makes a token that the
+/// A cancellation token. Clones share the flag; `Cancel::child` makes a token that the
 /// parent cancels too but that can be cancelled on its own (how a stage stops its own
 /// threads without cancelling the caller's run).
 #[derive(Clone, Debug, Default)]

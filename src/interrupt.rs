@@ -45,7 +45,7 @@ const GRACE: Duration = Duration::from_secs(2);
 
 /// On Ctrl-C (or SIGTERM, or closing the console on Windows) cancel the run: it unwinds as
 /// after any failure, removing its temporary files, and `main` exits 130. If it has not
-/// within [`GRACE`], or on a second Ctrl-C, stop what must be stopped, remove our temporary
+/// within `GRACE`, or on a second Ctrl-C, stop what must be stopped, remove our temporary
 /// output files and exit 130 from here, so an interrupted run leaves the directory as it
 /// found it either way.
 pub fn install_cleanup(run: Cancel) {

@@ -138,6 +138,7 @@ impl Summary {
     }
 }
 
+/// `bytes` in binary units, one decimal (`1.5 MiB`), as the summary line shows sizes.
 pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;

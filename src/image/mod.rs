@@ -83,7 +83,9 @@ pub trait JsonFetcher {
 /// that a single-platform image does not satisfy is an error, the default only a warning.
 #[derive(Clone, Debug)]
 pub struct PlatformChoice {
+    /// The platform wanted.
     pub platform: Platform,
+    /// The user named it (`--platform`), rather than taking this machine's.
     pub explicit: bool,
 }
 

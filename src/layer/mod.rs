@@ -36,10 +36,15 @@ use tree::{ScannedEntry, Tree};
 /// What a run read and wrote, for the summary line.
 #[derive(Clone, Debug, Default)]
 pub struct FlattenStats {
+    /// Layers in the image.
     pub layers: usize,
+    /// Layer bytes read, as stored (compressed).
     pub compressed_bytes: u64,
+    /// Layer bytes after decompression.
     pub uncompressed_bytes: u64,
+    /// Tar entries in all layers together.
     pub entries_read: u64,
+    /// Paths in the flattened tree that were written.
     pub paths_written: u64,
 }
 

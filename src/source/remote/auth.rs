@@ -19,10 +19,14 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// Registry credentials.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
+    /// A user name and password (or personal access token).
     Basic {
+        /// The user.
         username: String,
+        /// The password.
         password: String,
     },
     /// An OAuth2 refresh token (`identitytoken`), exchanged at the token endpoint.

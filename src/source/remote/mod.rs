@@ -29,7 +29,8 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 
-/// How to reach registries: from the command line.
+/// How to reach registries: each field is the command-line flag of its name (`--creds`,
+/// `--authfile`, `--tls-verify`, `--ca-file`, `--cert-dir`, `--insecure-registry`).
 #[derive(Clone, Debug)]
 pub struct RegistryOptions {
     pub creds: Option<Credentials>,
