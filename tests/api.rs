@@ -196,3 +196,19 @@ fn a_token_cancelled_before_the_run_stops_it_before_any_work() {
     assert!(recorder.0.lock().unwrap().is_empty());
     assert!(entries(dir.path()).is_empty());
 }
+
+#[test]
+fn a_platform_the_image_is_not_for_is_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::new(
+        format!("oci:{EXAMPLE}:latest"),
+        file(&dir.path().join("x.tar")),
+    );
+    opts.platform = oci2wsl::PlatformChoice {
+        platform: oci2wsl::Platform::parse("linux/s390x").unwrap(),
+        explicit: true,
+    };
+    let e = run(&opts, oci2wsl::events::silent()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("linux/s390x"), "{e}");
+}

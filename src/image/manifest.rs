@@ -295,12 +295,16 @@ mod tests {
 
     #[test]
     fn refuses_schema1_and_html() {
+        use crate::error::{classify, ErrorKind};
         let e = parse_document(br#"{"schemaVersion":1,"fsLayers":[]}"#, None).unwrap_err();
         assert!(e.to_string().contains("schema 1"), "{e}");
+        assert_eq!(classify(&e), ErrorKind::Unsupported);
         let e = parse_document(b"{}", Some(DOCKER_SCHEMA1_SIGNED)).unwrap_err();
         assert!(e.to_string().contains("schema 1"), "{e}");
+        assert_eq!(classify(&e), ErrorKind::Unsupported);
         let e = parse_document(b"<html>", None).unwrap_err();
         assert!(e.to_string().contains("HTML"), "{e}");
+        assert_eq!(classify(&e), ErrorKind::HostileInput);
     }
 
     #[test]

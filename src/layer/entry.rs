@@ -231,7 +231,12 @@ mod tests {
     #[test]
     fn hostile_names_are_refused() {
         for bad in [&b"../etc/passwd"[..], b"a/../../b", b"/..", b"./../x/.."] {
-            let err = normalize_name(bad).unwrap_err().to_string();
+            let err = normalize_name(bad).unwrap_err();
+            assert_eq!(
+                crate::error::classify(&err),
+                crate::error::ErrorKind::HostileInput
+            );
+            let err = err.to_string();
             assert!(
                 err.contains("entry name") && err.contains("climbs above the root"),
                 "{err}"
