@@ -14,6 +14,16 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --release
 
+# The library's API documentation builds without a warning (missing docs, broken links), and
+# the example program that embeds the library (issue 17) flattens testdata's example image to
+# the very bytes the command line writes.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib
+example_out="$(mktemp -d)"
+trap 'rm -rf "$example_out"' EXIT
+cargo run --quiet --release --example flatten -- testdata/example:latest "$example_out/lib.tar"
+cargo run --quiet --release -- -q oci:testdata/example:latest -o "$example_out/cli.tar"
+cmp "$example_out/lib.tar" "$example_out/cli.tar"
+
 # The Windows build and its smoke test under Wine (issue 4): flatten, and --import into a
 # stand-in wsl.exe, streamed and from a file.
 scripts/build-windows.sh --wine

@@ -111,6 +111,23 @@ pub fn tagged(kind: ErrorKind, message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Tagged::new(kind, message))
 }
 
+/// `anyhow::bail!` with a kind: `bail_kind!(NotFound, "no image tagged {tag}")` returns
+/// `Err(tagged(ErrorKind::NotFound, format!(…)))`.
+macro_rules! bail_kind {
+    ($kind:ident, $($arg:tt)+) => {
+        return Err($crate::error::tagged($crate::error::ErrorKind::$kind, format!($($arg)+)))
+    };
+}
+pub(crate) use bail_kind;
+
+/// An `anyhow::anyhow!` with a kind, for `ok_or_else(|| kind_err!(…))`.
+macro_rules! kind_err {
+    ($kind:ident, $($arg:tt)+) => {
+        $crate::error::tagged($crate::error::ErrorKind::$kind, format!($($arg)+))
+    };
+}
+pub(crate) use kind_err;
+
 /// An `io::Error` that carries a kind, for code that must speak `io::Error` (readers).
 pub fn tagged_io(
     io_kind: std::io::ErrorKind,

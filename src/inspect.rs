@@ -20,8 +20,11 @@ use std::collections::BTreeMap;
 /// What to inspect.
 #[derive(Clone, Debug)]
 pub struct InspectOptions {
+    /// The image, as on the command line.
     pub image: String,
+    /// Which platform to choose from an index.
     pub platform: PlatformChoice,
+    /// How to reach registries.
     pub registry: RegistryOptions,
     /// The WSL options a conversion would use; `None` for `--no-wsl-config`.
     pub wsl: Option<WslOptions>,
@@ -36,6 +39,7 @@ pub struct Inspection {
     pub index_digest: Option<String>,
     /// The single-platform manifest chosen for the platform asked for.
     pub manifest_digest: Option<String>,
+    /// The image config's digest.
     pub config_digest: String,
     /// The chosen image's platform.
     pub platform: String,
@@ -45,6 +49,7 @@ pub struct Inspection {
     pub layers: Vec<InspectLayer>,
     /// Sum of the layer sizes: what a full pull downloads.
     pub download_bytes: u64,
+    /// The parts of the image config a conversion uses.
     pub config: ConfigSummary,
     /// What the WSL stage would write; `None` with `--no-wsl-config`.
     pub wsl: Option<WslPreview>,
@@ -57,8 +62,11 @@ pub struct Inspection {
 pub struct PlatformEntry {
     /// `os/arch[/variant]`, or `None` when the entry states none.
     pub platform: Option<String>,
+    /// The manifest's digest.
     pub digest: String,
+    /// The manifest's size in bytes.
     pub size: u64,
+    /// The manifest's media type.
     pub media_type: String,
     /// A BuildKit attestation (provenance, SBOM), never converted.
     pub attestation: bool,
@@ -69,21 +77,32 @@ pub struct PlatformEntry {
 /// One layer.
 #[derive(Clone, Debug, Serialize)]
 pub struct InspectLayer {
+    /// The blob digest, when the source has one.
     pub digest: Option<String>,
+    /// The uncompressed tar's digest.
     pub diff_id: String,
+    /// Compressed size, when stated.
     pub size: Option<u64>,
+    /// The layer's media type.
     pub media_type: String,
 }
 
 /// The parts of the image config a WSL user cares about.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ConfigSummary {
+    /// `User`.
     pub user: Option<String>,
+    /// `Env`, as `NAME=value`.
     pub env: Vec<String>,
+    /// `WorkingDir`.
     pub working_dir: Option<String>,
+    /// `Entrypoint`.
     pub entrypoint: Vec<String>,
+    /// `Cmd`.
     pub cmd: Vec<String>,
+    /// `ExposedPorts`.
     pub exposed_ports: Vec<String>,
+    /// `Labels`.
     pub labels: BTreeMap<String, String>,
 }
 
@@ -110,8 +129,13 @@ pub fn inspect(opts: &InspectOptions, observer: SharedObserver) -> Result<Inspec
 
 fn inspect_inner(opts: &InspectOptions, observer: SharedObserver) -> anyhow::Result<Inspection> {
     let reference = SourceRef::parse(&opts.image).kind(ErrorKind::Usage)?;
-    let source = source::open(&reference, &opts.registry, observer.clone())
-        .with_context(|| format!("{reference}"))?;
+    let source = source::open(
+        &reference,
+        &opts.registry,
+        observer.clone(),
+        &crate::cancel::Cancel::new(),
+    )
+    .with_context(|| format!("{reference}"))?;
     let image = source
         .resolve(&opts.platform)
         .with_context(|| format!("{reference}"))?;

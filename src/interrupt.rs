@@ -5,6 +5,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::cancel::Cancel;
 
 /// Temporary files that a Ctrl-C must not leave behind.
 static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
@@ -36,22 +39,39 @@ pub fn forget(path: &Path) {
     }
 }
 
-/// On Ctrl-C (or SIGTERM, or closing the console on Windows) stop what must be stopped,
-/// remove our temporary output files and exit 130, so an interrupted run leaves the
-/// directory as it found it.
-pub fn install_cleanup() {
-    let _ = ctrlc::set_handler(|| {
-        if let Ok(stops) = STOP_ON_INTERRUPT.lock() {
-            for stop in stops.iter() {
-                stop();
-            }
+/// How long a cancelled run has to unwind before the handler exits anyway: a thread blocked
+/// in a read (a stalled registry, a FIFO) sees the cancellation only when the read returns.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// On Ctrl-C (or SIGTERM, or closing the console on Windows) cancel the run: it unwinds as
+/// after any failure, removing its temporary files, and `main` exits 130. If it has not
+/// within `GRACE`, or on a second Ctrl-C, stop what must be stopped, remove our temporary
+/// output files and exit 130 from here, so an interrupted run leaves the directory as it
+/// found it either way.
+pub fn install_cleanup(run: Cancel) {
+    let _ = ctrlc::set_handler(move || {
+        if run.is_cancelled() {
+            exit_now();
         }
-        if let Ok(pending) = PENDING.lock() {
-            for p in pending.iter() {
-                let _ = fs::remove_file(p);
-            }
-        }
-        eprintln!("oci2wsl: interrupted; no output was written");
-        std::process::exit(130);
+        run.cancel();
+        std::thread::spawn(|| {
+            std::thread::sleep(GRACE);
+            exit_now();
+        });
     });
+}
+
+fn exit_now() -> ! {
+    if let Ok(stops) = STOP_ON_INTERRUPT.lock() {
+        for stop in stops.iter() {
+            stop();
+        }
+    }
+    if let Ok(pending) = PENDING.lock() {
+        for p in pending.iter() {
+            let _ = fs::remove_file(p);
+        }
+    }
+    eprintln!("oci2wsl: interrupted; no output was written");
+    std::process::exit(130);
 }

@@ -412,6 +412,7 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
             cache: cache_settings(cli)?,
             ..Default::default()
         },
+        cancel: Default::default(),
         wsl: (!cli.no_wsl_config).then(|| WslOptions {
             user: cli.user.clone(),
             boot: cli.boot,
@@ -660,7 +661,8 @@ fn main() -> ExitCode {
             e.exit()
         }
     };
-    oci2wsl::interrupt::install_cleanup();
+    let cancel = oci2wsl::cancel::Cancel::new();
+    oci2wsl::interrupt::install_cleanup(cancel.clone());
     // The cache alone, no image.
     if cli.cache_list.is_some() || cli.cache_prune.is_some() {
         return match cache_command(&cli) {
@@ -707,7 +709,8 @@ fn main() -> ExitCode {
             }
         })
         .map_err(oci2wsl::error::Error::from)
-        .and_then(|opts| {
+        .and_then(|mut opts| {
+            opts.cancel = cancel;
             // Housekeeping, not a problem with the run: silent with --quiet.
             for stale in output::remove_stale_temp_files(&opts.destination) {
                 if cli.quiet {
@@ -755,6 +758,10 @@ fn main() -> ExitCode {
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == oci2wsl::error::ErrorKind::Interrupted => {
+            eprintln!("oci2wsl: interrupted; no output was written");
+            ExitCode::from(130)
+        }
         Err(e) => {
             match &json {
                 Some(json) => json.error(&e),

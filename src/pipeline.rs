@@ -1,5 +1,6 @@
 //! The whole run: reference → source → image → layers → output.
 
+use crate::cancel::Cancel;
 use crate::error::{Error, ErrorKind, ResultExt};
 use crate::events::{self, Event, LayerSummary, Resolved, SharedObserver};
 use crate::image::{Image, PlatformChoice};
@@ -15,12 +16,19 @@ use anyhow::Context;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// What to convert, where to, and how. [`Options::new`] gives the command line's defaults.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// The image, in any form the command line takes (`oci:DIR[:TAG]`, `docker-archive:FILE`,
+    /// `docker://NAME`, a registry name…).
     pub image: String,
+    /// A file (written atomically) or standard output.
     pub destination: Destination,
+    /// Compression of the output.
     pub compression: OutputCompression,
+    /// Compression level (see [`OutputCompression::default_level`]).
     pub level: i32,
+    /// Which platform to pick from a multi-platform image.
     pub platform: PlatformChoice,
     /// Threads that read layers in the index pass and compress the output.
     pub jobs: usize,
@@ -33,6 +41,38 @@ pub struct Options {
     /// `--import NAME`: hand the result to `wsl.exe --import`. With `Destination::Stdout`
     /// the tar streams into WSL and no tarball is written to disk.
     pub import: Option<ImportOptions>,
+    /// Cancels the run from another thread: every thread of the run stops, temporary files
+    /// are removed, and [`run`] fails with [`ErrorKind::Interrupted`].
+    pub cancel: Cancel,
+}
+
+impl Options {
+    /// The command line's defaults: a file's compression follows its name (`.tar.gz`,
+    /// `.tar.zst`, `.wsl`…) at its default level, the platform is `linux` on this machine's
+    /// architecture, every CPU is used, the WSL configuration is written, nothing is imported.
+    pub fn new(image: impl Into<String>, destination: Destination) -> Options {
+        let compression = match &destination {
+            Destination::File { path, .. } => {
+                OutputCompression::from_file_name(&path.to_string_lossy())
+            }
+            Destination::Stdout => OutputCompression::None,
+        };
+        Options {
+            image: image.into(),
+            destination,
+            compression,
+            level: compression.default_level(),
+            platform: PlatformChoice::default(),
+            jobs: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            max_expansion: crate::limits::DEFAULT_MAX_EXPANSION,
+            registry: RegistryOptions::default(),
+            wsl: Some(WslOptions::default()),
+            import: None,
+            cancel: Cancel::new(),
+        }
+    }
 }
 
 /// What a finished run did.
@@ -105,7 +145,8 @@ fn run_inner(opts: &Options, observer: SharedObserver) -> anyhow::Result<Summary
         output::check_destination(&opts.destination).kind(ErrorKind::Output)?;
     }
     let reference = SourceRef::parse(&opts.image).kind(ErrorKind::Usage)?;
-    let source = source::open(&reference, &opts.registry, observer.clone())
+    opts.cancel.check()?;
+    let source = source::open(&reference, &opts.registry, observer.clone(), &opts.cancel)
         .with_context(|| format!("{reference}"))?;
     let image = source
         .resolve(&opts.platform)
@@ -148,6 +189,7 @@ fn run_inner(opts: &Options, observer: SharedObserver) -> anyhow::Result<Summary
             jobs: opts.jobs,
             max_expansion: opts.max_expansion,
             observer: observer.clone(),
+            cancel: opts.cancel.clone(),
         },
         translation.as_mut().map(|t| t as &mut dyn layer::Augment),
     );
@@ -161,6 +203,12 @@ fn run_inner(opts: &Options, observer: SharedObserver) -> anyhow::Result<Summary
             return Err(e);
         }
     };
+    // The last moment a cancellation can stop the run: after it the output is committed.
+    if let Err(e) = opts.cancel.check() {
+        let e = abort_import(close(), e);
+        drop(tar);
+        return Err(e);
+    }
     let tar_bytes = tar.bytes_written();
     let committed = tar
         .finish()

@@ -5,6 +5,7 @@
 //! the descriptor promised fails as soon as it does. Whoever drains the stream therefore cannot
 //! forget the check, and a hostile endless blob is cut off early.
 
+use crate::error::{tagged_io, ErrorKind};
 use sha2::{Digest as _, Sha256, Sha512};
 use std::fmt;
 use std::io::{self, Read};
@@ -232,11 +233,15 @@ impl<R: Read> Read for VerifyingReader<R> {
         }
         if let Some((max, why)) = &self.expected.max {
             if self.read > *max {
-                return Err(invalid(format!(
-                    "{} is larger than {}: {why}",
-                    self.expected.what,
-                    crate::terminal::human_size(*max)
-                )));
+                return Err(tagged_io(
+                    io::ErrorKind::InvalidData,
+                    ErrorKind::HostileInput,
+                    format!(
+                        "{} is larger than {}: {why}",
+                        self.expected.what,
+                        crate::terminal::human_size(*max)
+                    ),
+                ));
             }
         }
         if let Some(h) = self.hasher.as_mut() {
@@ -246,18 +251,10 @@ impl<R: Read> Read for VerifyingReader<R> {
     }
 }
 
-fn invalid(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
-}
-
-/// Bytes that are not what their digest or size promised: an integrity failure, which a
-/// front end tells apart from a malformed image (a retry may cure it, a rebuild will not).
+/// Bytes that are not the ones the descriptor names: an integrity failure, whatever layer
+/// of readers it travels through.
 fn mismatch(msg: String) -> io::Error {
-    crate::error::tagged_io(
-        io::ErrorKind::InvalidData,
-        crate::error::ErrorKind::Integrity,
-        msg,
-    )
+    tagged_io(io::ErrorKind::InvalidData, ErrorKind::Integrity, msg)
 }
 
 #[cfg(test)]
@@ -308,9 +305,12 @@ mod tests {
         corrupted[3] ^= 1;
         let err = drain(VerifyingReader::new(&corrupted[..], good.clone())).unwrap_err();
         assert!(err.to_string().contains("has digest"), "{err}");
+        let kind = |e: io::Error| crate::error::classify(&anyhow::Error::new(e));
+        assert_eq!(kind(err), ErrorKind::Integrity);
 
         let err = drain(VerifyingReader::new(&data[..5], good.clone())).unwrap_err();
         assert!(err.to_string().contains("truncated"), "{err}");
+        assert_eq!(kind(err), ErrorKind::Integrity);
 
         let longer = [&data[..], b"!"].concat();
         let err = drain(VerifyingReader::new(&longer[..], good)).unwrap_err();
@@ -324,5 +324,6 @@ mod tests {
         };
         let err = drain(VerifyingReader::new(&data[..], capped)).unwrap_err();
         assert!(err.to_string().contains("larger than 4 B: a bomb"), "{err}");
+        assert_eq!(kind(err), ErrorKind::HostileInput);
     }
 }

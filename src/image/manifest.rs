@@ -7,7 +7,8 @@
 
 use super::digest::Digest;
 use super::platform::Platform;
-use anyhow::{bail, Context, Result};
+use crate::error::bail_kind;
+use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -66,7 +67,12 @@ impl Descriptor {
     pub fn from_raw(raw: RawDescriptor) -> Result<Descriptor> {
         let digest = Digest::parse(&raw.digest).map_err(anyhow::Error::msg)?;
         if raw.size < 0 {
-            bail!("descriptor {} has negative size {}", raw.digest, raw.size);
+            bail_kind!(
+                HostileInput,
+                "descriptor {} has negative size {}",
+                raw.digest,
+                raw.size
+            );
         }
         Ok(Descriptor {
             media_type: raw.media_type,
@@ -139,22 +145,31 @@ pub struct Manifest {
 /// descriptor pointing here, or an HTTP Content-Type), if any.
 pub fn parse_document(bytes: &[u8], declared: Option<&str>) -> Result<Document> {
     if bytes.first().is_some_and(|b| *b == b'<') {
-        bail!("expected a JSON manifest but got what looks like HTML");
+        bail_kind!(
+            HostileInput,
+            "expected a JSON manifest but got what looks like HTML"
+        );
     }
     if let Some(t) = declared {
         if t == DOCKER_SCHEMA1 || t == DOCKER_SCHEMA1_SIGNED {
-            bail!("Docker image manifest schema 1 ({t}) is deprecated and not supported; re-push the image with a current client");
+            bail_kind!(Unsupported, "Docker image manifest schema 1 ({t}) is deprecated and not supported; re-push the image with a current client");
         }
     }
     let raw: RawDocument =
         serde_json::from_slice(bytes).context("manifest is not valid JSON of a known shape")?;
     if raw.schema_version == Some(1) || raw.fs_layers.is_some() {
-        bail!("Docker image manifest schema 1 (schemaVersion 1) is deprecated and not supported; re-push the image with a current client");
+        bail_kind!(Unsupported, "Docker image manifest schema 1 (schemaVersion 1) is deprecated and not supported; re-push the image with a current client");
     }
     match raw.schema_version {
         Some(2) => {}
-        Some(v) => bail!("the manifest has schemaVersion {v}; only 2 is supported"),
-        None => bail!("the document has no schemaVersion, so it is no image manifest or index"),
+        Some(v) => bail_kind!(
+            Unsupported,
+            "the manifest has schemaVersion {v}; only 2 is supported"
+        ),
+        None => bail_kind!(
+            HostileInput,
+            "the document has no schemaVersion, so it is no image manifest or index"
+        ),
     }
     let media_type = raw
         .media_type
@@ -166,7 +181,7 @@ pub fn parse_document(bytes: &[u8], declared: Option<&str>) -> Result<Document> 
         OCI_MANIFEST | DOCKER_MANIFEST => false,
         // OCI allows mediaType to be absent; the shape decides then.
         "" => raw.manifests.is_some(),
-        other => bail!("unsupported manifest media type {other:?} (expected an OCI or Docker v2 image manifest or index)"),
+        other => bail_kind!(Unsupported, "unsupported manifest media type {other:?} (expected an OCI or Docker v2 image manifest or index)"),
     };
     if is_index {
         let manifests = raw
@@ -255,10 +270,10 @@ pub fn layer_compression(media_type: &str) -> Result<Compression> {
         "application/vnd.oci.image.layer.v1.tar+zstd"
         | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Compression::Zstd,
         t if t.contains("nondistributable") || t.contains("foreign") => {
-            bail!("foreign (non-distributable) layer type {t:?} is not supported: such layers are Windows base layers whose bytes live outside the image")
+            bail_kind!(Unsupported, "foreign (non-distributable) layer type {t:?} is not supported: such layers are Windows base layers whose bytes live outside the image")
         }
-        "" => bail!("layer descriptor has no media type"),
-        t => bail!("unsupported layer media type {t:?}"),
+        "" => bail_kind!(HostileInput, "layer descriptor has no media type"),
+        t => bail_kind!(Unsupported, "unsupported layer media type {t:?}"),
     })
 }
 
@@ -284,12 +299,16 @@ mod tests {
 
     #[test]
     fn refuses_schema1_and_html() {
+        use crate::error::{classify, ErrorKind};
         let e = parse_document(br#"{"schemaVersion":1,"fsLayers":[]}"#, None).unwrap_err();
         assert!(e.to_string().contains("schema 1"), "{e}");
+        assert_eq!(classify(&e), ErrorKind::Unsupported);
         let e = parse_document(b"{}", Some(DOCKER_SCHEMA1_SIGNED)).unwrap_err();
         assert!(e.to_string().contains("schema 1"), "{e}");
+        assert_eq!(classify(&e), ErrorKind::Unsupported);
         let e = parse_document(b"<html>", None).unwrap_err();
         assert!(e.to_string().contains("HTML"), "{e}");
+        assert_eq!(classify(&e), ErrorKind::HostileInput);
     }
 
     #[test]

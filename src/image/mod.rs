@@ -8,7 +8,8 @@ pub mod digest;
 pub mod manifest;
 pub mod platform;
 
-use anyhow::{bail, Context, Result};
+use crate::error::bail_kind;
+use anyhow::{Context, Result};
 use digest::Digest;
 use manifest::{Compression, Descriptor, Document};
 use oci_spec::image::ImageConfiguration;
@@ -97,7 +98,9 @@ pub trait JsonFetcher {
 /// that a single-platform image does not satisfy is an error, the default only a warning.
 #[derive(Clone, Debug)]
 pub struct PlatformChoice {
+    /// The platform wanted.
     pub platform: Platform,
+    /// The user named it (`--platform`), rather than taking this machine's.
     pub explicit: bool,
 }
 
@@ -160,7 +163,7 @@ pub fn resolve(
             }
         }
     }
-    bail!("indexes nested more than 4 deep")
+    bail_kind!(HostileInput, "indexes nested more than 4 deep")
 }
 
 pub fn image_from_manifest(
@@ -175,7 +178,7 @@ pub fn image_from_manifest(
             .as_ref()
             .map(|d| format!(" ({d})"))
             .unwrap_or_default();
-        bail!("{name}{digest} is not a container image but an OCI artifact ({kind}); it has no file system to convert");
+        bail_kind!(Unsupported, "{name}{digest} is not a container image but an OCI artifact ({kind}); it has no file system to convert");
     }
     check_layer_count(manifest.layers.len())?;
     let config_raw = fetcher
@@ -185,7 +188,8 @@ pub fn image_from_manifest(
     let warnings = check_platform(&config, choice)?.into_iter().collect();
     let diff_ids = diff_ids(&config)?;
     if diff_ids.len() != manifest.layers.len() {
-        bail!(
+        bail_kind!(
+            HostileInput,
             "manifest lists {} layers but config rootfs.diff_ids lists {}",
             manifest.layers.len(),
             diff_ids.len()
@@ -199,7 +203,7 @@ pub fn image_from_manifest(
         .enumerate()
         .map(|(index, (desc, diff_id))| {
             if !desc.urls.is_empty() {
-                bail!("layer {} is a foreign layer (it has urls): foreign layers are Windows base layers and are not supported", desc.digest);
+                bail_kind!(Unsupported, "layer {} is a foreign layer (it has urls): foreign layers are Windows base layers and are not supported", desc.digest);
             }
             let compression = manifest::layer_compression(&desc.media_type)
                 .with_context(|| format!("layer {}", desc.digest))?;
@@ -231,7 +235,8 @@ pub fn image_from_manifest(
 /// Refuses images with more layers than `limits::MAX_LAYERS`.
 pub fn check_layer_count(count: usize) -> Result<()> {
     if count > crate::limits::MAX_LAYERS {
-        bail!(
+        bail_kind!(
+            HostileInput,
             "the image has {count} layers, more than the limit of {} (docker itself stops at 127)",
             crate::limits::MAX_LAYERS
         );
@@ -295,7 +300,10 @@ pub fn choose_manifest<'a>(
     }
     let candidates: Vec<&Descriptor> = entries.iter().filter(|d| !d.is_attestation()).collect();
     match candidates.as_slice() {
-        [] => bail!("the index lists no image manifests (only attestations or nothing)"),
+        [] => bail_kind!(
+            NotFound,
+            "the index lists no image manifests (only attestations or nothing)"
+        ),
         [one] if one.platform.is_none() => return Ok(one),
         _ => {}
     }
@@ -324,7 +332,7 @@ pub fn choose_manifest<'a>(
         [] => {}
         several => {
             let digests: Vec<String> = several.iter().map(|d| d.digest.to_string()).collect();
-            bail!(
+            bail_kind!(Usage,
                 "{} different images state no platform and are all for {want}: {}; name one with @DIGEST",
                 several.len(),
                 digests.join(", ")
@@ -332,7 +340,8 @@ pub fn choose_manifest<'a>(
         }
     }
     available.dedup();
-    bail!(
+    bail_kind!(
+        NotFound,
         "no image for platform {want}; the image has: {} (choose one with --platform)",
         available.join(", ")
     )
@@ -345,7 +354,7 @@ pub fn blob_path(digest: &Digest) -> String {
 
 pub fn parse_config(raw: &[u8]) -> Result<ImageConfiguration> {
     if raw.first().is_some_and(|b| *b == b'<') {
-        bail!("image config is HTML, not JSON");
+        bail_kind!(HostileInput, "image config is HTML, not JSON");
     }
     serde_json::from_slice(raw).context("image config is not a valid OCI/Docker image config")
 }
@@ -380,7 +389,8 @@ pub fn check_platform(
         None => format!("{os}/{arch}"),
     };
     if choice.explicit {
-        bail!(
+        bail_kind!(
+            NotFound,
             "the image is for {have}, not the requested {}",
             choice.platform
         );

@@ -2,10 +2,14 @@
 
 use std::fmt;
 
+/// An OCI platform: `os/architecture[/variant]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Platform {
+    /// `linux`, `windows`…
     pub os: String,
+    /// `amd64`, `arm64`… (GOARCH names).
     pub architecture: String,
+    /// `v8` for arm64, `v7` for arm…
     pub variant: Option<String>,
 }
 

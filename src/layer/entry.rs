@@ -4,7 +4,8 @@
 //! Names stay bytes from start to end: never a `Path`, which on Windows would reject
 //! non-UTF-8 names and turn a backslash (an ordinary character in a Linux name) into `/`.
 
-use anyhow::{bail, Result};
+use crate::error::bail_kind;
+use anyhow::Result;
 
 use crate::tar::RawEntry;
 
@@ -43,10 +44,15 @@ pub fn normalize_link_target(link: &[u8]) -> Result<Vec<u8>> {
 /// `what` says which name this is ("entry name", "hardlink target") in messages.
 fn normalize(name: &[u8], what: &str) -> Result<Vec<u8>> {
     if name.contains(&0) {
-        bail!("{what} {:?} contains a NUL byte", display_name(name));
+        bail_kind!(
+            HostileInput,
+            "{what} {:?} contains a NUL byte",
+            display_name(name)
+        );
     }
     if name.len() > crate::limits::MAX_PATH_LEN * 2 {
-        bail!(
+        bail_kind!(
+            HostileInput,
             "{what} is {} bytes long, more than the {}-byte limit",
             name.len(),
             crate::limits::MAX_PATH_LEN
@@ -60,7 +66,7 @@ fn normalize(name: &[u8], what: &str) -> Result<Vec<u8>> {
             b"" | b"." => {}
             b".." => {
                 if parts.pop().is_none() {
-                    bail!(
+                    bail_kind!(HostileInput,
                         "{what} {:?} climbs above the root with '..': refusing a layer that could write outside the root file system",
                         display_name(name)
                     );
@@ -72,7 +78,7 @@ fn normalize(name: &[u8], what: &str) -> Result<Vec<u8>> {
     let depth = parts.len();
     let out = parts.join(&b'/');
     if out.len() > crate::limits::MAX_PATH_LEN || depth > crate::limits::MAX_PATH_DEPTH {
-        bail!(
+        bail_kind!(HostileInput,
             "{what} {:?}... is {} bytes and {depth} levels deep, beyond the limits of {} bytes and {} levels",
             display_name(&out[..out.len().min(64)]),
             out.len(),
@@ -109,7 +115,8 @@ pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
 pub fn read_entry(raw: RawEntry) -> Result<Change> {
     let path = normalize_name(&raw.name)?;
     let Some(kind) = EntryKind::from_typeflag(raw.typeflag, &raw.name) else {
-        bail!(
+        bail_kind!(
+            Unsupported,
             "entry {:?} has unsupported tar type {:?}",
             display_name(&raw.name),
             raw.typeflag as char
@@ -134,13 +141,18 @@ pub fn read_entry(raw: RawEntry) -> Result<Change> {
             return Ok(Change::Ignore);
         }
         if rest.is_empty() {
-            bail!(
+            bail_kind!(
+                HostileInput,
                 "entry {:?} is a whiteout without a name ('.wh.' alone is invalid)",
                 display_name(&raw.name)
             );
         }
         if rest == b"." || rest == b".." {
-            bail!("entry {:?} is a hostile whiteout", display_name(&raw.name));
+            bail_kind!(
+                HostileInput,
+                "entry {:?} is a hostile whiteout",
+                display_name(&raw.name)
+            );
         }
         return Ok(Change::Whiteout(join(&dir, rest)));
     }
@@ -154,7 +166,8 @@ pub fn read_entry(raw: RawEntry) -> Result<Change> {
         EntryKind::Hardlink => {
             let normalized = normalize_link_target(&raw.link)?;
             if normalized.is_empty() {
-                bail!(
+                bail_kind!(
+                    HostileInput,
                     "hardlink {:?} names the root directory",
                     display_name(&raw.name)
                 );
@@ -164,7 +177,8 @@ pub fn read_entry(raw: RawEntry) -> Result<Change> {
         _ => Vec::new(),
     };
     if path.is_empty() && kind != EntryKind::Directory {
-        bail!(
+        bail_kind!(
+            HostileInput,
             "entry {:?} would replace the root directory with a non-directory",
             display_name(&raw.name)
         );
@@ -217,7 +231,12 @@ mod tests {
     #[test]
     fn hostile_names_are_refused() {
         for bad in [&b"../etc/passwd"[..], b"a/../../b", b"/..", b"./../x/.."] {
-            let err = normalize_name(bad).unwrap_err().to_string();
+            let err = normalize_name(bad).unwrap_err();
+            assert_eq!(
+                crate::error::classify(&err),
+                crate::error::ErrorKind::HostileInput
+            );
+            let err = err.to_string();
             assert!(
                 err.contains("entry name") && err.contains("climbs above the root"),
                 "{err}"

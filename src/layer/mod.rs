@@ -17,15 +17,18 @@ pub mod stream;
 pub mod tar_reader;
 pub mod tree;
 
+use crate::cancel::Cancel;
+use crate::error::bail_kind;
+use crate::error::ResultExt;
 use crate::events::{Event, Phase, ProgressReader, SharedObserver};
 use crate::image::{Image, Layer};
 use crate::source::ImageSource;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use entry::{display_name, read_entry};
 use entry::{Change, EntryKind, EntryMeta};
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use stream::LayerStream;
@@ -35,10 +38,15 @@ use tree::{ScannedEntry, ScannedLayer, Tree};
 /// What a run read and wrote, for the summary line.
 #[derive(Clone, Debug, Default)]
 pub struct FlattenStats {
+    /// Layers in the image.
     pub layers: usize,
+    /// Layer bytes read, as stored (compressed).
     pub compressed_bytes: u64,
+    /// Layer bytes after decompression.
     pub uncompressed_bytes: u64,
+    /// Tar entries in all layers together.
     pub entries_read: u64,
+    /// Paths in the flattened tree that were written.
     pub paths_written: u64,
 }
 
@@ -129,6 +137,8 @@ pub struct FlattenOptions {
     pub max_expansion: u64,
     /// Hears index and emit progress, and warnings about layers.
     pub observer: SharedObserver,
+    /// Stops both passes between entries (see [`crate::cancel`]).
+    pub cancel: Cancel,
 }
 
 impl Default for FlattenOptions {
@@ -139,6 +149,7 @@ impl Default for FlattenOptions {
                 .unwrap_or(2),
             max_expansion: crate::limits::DEFAULT_MAX_EXPANSION,
             observer: crate::events::silent(),
+            cancel: Cancel::new(),
         }
     }
 }
@@ -149,7 +160,7 @@ fn scan_layer(
     wanted: &HashSet<Vec<u8>>,
     max_expansion: u64,
     observer: &SharedObserver,
-    cancel: &AtomicBool,
+    cancel: &Cancel,
 ) -> Result<LayerScan> {
     let blob = ProgressReader::new(
         source.open_layer(layer)?,
@@ -185,7 +196,7 @@ fn scan_layer(
 fn read_entries(
     stream: &mut LayerStream,
     wanted: &HashSet<Vec<u8>>,
-    cancel: &AtomicBool,
+    cancel: &Cancel,
     entries: &mut ScannedLayer,
 ) -> Result<()> {
     {
@@ -194,11 +205,10 @@ fn read_entries(
         // (`localetc/passwd` with `localetc -> /etc`), and the tree only resolves it later.
         let mut own_links: HashSet<Vec<u8>> = HashSet::new();
         while let Some(raw) = stream.next_entry().context("reading the layer's tar")? {
-            if cancel.load(Ordering::Relaxed) {
-                bail!("cancelled");
-            }
+            cancel.check()?;
             if ordinal >= crate::limits::MAX_ENTRIES {
-                bail!(
+                bail_kind!(
+                    HostileInput,
                     "the layer has more than {} tar entries, the limit this tool holds in memory",
                     crate::limits::MAX_ENTRIES
                 );
@@ -247,7 +257,8 @@ fn build_tree(
     let max_expansion = options.max_expansion;
     let layers = &image.layers;
     let next = AtomicUsize::new(0);
-    let cancel = AtomicBool::new(false);
+    // A child: a failed layer stops the other readers without cancelling the caller's run.
+    let cancel = options.cancel.child();
     let mut tree = Tree::new();
     std::thread::scope(|scope| -> Result<()> {
         let (tx, rx) = mpsc::channel::<(usize, Result<LayerScan>)>();
@@ -256,7 +267,7 @@ fn build_tree(
             let (next, cancel) = (&next, &cancel);
             scope.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= layers.len() || cancel.load(Ordering::Relaxed) {
+                if i >= layers.len() || cancel.is_cancelled() {
                     break;
                 }
                 let result = scan_layer(
@@ -278,18 +289,22 @@ fn build_tree(
         let mut applied = 0;
         let outcome = (|| -> Result<()> {
             while applied < layers.len() {
+                options.cancel.check()?;
                 if let Some(result) = pending.remove(&applied) {
                     let scan: LayerScan = result.map_err(layer_error(&layers[applied], image))?;
                     stats.compressed_bytes += scan.compressed;
                     stats.uncompressed_bytes += scan.uncompressed;
                     stats.entries_read += scan.entries.entries();
                     if stats.entries_read > crate::limits::MAX_ENTRIES {
-                        bail!(
+                        bail_kind!(HostileInput,
                             "the image has more than {} tar entries, the limit this tool holds in memory",
                             crate::limits::MAX_ENTRIES
                         );
                     }
+                    // What the tree refuses (hardlinks to nothing, symlink loops, paths
+                    // above the root) is the layer breaking a rule.
                     tree.apply_layer(applied, scan.entries)
+                        .kind(crate::error::ErrorKind::HostileInput)
                         .map_err(layer_error(&layers[applied], image))?;
                     options.observer.event(&Event::LayerDone {
                         phase: Phase::Index,
@@ -301,13 +316,17 @@ fn build_tree(
                 }
                 let (i, result) = rx
                     .recv()
-                    .map_err(|_| anyhow!("a layer reader stopped without a result"))?;
+                    // Readers stop without a result only when the run was cancelled.
+                    .map_err(|_| match options.cancel.check() {
+                        Err(cancelled) => cancelled,
+                        Ok(()) => anyhow!("a layer reader stopped without a result"),
+                    })?;
                 pending.insert(i, result);
             }
             Ok(())
         })();
         if outcome.is_err() {
-            cancel.store(true, Ordering::Relaxed);
+            cancel.cancel();
         }
         outcome
     })?;
@@ -355,6 +374,7 @@ pub fn flatten<S: EntrySink + ?Sized>(
             Some(target) => out.append_hardlink(&path, &target, &meta)?,
             None => out.append_contentless(&path, &meta)?,
         }
+        options.cancel.check()?;
         stats.paths_written += 1;
         progress.at(out.bytes_written());
     }
@@ -378,8 +398,15 @@ pub fn flatten<S: EntrySink + ?Sized>(
             let (got, reader) = readers.pop_front().expect("a reader per needed layer");
             debug_assert_eq!(got, index);
             let layer = &image.layers[index];
-            emit_layer(reader, plan.regular(index), out, &mut stats, &mut progress)
-                .map_err(layer_error(layer, image))?;
+            emit_layer(
+                reader,
+                plan.regular(index),
+                out,
+                &mut stats,
+                &mut progress,
+                &options.cancel,
+            )
+            .map_err(layer_error(layer, image))?;
         }
         Ok(())
     })?;
@@ -447,6 +474,7 @@ fn emit_layer<S: EntrySink + ?Sized>(
     out: &mut S,
     stats: &mut FlattenStats,
     progress: &mut EmitProgress,
+    cancel: &Cancel,
 ) -> Result<()> {
     let mut tar = TarReader::new(uncompressed);
     let mut wanted = files.peekable();
@@ -460,9 +488,11 @@ fn emit_layer<S: EntrySink + ?Sized>(
         if file.ordinal != this {
             continue;
         }
+        cancel.check()?;
         let name = entry::normalize_name(&raw.name)?;
         let changed = || {
-            anyhow!(
+            crate::error::kind_err!(
+                Integrity,
                 "the layer changed while it was being read (entry {this} is now {:?})",
                 display_name(&name)
             )
@@ -485,7 +515,8 @@ fn emit_layer<S: EntrySink + ?Sized>(
         wanted.next();
     }
     if let Some(missing) = wanted.next() {
-        bail!(
+        bail_kind!(
+            Integrity,
             "the layer changed while it was being read (entry {:?} is gone)",
             display_name(&missing.entry_name)
         );

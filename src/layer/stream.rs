@@ -10,11 +10,12 @@
 //! longer also bound by hashing each of its bytes twice.
 
 use super::tar_reader::TarReader;
+use crate::error::bail_kind;
 use crate::image::digest::{Digest, Expected, Hasher, VerifyingReader};
 use crate::image::manifest::Compression;
 use crate::image::Layer;
 use crate::source::store::BlobReader;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -311,7 +312,8 @@ impl<R: BufRead> Decoded<R> {
         let head = raw.fill_buf()?;
         let detected = sniff(head);
         if head.is_empty() && layer.compression.is_some_and(|c| c != Compression::None) {
-            bail!(
+            bail_kind!(
+                HostileInput,
                 "the blob is empty, not {:?} data",
                 layer.compression.unwrap()
             );
@@ -408,7 +410,7 @@ impl LayerStream {
                 .bytes_read()
                 .saturating_add(holes);
             if holes > 0 && expanded > *max {
-                bail!(
+                bail_kind!(HostileInput,
                     "the uncompressed layer with its sparse files expanded is larger than {max} bytes: {why}"
                 );
             }

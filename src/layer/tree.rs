@@ -19,6 +19,7 @@
 //! which nodes are still in the tree.
 
 use super::entry::{display_name, join, Change, EntryKind, EntryMeta};
+use crate::error::bail_kind;
 use anyhow::{bail, Result};
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
@@ -808,7 +809,7 @@ impl Tree {
                         Some(target) => {
                             hops += 1;
                             if hops > MAX_LINK_HOPS {
-                                bail!(
+                                bail_kind!(HostileInput,
                                     "entry {:?} goes through more than {MAX_LINK_HOPS} symlinks of its own layer (a symlink loop)",
                                     display_name(path)
                                 );
@@ -828,7 +829,7 @@ impl Tree {
         let out = join(&resolved, &path[last_slash + 1..]);
         let depth = out.iter().filter(|b| **b == b'/').count() + 1;
         if out.len() > crate::limits::MAX_PATH_LEN || depth > crate::limits::MAX_PATH_DEPTH {
-            bail!(
+            bail_kind!(HostileInput,
                 "entry {:?} resolves through its layer's symlinks to a path beyond the limits of {} bytes and {} levels",
                 display_name(path),
                 crate::limits::MAX_PATH_LEN,

@@ -2,10 +2,14 @@
 
 use anyhow::{bail, Result};
 
+/// The output's compression.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputCompression {
+    /// A plain tar.
     None,
+    /// gzip, compressed on several threads.
     Gzip,
+    /// zstd.
     Zstd,
 }
 

@@ -22,8 +22,15 @@ use std::path::PathBuf;
 /// Where to write.
 #[derive(Clone, Debug)]
 pub enum Destination {
+    /// Standard output (or, with an import, straight into `wsl --import`).
     Stdout,
-    File { path: PathBuf, force: bool },
+    /// A file, written to a temporary name beside it and renamed when complete.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Replace it if it exists.
+        force: bool,
+    },
 }
 
 /// Fails early, before any download, when the target exists and `--force` was not given.

@@ -1,8 +1,9 @@
 //! Registry references as docker reads them: `postgres` is
 //! `docker.io/library/postgres:latest`, served by `registry-1.docker.io`.
 
+use crate::error::{bail_kind, kind_err};
 use crate::image::digest::Digest;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use std::fmt;
 
 pub const DOCKER_HUB: &str = "docker.io";
@@ -24,12 +25,12 @@ impl RegistryRef {
         let original = text;
         let text = text.strip_prefix("docker://").unwrap_or(text);
         if text.is_empty() {
-            bail!("empty image reference");
+            bail_kind!(Usage, "empty image reference");
         }
         let (rest, digest) = match text.split_once('@') {
             Some((r, d)) => {
                 let digest = Digest::parse(d)
-                    .map_err(|e| anyhow::anyhow!("invalid reference {original:?}: {e}"))?;
+                    .map_err(|e| kind_err!(Usage, "invalid reference {original:?}: {e}"))?;
                 (r, Some(digest))
             }
             None => (text, None),
@@ -48,7 +49,7 @@ impl RegistryRef {
                 && t.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
             if !valid {
-                bail!("invalid reference {original:?}: tag {t:?} may contain only letters, digits, '_', '.', '-' (at most 128, not starting with '.' or '-')");
+                bail_kind!(Usage, "invalid reference {original:?}: tag {t:?} may contain only letters, digits, '_', '.', '-' (at most 128, not starting with '.' or '-')");
             }
         }
         let (registry, path) = match name.split_once('/') {
@@ -67,10 +68,10 @@ impl RegistryRef {
             _ => registry,
         };
         if path.is_empty() {
-            bail!("invalid reference {original:?}: no repository name");
+            bail_kind!(Usage, "invalid reference {original:?}: no repository name");
         }
         if !valid_host(&registry) {
-            bail!("invalid reference {original:?}: {registry:?} is no registry host (HOST or HOST:PORT, the port in digits)");
+            bail_kind!(Usage, "invalid reference {original:?}: {registry:?} is no registry host (HOST or HOST:PORT, the port in digits)");
         }
         for component in path.split('/') {
             let ok = !component.is_empty()
@@ -86,7 +87,7 @@ impl RegistryRef {
                     .last()
                     .is_some_and(|c| c.is_ascii_alphanumeric());
             if !ok {
-                bail!("invalid reference {original:?}: repository path component {component:?} must be lowercase letters, digits and separators ('.', '_', '-'), starting and ending with a letter or digit");
+                bail_kind!(Usage, "invalid reference {original:?}: repository path component {component:?} must be lowercase letters, digits and separators ('.', '_', '-'), starting and ending with a letter or digit");
             }
         }
         let repository = if registry == DOCKER_HUB && !path.contains('/') {

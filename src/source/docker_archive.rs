@@ -8,10 +8,11 @@
 use super::layout::digest_from_blob_path;
 use super::store::{check_relative, BlobReader, BlobStore};
 use super::ImageSource;
+use crate::error::{bail_kind, kind_err};
 use crate::image::digest::Digest;
 use crate::image::manifest::{self, Descriptor, RawDescriptor, MAX_JSON_SIZE};
 use crate::image::{self, Image, Layer, PlatformChoice};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -67,11 +68,11 @@ impl ImageSource for DockerArchiveSource {
             .read_small("manifest.json", MAX_JSON_SIZE)?
             .ok_or_else(|| {
                 if self.store.open("index.json").ok().flatten().is_some() {
-                    anyhow!("no manifest.json: this looks like an OCI archive, use oci-archive:")
+                    kind_err!(Unsupported, "no manifest.json: this looks like an OCI archive, use oci-archive:")
                 } else if self.store.open("repositories").ok().flatten().is_some() {
-                    anyhow!("no manifest.json: this is a pre-1.10 docker save archive (per-layer json and VERSION files only), which is not supported; load it into Docker and save it again")
+                    kind_err!(Unsupported, "no manifest.json: this is a pre-1.10 docker save archive (per-layer json and VERSION files only), which is not supported; load it into Docker and save it again")
                 } else {
-                    anyhow!("no manifest.json: not a docker-archive (docker save) tarball")
+                    kind_err!(NotFound, "no manifest.json: not a docker-archive (docker save) tarball")
                 }
             })?;
         let entries: Vec<ManifestEntry> = serde_json::from_slice(&raw)
@@ -89,9 +90,10 @@ impl ImageSource for DockerArchiveSource {
         };
         let entry = match &self.repo_tag {
             None => match entries.as_slice() {
-                [] => bail!("manifest.json lists no images"),
+                [] => bail_kind!(NotFound, "manifest.json lists no images"),
                 [one] => one,
-                _ => bail!(
+                _ => bail_kind!(
+                    Usage,
                     "the archive holds {} images, name one with :REPO:TAG: {}",
                     entries.len(),
                     all_tags()
@@ -108,7 +110,8 @@ impl ImageSource for DockerArchiveSource {
                             .any(|t| t == want || normalize_tag(t) == want_n)
                     })
                     .ok_or_else(|| {
-                        anyhow!(
+                        kind_err!(
+                            NotFound,
                             "no image tagged {want:?} in the archive; it has: {}",
                             all_tags()
                         )
@@ -119,7 +122,13 @@ impl ImageSource for DockerArchiveSource {
         let config_raw = self
             .store
             .read_small(&entry.config, MAX_JSON_SIZE)?
-            .ok_or_else(|| anyhow!("config {} named by manifest.json is missing", entry.config))?;
+            .ok_or_else(|| {
+                kind_err!(
+                    NotFound,
+                    "config {} named by manifest.json is missing",
+                    entry.config
+                )
+            })?;
         let mut config_digest = Digest::sha256_of(&config_raw);
         let mut warnings = Vec::new();
         // Writers name the config after its digest (`<hex>.json`, `blobs/sha256/<hex>`,
@@ -140,7 +149,8 @@ impl ImageSource for DockerArchiveSource {
         let config = image::parse_config(&config_raw)?;
         let diff_ids = image::diff_ids(&config)?;
         if diff_ids.len() != entry.layers.len() {
-            bail!(
+            bail_kind!(
+                HostileInput,
                 "manifest.json lists {} layers but the config's rootfs.diff_ids lists {}",
                 entry.layers.len(),
                 diff_ids.len()
@@ -167,7 +177,10 @@ impl ImageSource for DockerArchiveSource {
             // bytes, so they are read as a plain layer, which the diff_id still covers.
             let source = source.filter(|d| !(stored.is_some() && is_foreign(&d.media_type)));
             let layer = match (source, stored) {
-                (None, None) => bail!("layer file {path} named by manifest.json is missing"),
+                (None, None) => bail_kind!(
+                    NotFound,
+                    "layer file {path} named by manifest.json is missing"
+                ),
                 (None, Some(size)) => Layer {
                     index,
                     count,
@@ -182,14 +195,14 @@ impl ImageSource for DockerArchiveSource {
                 // lists every layer this way); the descriptor is then one more check.
                 (Some(desc), Some(size)) => {
                     if size != desc.size {
-                        bail!(
+                        bail_kind!(Integrity,
                             "layer file {path} is {size} bytes, but its LayerSources descriptor says {}",
                             desc.size
                         );
                     }
                     if let Some(named) = digest_from_blob_path(path) {
                         if named != desc.digest {
-                            bail!("layer file {path} is not the blob its LayerSources descriptor names ({})", desc.digest);
+                            bail_kind!(Integrity, "layer file {path} is not the blob its LayerSources descriptor names ({})", desc.digest);
                         }
                     }
                     let compression = manifest::layer_compression(&desc.media_type)
@@ -212,7 +225,8 @@ impl ImageSource for DockerArchiveSource {
                     } else {
                         "missing from the archive"
                     };
-                    bail!(
+                    bail_kind!(
+                        Unsupported,
                         "layer {} ({}, {path}) is {kind}",
                         desc.digest,
                         desc.media_type
@@ -235,10 +249,13 @@ impl ImageSource for DockerArchiveSource {
     }
 
     fn open_layer(&self, layer: &Layer) -> Result<BlobReader> {
-        let (reader, _) = self
-            .store
-            .open(&layer.location)?
-            .ok_or_else(|| anyhow!("layer file {} is missing from the archive", layer.location))?;
+        let (reader, _) = self.store.open(&layer.location)?.ok_or_else(|| {
+            kind_err!(
+                NotFound,
+                "layer file {} is missing from the archive",
+                layer.location
+            )
+        })?;
         Ok(reader)
     }
 }

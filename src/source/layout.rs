@@ -2,11 +2,12 @@
 
 use super::store::{BlobReader, BlobStore};
 use super::ImageSource;
+use crate::error::{bail_kind, kind_err};
 use crate::image::digest::Digest;
 use crate::image::manifest::{Descriptor, RawDescriptor, MAX_JSON_SIZE};
 use crate::image::{self, Image, JsonFetcher, Layer, PlatformChoice};
 use crate::reference::Selector;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Deserialize;
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -39,9 +40,9 @@ impl LayoutSource {
             .read_small("index.json", MAX_JSON_SIZE)?
             .ok_or_else(|| {
                 if self.store.open("manifest.json").ok().flatten().is_some() {
-                    anyhow!("no index.json: this looks like a docker-archive (docker save), use docker-archive:")
+                    kind_err!(Unsupported, "no index.json: this looks like a docker-archive (docker save), use docker-archive:")
                 } else {
-                    anyhow!("no index.json: not an OCI image layout")
+                    kind_err!(NotFound, "no index.json: not an OCI image layout")
                 }
             })?;
         let index: IndexJson =
@@ -101,7 +102,8 @@ fn select<'a>(entries: &'a [Descriptor], selector: &Selector) -> Result<Vec<&'a 
             if tags.len() <= 1 {
                 return Ok(entries.iter().collect());
             }
-            bail!(
+            bail_kind!(
+                Usage,
                 "the layout holds {} images, name one with :TAG or @DIGEST: {}",
                 entries.len(),
                 describe_tags(entries)
@@ -118,7 +120,7 @@ fn check_tag_unambiguous(tag: &str, list: &[Descriptor]) -> Result<()> {
     for d in list {
         if d.platform.is_none() || platforms.contains(&d.platform_string()) {
             let digests: Vec<String> = list.iter().map(|d| d.digest.to_string()).collect();
-            bail!(
+            bail_kind!(Usage,
                 "tag {tag:?} is ambiguous: {} different manifests in the layout carry it ({}); name one with @DIGEST",
                 list.len(),
                 digests.join(", ")
@@ -147,7 +149,7 @@ fn describe_tags(entries: &[Descriptor]) -> String {
 impl JsonFetcher for LayoutSource {
     fn fetch_json(&self, desc: &Descriptor) -> Result<Vec<u8>> {
         if desc.size > MAX_JSON_SIZE {
-            bail!(
+            bail_kind!(HostileInput,
                 "{} claims {} bytes, more than the {MAX_JSON_SIZE}-byte limit for manifests and configs",
                 desc.digest,
                 desc.size
@@ -157,9 +159,16 @@ impl JsonFetcher for LayoutSource {
         let bytes = self
             .store
             .read_small(&path, MAX_JSON_SIZE)?
-            .ok_or_else(|| anyhow!("blob {} is missing from the layout ({path})", desc.digest))?;
+            .ok_or_else(|| {
+                kind_err!(
+                    NotFound,
+                    "blob {} is missing from the layout ({path})",
+                    desc.digest
+                )
+            })?;
         if bytes.len() as u64 != desc.size {
-            bail!(
+            bail_kind!(
+                Integrity,
                 "blob {} is {} bytes, but its descriptor says {}",
                 desc.digest,
                 bytes.len(),
@@ -168,7 +177,7 @@ impl JsonFetcher for LayoutSource {
         }
         desc.digest
             .verify(&bytes)
-            .map_err(|e| anyhow!("blob {}: {e}", desc.digest))?;
+            .map_err(|e| kind_err!(Integrity, "blob {}: {e}", desc.digest))?;
         Ok(bytes)
     }
 }
@@ -195,7 +204,7 @@ impl ImageSource for LayoutSource {
         match chosen.as_slice() {
             [] => {
                 let Selector::Digest(d) = &self.selector else {
-                    bail!("the layout's index.json lists no images");
+                    bail_kind!(NotFound, "the layout's index.json lists no images");
                 };
                 // A digest that index.json does not list may still name a blob in the layout
                 // (a platform manifest inside a multi-platform index, say).
@@ -203,8 +212,9 @@ impl ImageSource for LayoutSource {
                 let bytes = self
                     .store
                     .read_small(&path, MAX_JSON_SIZE)?
-                    .ok_or_else(|| anyhow!("no manifest {d} in the layout"))?;
-                d.verify(&bytes).map_err(|e| anyhow!("blob {d}: {e}"))?;
+                    .ok_or_else(|| kind_err!(NotFound, "no manifest {d} in the layout"))?;
+                d.verify(&bytes)
+                    .map_err(|e| kind_err!(Integrity, "blob {d}: {e}"))?;
                 image::resolve(&self.name, self, bytes, None, Some(d.clone()), choice)
             }
             [one] => self.resolve_descriptor(one, choice),
@@ -225,10 +235,13 @@ impl ImageSource for LayoutSource {
     }
 
     fn open_layer(&self, layer: &Layer) -> Result<BlobReader> {
-        let (reader, _) = self
-            .store
-            .open(&layer.location)?
-            .ok_or_else(|| anyhow!("blob is missing from the layout ({})", layer.location))?;
+        let (reader, _) = self.store.open(&layer.location)?.ok_or_else(|| {
+            kind_err!(
+                NotFound,
+                "blob is missing from the layout ({})",
+                layer.location
+            )
+        })?;
         Ok(reader)
     }
 }

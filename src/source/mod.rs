@@ -11,6 +11,7 @@ pub mod memory;
 pub mod remote;
 pub mod store;
 
+use crate::cancel::Cancel;
 use crate::events::SharedObserver;
 use crate::image::{Image, Layer, PlatformChoice};
 use crate::reference::SourceRef;
@@ -48,6 +49,7 @@ pub fn open(
     reference: &SourceRef,
     registry: &remote::RegistryOptions,
     observer: SharedObserver,
+    cancel: &Cancel,
 ) -> Result<Box<dyn ImageSource>> {
     let name = reference.to_string();
     Ok(match reference {
@@ -69,6 +71,8 @@ pub fn open(
             ))
         }
         SourceRef::DockerDaemon { image } => Box::new(daemon::open(image, &name)?),
-        SourceRef::Registry(r) => Box::new(remote::RegistrySource::new(r, registry, observer)?),
+        SourceRef::Registry(r) => {
+            Box::new(remote::RegistrySource::new(r, registry, observer)?.cancelled_by(cancel))
+        }
     })
 }

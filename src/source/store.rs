@@ -6,9 +6,10 @@
 //! (member name → offset) and members are then read in place with positioned reads, so the
 //! archive is never extracted and several layers can be read at once.
 
+use crate::error::{bail_kind, kind_err};
 use crate::limits::{MAX_ARCHIVE_MEMBERS, MAX_PATH_LEN};
 use crate::tar;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -27,7 +28,10 @@ pub trait BlobStore: Send + Sync {
             return Ok(None);
         };
         if size > limit {
-            bail!("{path} is {size} bytes, more than the {limit}-byte limit for metadata files");
+            bail_kind!(
+                HostileInput,
+                "{path} is {size} bytes, more than the {limit}-byte limit for metadata files"
+            );
         }
         let mut buf = Vec::with_capacity(size as usize);
         reader
@@ -49,7 +53,10 @@ pub fn check_relative(path: &str) -> Result<()> {
         || path.contains('\0')
         || path.split('/').any(|c| c == "..")
     {
-        bail!("refusing unsafe path {path:?} inside the image");
+        bail_kind!(
+            HostileInput,
+            "refusing unsafe path {path:?} inside the image"
+        );
     }
     Ok(())
 }
@@ -58,7 +65,7 @@ pub fn check_relative(path: &str) -> Result<()> {
 /// could leave a directory store; inside an archive they are only characters.
 fn check_host_component(path: &str) -> Result<()> {
     if cfg!(windows) && (path.contains('\\') || path.contains(':')) {
-        bail!("refusing path {path:?}: this system would read its backslash or colon as a separator or drive");
+        bail_kind!(HostileInput, "refusing path {path:?}: this system would read its backslash or colon as a separator or drive");
     }
     Ok(())
 }
@@ -174,7 +181,7 @@ impl TarStore {
         }
         let members = index_members(&file)?;
         if members.is_empty() {
-            bail!("not a tar archive, or an empty one");
+            bail_kind!(HostileInput, "not a tar archive, or an empty one");
         }
         Ok(TarStore {
             file: Arc::new(file),
@@ -231,12 +238,18 @@ fn index_members(file: &File) -> Result<HashMap<String, Member>> {
             break;
         }
         if got < tar::BLOCK {
-            bail!("the archive ends inside a header at byte {pos} (truncated archive)");
+            bail_kind!(
+                HostileInput,
+                "the archive ends inside a header at byte {pos} (truncated archive)"
+            );
         }
         if !header.checksum_ok().unwrap_or(false) {
-            bail!("bad tar header checksum at byte {pos}: not a tar archive, or a damaged one");
+            bail_kind!(
+                HostileInput,
+                "bad tar header checksum at byte {pos}: not a tar archive, or a damaged one"
+            );
         }
-        let at = |e: io::Error| anyhow!("{e} at byte {pos} of the archive");
+        let at = |e: io::Error| kind_err!(HostileInput, "{e} at byte {pos} of the archive");
         let extension = tar::Extension::of(header.typeflag());
         // An extension entry's own size is in its header; a member's may be in a PAX record.
         let size = match extension {
@@ -250,7 +263,7 @@ fn index_members(file: &File) -> Result<HashMap<String, Member>> {
             .filter(|end| *end <= archive_len)
             .map(|end| end.div_ceil(BLOCK) * BLOCK)
             .ok_or_else(|| {
-                anyhow!("archive member at byte {pos} claims {size} bytes, past the end of the archive (truncated archive)")
+                kind_err!(HostileInput, "archive member at byte {pos} claims {size} bytes, past the end of the archive (truncated archive)")
             })?;
         match extension {
             // A global PAX header applies to every later member; none of its keys matters
@@ -263,7 +276,7 @@ fn index_members(file: &File) -> Result<HashMap<String, Member>> {
                 kind.check_size(size).map_err(at)?;
                 let mut record = vec![0u8; size as usize];
                 if read_full_at(file, &mut record, data)? < record.len() {
-                    bail!("the archive ends inside an extended header at byte {pos} (truncated archive)");
+                    bail_kind!(HostileInput, "the archive ends inside an extended header at byte {pos} (truncated archive)");
                 }
                 ext.add(kind, &record).map_err(at)?;
                 pos = next;
@@ -276,11 +289,14 @@ fn index_members(file: &File) -> Result<HashMap<String, Member>> {
         let raw_link = ext.link_name(&header);
         ext = tar::Extensions::default();
         if raw_name.len() > MAX_PATH_LEN || raw_link.len() > MAX_PATH_LEN {
-            bail!("an archive member name at byte {pos} is longer than {MAX_PATH_LEN} bytes");
+            bail_kind!(
+                HostileInput,
+                "an archive member name at byte {pos} is longer than {MAX_PATH_LEN} bytes"
+            );
         }
         count += 1;
         if count > MAX_ARCHIVE_MEMBERS {
-            bail!("the archive has more than {MAX_ARCHIVE_MEMBERS} members; no image needs that many files");
+            bail_kind!(HostileInput, "the archive has more than {MAX_ARCHIVE_MEMBERS} members; no image needs that many files");
         }
         let name = normalize_member(&raw_name);
         let target = String::from_utf8_lossy(&raw_link).into_owned();
@@ -488,6 +504,7 @@ fn copy_large(r: &mut dyn Read, w: &mut dyn Write) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use crate::limits::MAX_PAX_SIZE;
 
     #[test]
@@ -525,7 +542,8 @@ mod tests {
     #[test]
     fn unsafe_paths_refused() {
         for p in ["../x", "a/../../b", "/etc/passwd", "a\0b", ""] {
-            assert!(check_relative(p).is_err(), "{p}");
+            let e = check_relative(p).unwrap_err();
+            assert_eq!(crate::error::classify(&e), ErrorKind::HostileInput, "{p}");
         }
         // go-containerregistry's config name, and a backslash that is only a character.
         for p in ["blobs/sha256/abc", "sha256:abc", "a\\b", "a/..b"] {
@@ -637,6 +655,7 @@ mod tests {
         .err()
         .unwrap();
         assert!(format!("{e:#}").contains("limit"), "{e:#}");
+        assert_eq!(crate::error::classify(&e), ErrorKind::HostileInput);
         let name = "n".repeat(MAX_PATH_LEN + 1);
         let pax = pax_record("path", &name);
         let e = TarStore::index(archive_of(&[
@@ -646,6 +665,7 @@ mod tests {
         .err()
         .unwrap();
         assert!(format!("{e:#}").contains("longer than"), "{e:#}");
+        assert_eq!(crate::error::classify(&e), ErrorKind::HostileInput);
     }
 
     #[test]
@@ -658,5 +678,6 @@ mod tests {
         file.write_all(h.as_bytes()).unwrap();
         let e = TarStore::index(file).err().unwrap();
         assert!(format!("{e:#}").contains("past the end"), "{e:#}");
+        assert_eq!(crate::error::classify(&e), ErrorKind::HostileInput);
     }
 }

@@ -1,7 +1,7 @@
 //! The image config as WSL configuration: what `docker run` would have applied (user,
 //! environment, working directory, entrypoint) written into the files WSL reads.
 //!
-//! It runs as a [`layer::Augment`]: the index pass captures the image's `/etc/passwd`,
+//! It runs as a [`crate::layer::Augment`]: the index pass captures the image's `/etc/passwd`,
 //! `/etc/wsl.conf` and friends, and the files generated here replace or join them in the
 //! same output stream, so no second pass over the layers is needed.
 
@@ -83,6 +83,7 @@ pub struct Translation<'a> {
     pub report: Report,
 }
 
+/// What the WSL translation set, and what it could not.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
     /// What was written, for the summary ("default user app (uid 1000)").
@@ -92,8 +93,11 @@ pub struct Report {
     /// The image's Entrypoint and Cmd, WorkingDir and exposed ports, and whether `--boot`
     /// starts them: after an import, the user is told how to start them by hand.
     pub entrypoint: Vec<String>,
+    /// The image's WorkingDir.
     pub working_dir: Option<String>,
+    /// The image's exposed ports.
     pub ports: Vec<String>,
+    /// `--boot`: the distribution starts the command itself.
     pub boot: bool,
 }
 

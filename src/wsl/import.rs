@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 /// Where and how to import.
 #[derive(Clone, Debug)]
 pub struct ImportOptions {
+    /// The distribution's name.
     pub name: String,
     /// `--install-dir`; default `%LOCALAPPDATA%\Wsl\NAME`.
     pub install_dir: Option<PathBuf>,

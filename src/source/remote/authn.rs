@@ -18,6 +18,7 @@
 //!
 //! Secrets live only in [`Credentials`], whose `Debug` hides them, and in request headers.
 
+use crate::error::{bail_kind, ErrorKind, ResultExt};
 use crate::events::Observer;
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
@@ -26,10 +27,14 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// Registry credentials.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
+    /// A user name and password (or personal access token).
     Basic {
+        /// The user.
         username: String,
+        /// The password.
         password: String,
     },
     /// An OAuth2 refresh token (`identitytoken`), exchanged at the token endpoint.
@@ -52,7 +57,7 @@ impl Credentials {
                 username: u.to_string(),
                 password: p.to_string(),
             }),
-            _ => bail!("--creds must be USER:PASSWORD"),
+            _ => bail_kind!(Usage, "--creds must be USER:PASSWORD"),
         }
     }
 
@@ -66,18 +71,18 @@ impl Credentials {
     ) -> Result<Option<Credentials>> {
         let Some(creds) = creds else {
             if password_stdin {
-                bail!("--password-stdin needs --creds USER");
+                bail_kind!(Usage, "--password-stdin needs --creds USER");
             }
             return Ok(None);
         };
         if creds.contains(':') {
             if password_stdin {
-                bail!("--creds USER:PASSWORD and --password-stdin both give a password; use --creds USER");
+                bail_kind!(Usage, "--creds USER:PASSWORD and --password-stdin both give a password; use --creds USER");
             }
             return Credentials::parse_creds(creds).map(Some);
         }
         if creds.is_empty() {
-            bail!("--creds needs a user name");
+            bail_kind!(Usage, "--creds needs a user name");
         }
         let password = if password_stdin {
             let mut text = String::new();
@@ -111,7 +116,7 @@ impl Credentials {
 fn prompt_password(user: &str) -> Result<String> {
     use std::io::IsTerminal;
     if !std::io::stdin().is_terminal() {
-        bail!("--creds {user} has no password and standard input is not a terminal to ask on: use --password-stdin or --creds USER:PASSWORD");
+        bail_kind!(Usage, "--creds {user} has no password and standard input is not a terminal to ask on: use --password-stdin or --creds USER:PASSWORD");
     }
     eprint!("Password for {}: ", crate::terminal::printable(user));
     let _ = std::io::stderr().flush();
@@ -353,7 +358,13 @@ impl fmt::Display for HelperNotRunnable {
 impl std::error::Error for HelperNotRunnable {}
 
 /// Runs `docker-credential-NAME get` (the helper protocol Docker Desktop uses on Windows).
+/// Any failure of the helper is an authentication failure: the pull cannot get its
+/// credentials.
 fn from_helper(helper: &str, registry: &str) -> Result<Option<Credentials>> {
+    run_helper(helper, registry).kind(ErrorKind::Auth)
+}
+
+fn run_helper(helper: &str, registry: &str) -> Result<Option<Credentials>> {
     let program = format!("docker-credential-{helper}");
     let server = if registry == "docker.io" {
         "https://index.docker.io/v1/"
@@ -446,7 +457,7 @@ pub fn lookup(
     let mut files: Vec<PathBuf> = Vec::new();
     if let Some(f) = authfile {
         if !f.exists() {
-            bail!("--authfile {} does not exist", f.display());
+            bail_kind!(NotFound, "--authfile {} does not exist", f.display());
         }
         files.push(f.to_path_buf());
     }
@@ -526,6 +537,29 @@ pub fn lookup(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_line_mistakes_are_usage_errors_and_helper_failures_auth_errors() {
+        let kind = |r: Result<Option<Credentials>>| crate::error::classify(&r.unwrap_err());
+        assert_eq!(
+            kind(Credentials::from_command_line(None, true)),
+            ErrorKind::Usage
+        );
+        assert_eq!(
+            kind(Credentials::from_command_line(Some("bob:pw"), true)),
+            ErrorKind::Usage
+        );
+        assert_eq!(
+            kind(from_helper("oci2wsl-test-no-such-helper", "reg.io")),
+            ErrorKind::Auth
+        );
+        let missing = std::path::Path::new("/nonexistent/oci2wsl/auth.json");
+        let looked_up = lookup(None, Some(missing), "reg.io", "r", &crate::events::Silent);
+        let Err(e) = looked_up else {
+            panic!("a missing --authfile must fail")
+        };
+        assert_eq!(crate::error::classify(&e), ErrorKind::NotFound);
+    }
 
     #[test]
     fn command_line_credentials() {

@@ -6,7 +6,7 @@
 use super::authn::{self, Credentials};
 use super::challenge::{self, Challenge};
 use super::RegistryOptions;
-use crate::error::{tagged, ErrorKind};
+use crate::error::{bail_kind, kind_err, tagged, ErrorKind};
 use crate::events::{Event, SharedObserver};
 use crate::terminal::printable;
 use anyhow::{anyhow, bail, Context, Result};
@@ -626,7 +626,8 @@ impl Client {
                 }
                 hops += 1;
                 if hops > MAX_REDIRECTS {
-                    bail!(
+                    bail_kind!(
+                        Network,
                         "{}: more than {MAX_REDIRECTS} redirects for {path}",
                         self.what()
                     );
@@ -637,7 +638,8 @@ impl Client {
                     .and_then(|l| l.to_str().ok())
                     .and_then(|l| resolve_location(&url, l))
                     .ok_or_else(|| {
-                        anyhow!(
+                        kind_err!(
+                            Network,
                             "{}: {authority} answered {status} without a usable http(s) Location",
                             self.what()
                         )
@@ -727,17 +729,23 @@ impl Client {
             result.as_ref().map(|r| r.status()),
             started.elapsed(),
         );
-        let resp =
-            result.map_err(|e| anyhow!("{}: cannot reach the token service: {e}", self.what()))?;
+        let resp = result.map_err(|e| {
+            kind_err!(
+                Network,
+                "{}: cannot reach the token service: {e}",
+                self.what()
+            )
+        })?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            bail!(
+            bail_kind!(
+                Auth,
                 "authentication failed for {} (the token service refused the credentials)",
                 self.what()
             );
         }
         if !status.is_success() {
-            bail!("{}: the token service answered {status}", self.what());
+            bail_kind!(Auth, "{}: the token service answered {status}", self.what());
         }
         let mut body = Vec::new();
         StallGuard::new(resp.into_body().into_reader(), self.stall)
@@ -876,12 +884,16 @@ return Err(tagged(ErrorKind::Auth, format!("authentication required for {} ({})"
                     ))
                 }
                 416 if range_from > 0 => {
-                    bail!("{what}: the registry refused to resume at byte {range_from}")
+                    bail_kind!(
+                        Network,
+                        "{what}: the registry refused to resume at byte {range_from}"
+                    )
                 }
                 429 | 500..=599 => {
                     attempt += 1;
                     if attempt >= self.attempts() {
-                        bail!(
+                        bail_kind!(
+                            Network,
                             "{what}: {} kept answering {status} after {attempt} attempts",
                             self.api_host
                         );
@@ -928,7 +940,8 @@ return Err(tagged(ErrorKind::Auth, format!("authentication required for {} ({})"
                 .read_to_end(&mut body);
             match read {
                 Ok(_) if body.len() as u64 > limit => {
-                    bail!(
+                    bail_kind!(
+                        HostileInput,
                         "{what} of {} is larger than the {limit}-byte limit",
                         self.what()
                     )
@@ -937,7 +950,7 @@ return Err(tagged(ErrorKind::Auth, format!("authentication required for {} ({})"
                 Err(e) => {
                     attempt += 1;
                     if attempt >= self.attempts() {
-                        bail!("{what} of {}: {e}", self.what());
+                        bail_kind!(Network, "{what} of {}: {e}", self.what());
                     }
                     let wait = backoff(attempt);
                     self.note_retry(what, &e.to_string(), wait, attempt);
@@ -1204,6 +1217,70 @@ mod tests {
         assert!(client.listed_insecure("reg.io:5000"));
         assert!(!client.listed_insecure("auth.reg.io"));
         assert!(!client.listed_insecure("reg.io:443"));
+    }
+
+    /// A loopback server that answers every request with `response`, and the client of a
+    /// repository on it.
+    fn answering(response: &'static str) -> Client {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let _ = stream.read(&mut [0u8; 4096]);
+                let _ = stream.write_all(response.as_bytes());
+            }
+        });
+        let opts = RegistryOptions {
+            creds: Some(Credentials::Basic {
+                username: "u".into(),
+                password: "p".into(),
+            }),
+            ..RegistryOptions::default()
+        };
+        Client::new(&addr, &addr, "r", &opts, crate::events::silent()).unwrap()
+    }
+
+    #[test]
+    fn registry_answers_have_kinds() {
+        use crate::error::{classify, ErrorKind};
+        let kind = |response| {
+            let client = answering(response);
+            classify(&client.manifest("latest", "*/*", 1024).unwrap_err())
+        };
+        assert_eq!(
+            kind("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            kind("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            ErrorKind::Auth
+        );
+        assert_eq!(
+            kind("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            ErrorKind::Auth
+        );
+    }
+
+    #[test]
+    fn an_unreachable_registry_is_a_network_error() {
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let client = Client::new(
+            &addr,
+            &addr,
+            "r",
+            &RegistryOptions::default(),
+            crate::events::silent(),
+        )
+        .unwrap();
+        let e = client.manifest("latest", "*/*", 1024).unwrap_err();
+        assert_eq!(crate::error::classify(&e), crate::error::ErrorKind::Network);
     }
 
     #[test]

@@ -17,7 +17,9 @@ pub mod client;
 use super::store::{read_at, write_at, BlobReader, ConsumingReader, PositionedReader};
 use super::ImageSource;
 use crate::cache::{Cache, CacheSettings, PullPolicy, Record};
-use crate::error::{tagged, ErrorKind};
+use crate::cancel::Cancel;
+use crate::error::{bail_kind, kind_err};
+use crate::error::{classify, tagged, tagged_io, ErrorKind};
 use crate::events::{Event, Observer, Phase, SharedObserver, PROGRESS_STEP};
 use crate::image::digest::{Digest, Hasher};
 use crate::image::manifest::{self, Descriptor, MAX_JSON_SIZE};
@@ -31,7 +33,8 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 
-/// How to reach registries: from the command line.
+/// How to reach registries: each field is the command-line flag of its name (`--creds`,
+/// `--authfile`, `--tls-verify`, `--ca-file`, `--cert-dir`, `--insecure-registry`).
 #[derive(Clone, Debug)]
 pub struct RegistryOptions {
     pub creds: Option<Credentials>,
@@ -84,7 +87,7 @@ enum Slot {
         file: Arc<File>,
         size: u64,
     },
-    Failed(String),
+    Failed(ErrorKind, String),
     /// The layer stage is done with it; the spool is closed (and so gone).
     Released,
 }
@@ -128,6 +131,15 @@ pub struct RegistrySource {
     observer: SharedObserver,
     cache: Option<Arc<Cache>>,
     pull: PullPolicy,
+    /// Stops the download threads: when the run is cancelled, or when the source is dropped
+    /// (the run failed, or no longer needs the blobs).
+    cancel: Cancel,
+}
+
+impl Drop for RegistrySource {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
 }
 
 /// The one place this module warns.
@@ -185,7 +197,14 @@ impl RegistrySource {
             observer,
             cache,
             pull: opts.cache.pull,
+            cancel: Cancel::new(),
         })
+    }
+
+    /// Stops the downloads when `run` is cancelled too.
+    pub fn cancelled_by(mut self, run: &Cancel) -> RegistrySource {
+        self.cancel = run.child();
+        self
     }
 
     /// Whether cached blobs may stand in for downloads.
@@ -303,6 +322,7 @@ impl RegistrySource {
             let downloads = self.downloads.clone();
             let observer = self.observer.clone();
             let cache = self.cache.clone();
+            let cancel = self.cancel.clone();
             std::thread::spawn(move || loop {
                 let Some((d, layer)) = queue.lock().unwrap().pop_front() else {
                     break;
@@ -311,13 +331,18 @@ impl RegistrySource {
                     downloads.slots.lock().unwrap()[d] = state;
                     downloads.ready.notify_all();
                 };
-                let result = download(
-                    &client,
-                    cache.as_deref(),
-                    &layer,
-                    observer.as_ref(),
-                    &publish,
-                );
+                // Once cancelled, the queue drains as failures, so that no reader waits for
+                // a download that will never start.
+                let result = cancel.check().and_then(|()| {
+                    download(
+                        &client,
+                        cache.as_deref(),
+                        &layer,
+                        observer.as_ref(),
+                        &publish,
+                        &cancel,
+                    )
+                });
                 let last = {
                     let mut pending = downloads.pending.lock().unwrap();
                     pending.0 -= 1;
@@ -333,7 +358,7 @@ impl RegistrySource {
                 }
                 publish(match result {
                     Ok((file, size)) => Slot::Done { file, size },
-                    Err(e) => Slot::Failed(format!("{e:#}")),
+                    Err(e) => Slot::Failed(classify(&e), format!("{e:#}")),
                 });
             });
         }
@@ -370,6 +395,7 @@ fn download(
     layer: &Layer,
     observer: &dyn Observer,
     publish: &dyn Fn(Slot),
+    cancel: &Cancel,
 ) -> Result<(Arc<File>, u64)> {
     let digest = layer
         .digest
@@ -411,7 +437,7 @@ fn download(
         } = client.blob(&digest.to_string(), ask_from)?;
         if let (Some(total), true) = (total, size != u64::MAX) {
             if total != size {
-                bail!("blob {digest}: the registry says it is {total} bytes, its descriptor says {size}");
+                bail_kind!(Integrity, "blob {digest}: the registry says it is {total} bytes, its descriptor says {size}");
             }
         }
         let mut pos = match start {
@@ -421,24 +447,25 @@ fn download(
             _ => {
                 interruptions += 1;
                 if interruptions > 5 {
-                    bail!("blob {digest}: the registry answered {interruptions} resumptions at byte {ask_from} with a range that does not continue the download");
+                    bail_kind!(Network, "blob {digest}: the registry answered {interruptions} resumptions at byte {ask_from} with a range that does not continue the download");
                 }
                 ask_from = 0;
                 continue 'attempts;
             }
         };
         loop {
+            cancel.check()?;
             match body.read(&mut buf) {
                 Ok(0) => break 'attempts,
                 Ok(n) => {
                     if pos + n as u64 > size {
-                        bail!("blob {digest} is longer than the size its descriptor says ({size} bytes): wrong size or tampered");
+                        bail_kind!(Integrity, "blob {digest} is longer than the size its descriptor says ({size} bytes): wrong size or tampered");
                     }
                     let resent = (have.saturating_sub(pos)).min(n as u64) as usize;
                     if resent > 0 {
                         read_exact_at(&spool, &mut spooled[..resent], pos)?;
                         if let Some(i) = (0..resent).find(|&i| spooled[i] != buf[i]) {
-                            bail!(
+                            bail_kind!(Integrity,
                                 "blob {digest}: the registry sent byte {} differently when the download was resumed; refusing to mix two versions of the blob",
                                 pos + i as u64
                             );
@@ -470,9 +497,10 @@ fn download(
                 Err(e) => {
                     interruptions += 1;
                     if interruptions > 5 {
-                        return Err(anyhow!(e).context(format!(
-                            "downloading blob {digest}: the connection broke {interruptions} times"
-                        )));
+                        bail_kind!(
+                            Network,
+                            "downloading blob {digest}: the connection broke {interruptions} times: {e}"
+                        );
                     }
                     std::thread::sleep(std::time::Duration::from_millis(200 * interruptions));
                     ask_from = have;
@@ -482,11 +510,14 @@ fn download(
         }
     }
     if have != size {
-        bail!("blob {digest} is {have} bytes, but its descriptor says {size} (truncated or wrong size)");
+        bail_kind!(Integrity, "blob {digest} is {have} bytes, but its descriptor says {size} (truncated or wrong size)");
     }
     let actual = hasher.finish();
     if &actual != digest {
-        bail!("blob has digest {actual}, expected {digest} (corrupted or tampered)");
+        bail_kind!(
+            Integrity,
+            "blob has digest {actual}, expected {digest} (corrupted or tampered)"
+        );
     }
     // Only now does the download get the digest's name in the cache.
     if let (Some(cache), Some(name)) = (cache, cache_name) {
@@ -538,7 +569,9 @@ impl Read for GrowingReader {
         let mut slots = self.downloads.slots.lock().unwrap();
         loop {
             let (file, available) = match &slots[self.download] {
-                Slot::Failed(e) => return Err(std::io::Error::other(e.clone())),
+                Slot::Failed(kind, e) => {
+                    return Err(tagged_io(std::io::ErrorKind::Other, *kind, e.clone()))
+                }
                 Slot::Released => return Err(std::io::Error::other(RELEASED)),
                 Slot::Done { file, size } => {
                     if self.pos >= *size {
@@ -574,7 +607,8 @@ const RELEASED: &str = "internal: the layer was read after its download was rele
 impl JsonFetcher for RegistrySource {
     fn fetch_json(&self, desc: &Descriptor) -> Result<Vec<u8>> {
         if desc.size > MAX_JSON_SIZE {
-            bail!(
+            bail_kind!(
+                HostileInput,
                 "{} claims {} bytes, more than the {MAX_JSON_SIZE}-byte limit",
                 desc.digest,
                 desc.size
@@ -610,7 +644,8 @@ impl JsonFetcher for RegistrySource {
                 .small_blob(&desc.digest.to_string(), MAX_JSON_SIZE)?
         };
         if bytes.len() as u64 != desc.size {
-            bail!(
+            bail_kind!(
+                Integrity,
                 "{} is {} bytes, but its descriptor says {}",
                 desc.digest,
                 bytes.len(),
@@ -619,7 +654,7 @@ impl JsonFetcher for RegistrySource {
         }
         desc.digest
             .verify(&bytes)
-            .map_err(|e| anyhow!("{}: {e}", desc.digest))?;
+            .map_err(|e| kind_err!(Integrity, "{}: {e}", desc.digest))?;
         self.keep_json(&desc.digest, &bytes);
         Ok(bytes)
     }
@@ -706,14 +741,14 @@ impl RegistrySource {
             Some(pinned) => {
                 pinned
                     .verify(&bytes)
-                    .map_err(|e| anyhow!("manifest of {}: {e} (the registry sent other bytes than the pinned digest)", self.reference))?;
+                    .map_err(|e| kind_err!(Integrity, "manifest of {}: {e} (the registry sent other bytes than the pinned digest)", self.reference))?;
                 pinned.clone()
             }
             None => {
                 let computed = Digest::sha256_of(&bytes);
                 if let Some(h) = header_digest.as_deref().and_then(|h| Digest::parse(h).ok()) {
                     if h.algorithm() == computed.algorithm() && h != computed {
-                        bail!("manifest of {}: the registry says its digest is {h} but the bytes hash to {computed}", self.reference);
+                        bail_kind!(Integrity, "manifest of {}: the registry says its digest is {h} but the bytes hash to {computed}", self.reference);
                     }
                 }
                 computed
@@ -785,7 +820,7 @@ impl ImageSource for RegistrySource {
             Some(Slot::Done { file, size }) => {
                 Ok(Box::new(PositionedReader::new(file.clone(), 0, *size)))
             }
-            Some(Slot::Failed(e)) => Err(anyhow!("{e}")),
+            Some(Slot::Failed(kind, e)) => Err(tagged(*kind, e.clone())),
             Some(Slot::Released) => Err(anyhow!(RELEASED)),
             Some(Slot::Growing { .. } | Slot::Pending) => Ok(Box::new(GrowingReader {
                 downloads: self.downloads.clone(),
