@@ -128,7 +128,7 @@ pub fn inspect(opts: &InspectOptions, observer: SharedObserver) -> Result<Inspec
 }
 
 fn inspect_inner(opts: &InspectOptions, observer: SharedObserver) -> anyhow::Result<Inspection> {
-    let reference = SourceRef::parse(&opts.image).kind(ErrorKind::Usage)?;
+    let reference = source::parse_reference(&opts.image).kind(ErrorKind::Usage)?;
     let source = source::open(
         &reference,
         &opts.registry,

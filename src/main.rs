@@ -314,7 +314,7 @@ fn check_output_argument(cli: &Cli) -> anyhow::Result<()> {
 
 fn options(cli: &Cli) -> anyhow::Result<Options> {
     // What IMAGE names, and every mistake in it, is known before a password is asked for.
-    oci2wsl::reference::SourceRef::parse(cli.image.as_deref().unwrap_or_default())?;
+    oci2wsl::source::parse_reference(cli.image.as_deref().unwrap_or_default())?;
     check_output_argument(cli)?;
     let destination = match cli.output.as_deref() {
         None | Some("-") => Destination::Stdout,

@@ -144,7 +144,7 @@ fn run_inner(opts: &Options, observer: SharedObserver) -> anyhow::Result<Summary
     if !streaming {
         output::check_destination(&opts.destination).kind(ErrorKind::Output)?;
     }
-    let reference = SourceRef::parse(&opts.image).kind(ErrorKind::Usage)?;
+    let reference = source::parse_reference(&opts.image).kind(ErrorKind::Usage)?;
     opts.cancel.check()?;
     let source = source::open(&reference, &opts.registry, observer.clone(), &opts.cancel)
         .with_context(|| format!("{reference}"))?;

@@ -289,14 +289,13 @@ fn layer_digests(layout: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The summary line names the manifest digest in parentheses.
+/// The summary has a line `manifest digest  sha256:…`.
 fn manifest_digest_of(o: &Output) -> String {
     let s = stderr(o);
-    s.split('(')
-        .nth(1)
-        .and_then(|r| r.split(')').next())
-        .unwrap()
-        .to_string()
+    s.lines()
+        .find_map(|l| l.trim().strip_prefix("manifest digest"))
+        .map(|d| d.trim().to_string())
+        .unwrap_or_else(|| panic!("no manifest digest in the summary: {s}"))
 }
 
 #[test]

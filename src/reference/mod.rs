@@ -43,8 +43,30 @@ pub enum SourceRef {
     Registry(String),
 }
 
+/// What a file named as IMAGE holds, as far as a look inside it tells. The reference stage
+/// knows only names; the source stage, which reads archives, answers this (see
+/// `source::parse_reference`), so that a bare path is met with the transport it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchiveKind {
+    /// A tar with `manifest.json`: `docker save` output.
+    Docker,
+    /// A tar with `index.json` or `oci-layout`: an OCI layout in a tar.
+    Oci,
+    /// Something else.
+    Neither,
+    /// Nobody looked inside.
+    Unknown,
+}
+
 impl SourceRef {
+    /// Parses what the user typed. A bare path gets advice without a look inside the file;
+    /// `source::parse_reference` looks.
     pub fn parse(text: &str) -> Result<SourceRef> {
+        Self::parse_with(text, &|_| ArchiveKind::Unknown)
+    }
+
+    /// Parses what the user typed; `sniff` says what a file named without a transport holds.
+    pub fn parse_with(text: &str, sniff: &dyn Fn(&Path) -> ArchiveKind) -> Result<SourceRef> {
         if let Some(rest) = text.strip_prefix("oci:") {
             let (path, selector) = split_path_and_selector(rest, "oci")?;
             return Ok(SourceRef::OciLayout { path, selector });
@@ -82,7 +104,7 @@ impl SourceRef {
         let name = match text.strip_prefix("docker://") {
             Some(name) => name,
             None => {
-                refuse_what_is_no_registry_name(text)?;
+                refuse_what_is_no_registry_name(text, sniff)?;
                 text
             }
         };
@@ -96,7 +118,10 @@ impl SourceRef {
 
 /// The text is no transport and is about to be read as a registry name: refuse what a user
 /// meant as something else, saying what to type instead. `docker://` in front skips this.
-fn refuse_what_is_no_registry_name(text: &str) -> Result<()> {
+fn refuse_what_is_no_registry_name(
+    text: &str,
+    sniff: &dyn Fn(&Path) -> ArchiveKind,
+) -> Result<()> {
     let lower = text.to_ascii_lowercase();
     for scheme in ["https://", "http://"] {
         if lower.starts_with(scheme) {
@@ -109,7 +134,7 @@ fn refuse_what_is_no_registry_name(text: &str) -> Result<()> {
     if let Some(suggestion) = docker_hub_page(text) {
         bail!("{text} is a Docker Hub web page, not an image reference: write {suggestion}");
     }
-    if let Some(kind) = PathKind::of(text) {
+    if let Some(kind) = PathKind::of(text, sniff) {
         bail!("{}", kind.advice(text));
     }
     if let Some((prefix, rest)) = text.split_once(':') {
@@ -172,13 +197,15 @@ enum PathKind {
     OciArchive,
     CompressedArchive,
     OtherFile,
+    /// A file nobody looked inside.
+    UnknownFile,
 }
 
 impl PathKind {
     /// `None`: the text is no path (or names nothing that could be an image, and reads as a
     /// registry name). Path syntax (`./`, `/`, `~`, `C:\`, a backslash) is always a path;
     /// a plain name is one only when a file or directory of that name holds an image.
-    fn of(text: &str) -> Option<PathKind> {
+    fn of(text: &str, sniff: &dyn Fn(&Path) -> ArchiveKind) -> Option<PathKind> {
         let b = text.as_bytes();
         let drive = b.len() >= 3
             && b[0].is_ascii_alphabetic()
@@ -201,7 +228,7 @@ impl PathKind {
                     PathKind::OtherDirectory
                 }
             }
-            Ok(_) => sniff_archive(path),
+            Ok(_) => sniff_archive(path, sniff),
         };
         match kind {
             _ if path_syntax => Some(kind),
@@ -223,15 +250,14 @@ impl PathKind {
             PathKind::OciArchive => format!("{text} is an OCI layout in a tar, not an image reference: write oci-archive:{text}"),
             PathKind::CompressedArchive => format!("{text} is a compressed archive, not an image reference: write docker-archive:{text} for docker save output, oci-archive:{text} for an OCI layout"),
             PathKind::OtherFile => format!("{text} is a file that holds no image archive (no manifest.json, no index.json); {need}: docker-archive:FILE, oci-archive:FILE or oci:DIR"),
+            PathKind::UnknownFile => format!("{text} is a file, not an image reference; {need}: docker-archive:FILE (docker save) or oci-archive:FILE (an OCI layout in a tar)"),
         }
     }
 }
 
-/// Which image archive a file is: the member names of a plain tar decide (`manifest.json`
-/// is docker save's, which newer dockers write next to an OCI `index.json`); a compressed
-/// file is not opened further, as that could mean inflating gigabytes to say one line.
-fn sniff_archive(path: &Path) -> PathKind {
-    use crate::source::store::BlobStore;
+/// Which image archive a file is: a compressed file is not opened further, as that could
+/// mean inflating gigabytes to say one line; a plain tar's member names decide (`sniff`).
+fn sniff_archive(path: &Path, sniff: &dyn Fn(&Path) -> ArchiveKind) -> PathKind {
     let mut head = [0u8; 4];
     let read = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head));
     match read {
@@ -241,16 +267,11 @@ fn sniff_archive(path: &Path) -> PathKind {
         Ok(_) => {}
         Err(_) => return PathKind::OtherFile,
     }
-    let Ok(store) = crate::source::store::TarStore::open(&path.to_string_lossy()) else {
-        return PathKind::OtherFile;
-    };
-    let has = |name: &str| store.open(name).ok().flatten().is_some();
-    if has("manifest.json") {
-        PathKind::DockerArchive
-    } else if has("index.json") || has("oci-layout") {
-        PathKind::OciArchive
-    } else {
-        PathKind::OtherFile
+    match sniff(path) {
+        ArchiveKind::Docker => PathKind::DockerArchive,
+        ArchiveKind::Oci => PathKind::OciArchive,
+        ArchiveKind::Neither => PathKind::OtherFile,
+        ArchiveKind::Unknown => PathKind::UnknownFile,
     }
 }
 

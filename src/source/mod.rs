@@ -44,6 +44,12 @@ pub trait ImageSource: Send + Sync {
     fn release_layer(&self, _layer: &Layer) {}
 }
 
+/// Parses what the user typed, looking inside a file named without a transport to say which
+/// transport it needs (`docker-archive:` or `oci-archive:`).
+pub fn parse_reference(text: &str) -> Result<SourceRef> {
+    SourceRef::parse_with(text, &store::archive_kind)
+}
+
 /// Opens the source a reference names. `observer` hears of downloads and retries.
 pub fn open(
     reference: &SourceRef,

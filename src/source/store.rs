@@ -9,6 +9,7 @@
 use crate::error::{bail_kind, kind_err};
 use crate::limits::{MAX_ARCHIVE_MEMBERS, MAX_PATH_LEN};
 use crate::tar;
+use crate::reference::ArchiveKind;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::fs::File;
@@ -213,6 +214,23 @@ impl BlobStore for TarStore {
             });
             (reader, size)
         }))
+    }
+}
+
+/// Which image archive a plain tar is, by its member names: `manifest.json` is docker
+/// save's (newer dockers write it next to an OCI `index.json`), `index.json` or
+/// `oci-layout` alone an OCI layout's.
+pub fn archive_kind(path: &Path) -> ArchiveKind {
+    let Ok(store) = TarStore::open(&path.to_string_lossy()) else {
+        return ArchiveKind::Neither;
+    };
+    let has = |name: &str| store.open(name).ok().flatten().is_some();
+    if has("manifest.json") {
+        ArchiveKind::Docker
+    } else if has("index.json") || has("oci-layout") {
+        ArchiveKind::Oci
+    } else {
+        ArchiveKind::Neither
     }
 }
 
