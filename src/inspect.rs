@@ -9,7 +9,6 @@
 use crate::error::{Error, ErrorKind, ResultExt};
 use crate::events::{self, SharedObserver};
 use crate::image::PlatformChoice;
-use crate::reference::SourceRef;
 use crate::source;
 use crate::source::remote::RegistryOptions;
 use crate::wsl::{self, WslOptions};

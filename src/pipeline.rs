@@ -7,7 +7,6 @@ use crate::image::{Image, PlatformChoice};
 use crate::layer::{self, FlattenStats};
 use crate::output::tar_writer::TarWriter;
 use crate::output::{self, Destination, OutputCompression, Sink};
-use crate::reference::SourceRef;
 use crate::source;
 use crate::source::remote::RegistryOptions;
 use crate::wsl::import::{abort_import, ImportGate};

@@ -208,8 +208,21 @@ fn pull_ok(cache: &Path, args: &[&str]) -> Vec<u8> {
 }
 
 fn pull_err(cache: &Path, args: &[&str]) -> String {
+    failed_with(cache, args, 1)
+}
+
+/// Options that contradict each other: a usage error, exit 2.
+fn pull_usage_err(cache: &Path, args: &[&str]) -> String {
+    failed_with(cache, args, 2)
+}
+
+fn failed_with(cache: &Path, args: &[&str], code: i32) -> String {
     let o = pull(cache, args);
-    assert_eq!(o.status.code(), Some(1), "{args:?} should fail");
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{args:?} should fail with exit {code}"
+    );
     assert!(o.stdout.is_empty());
     stderr(&o)
 }
@@ -425,7 +438,7 @@ fn never_works_offline_and_names_what_is_missing() {
             && err.contains(&layers[0][7..19]),
         "{err}"
     );
-    let err = pull_err(&cache, &["--pull=never", "--no-cache", &name]);
+    let err = pull_usage_err(&cache, &["--pull=never", "--no-cache", &name]);
     assert!(err.contains("--no-cache"), "{err}");
 }
 

@@ -118,10 +118,7 @@ impl SourceRef {
 
 /// The text is no transport and is about to be read as a registry name: refuse what a user
 /// meant as something else, saying what to type instead. `docker://` in front skips this.
-fn refuse_what_is_no_registry_name(
-    text: &str,
-    sniff: &dyn Fn(&Path) -> ArchiveKind,
-) -> Result<()> {
+fn refuse_what_is_no_registry_name(text: &str, sniff: &dyn Fn(&Path) -> ArchiveKind) -> Result<()> {
     let lower = text.to_ascii_lowercase();
     for scheme in ["https://", "http://"] {
         if lower.starts_with(scheme) {

@@ -8,8 +8,8 @@
 
 use crate::error::{bail_kind, kind_err};
 use crate::limits::{MAX_ARCHIVE_MEMBERS, MAX_PATH_LEN};
-use crate::tar;
 use crate::reference::ArchiveKind;
+use crate::tar;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::fs::File;
