@@ -177,6 +177,19 @@ impl std::error::Error for Kinded {
     }
 }
 
+/// The errors of a chain, including the one a kind tag wraps (a [`ResultExt::kind`] tag shows
+/// that error's message but is not that error's type), for `downcast_ref` and `is`.
+pub fn causes(e: &anyhow::Error) -> Vec<&(dyn std::error::Error + 'static)> {
+    let mut all = Vec::new();
+    for cause in e.chain() {
+        match cause.downcast_ref::<Kinded>() {
+            Some(k) => all.extend(causes(&k.inner)),
+            None => all.push(cause),
+        }
+    }
+    all
+}
+
 /// The kind of an error chain: the outermost tag, else what the causes reveal.
 pub fn classify(e: &anyhow::Error) -> ErrorKind {
     for cause in e.chain() {
@@ -315,6 +328,18 @@ mod tests {
         let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::NotFound));
         assert_eq!(classify(&e), ErrorKind::NotFound);
         assert_eq!(classify(&anyhow::anyhow!("plain")), ErrorKind::Other);
+    }
+
+    #[test]
+    fn a_tagged_error_keeps_its_type_for_causes() {
+        let inner = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        let e = Err::<(), _>(inner)
+            .kind(ErrorKind::Wsl)
+            .context("writing")
+            .unwrap_err();
+        assert!(e.chain().all(|c| !c.is::<std::io::Error>()));
+        assert!(causes(&e).iter().any(|c| c.is::<std::io::Error>()));
+        assert_eq!(classify(&e), ErrorKind::Wsl);
     }
 
     #[test]

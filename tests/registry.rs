@@ -187,14 +187,12 @@ fn plain_http_pull_is_byte_identical_to_the_layout() {
         None,
     );
     let summary = stderr(&o);
+    // The summary has a line `manifest digest  sha256:…`.
     let digest = summary
-        .split('(')
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap()
-        .to_string();
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("manifest digest"))
+        .map(|d| d.trim().to_string())
+        .unwrap_or_else(|| panic!("no manifest digest in the summary: {summary}"));
     let pinned = format!("127.0.0.1:{}/team/app@{digest}", reg.port);
     assert_eq!(flatten_ok(&["-q", &pinned]), expected);
     let err = flatten_err(&[&format!("127.0.0.1:{}/team/app:missing", reg.port)]);

@@ -538,7 +538,7 @@ impl std::io::Write for ImportWriter {
 /// Our run failed with `e`: stop a running import, and report WSL's own failure instead
 /// when WSL stopped reading first (our broken pipe was only its consequence).
 pub fn abort_import(running: Option<StreamingImport>, e: anyhow::Error) -> anyhow::Error {
-    let pipe_closed = e.chain().any(|c| {
+    let pipe_closed = crate::error::causes(&e).iter().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     });

@@ -494,7 +494,11 @@ pub fn lookup(
     let mut unavailable_helper = None;
     let mut ask = |helper: &str, key: &str| -> Result<Option<Credentials>> {
         match from_helper(helper, registry) {
-            Err(e) if e.is::<HelperNotRunnable>() => {
+            Err(e)
+                if crate::error::causes(&e)
+                    .iter()
+                    .any(|c| c.is::<HelperNotRunnable>()) =>
+            {
                 let why = format!("{e} ({key} in {})", path.display());
                 crate::events::warn(observer, format!("{why}; continuing without credentials"));
                 unavailable_helper = Some(why);

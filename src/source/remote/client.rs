@@ -311,6 +311,15 @@ fn backoff(attempt: u32) -> Duration {
 
 /// The registry's own error text (`{"errors":[{"code":…,"message":…}]}`), shortened, with
 /// control characters escaped.
+/// `": MESSAGE"`, or nothing when the registry said nothing (a `HEAD` answer has no body).
+fn because(message: String) -> String {
+    if message.is_empty() {
+        message
+    } else {
+        format!(": {message}")
+    }
+}
+
 fn registry_message(resp: Response<Body>) -> String {
     let mut body = resp.into_body();
     let text = body
@@ -867,9 +876,9 @@ return Err(tagged(ErrorKind::Auth, format!("authentication required for {} ({})"
                     return Err(tagged(
                         ErrorKind::Auth,
                         format!(
-                            "access denied to {} ({what}): {}",
+                            "access denied to {} ({what}){}",
                             self.what(),
-                            registry_message(resp)
+                            because(registry_message(resp))
                         ),
                     ))
                 }
@@ -877,9 +886,9 @@ return Err(tagged(ErrorKind::Auth, format!("authentication required for {} ({})"
                     return Err(tagged(
                         ErrorKind::NotFound,
                         format!(
-                            "{what} not found in {}: {}",
+                            "{what} not found in {}{}",
                             self.what(),
-                            registry_message(resp)
+                            because(registry_message(resp))
                         ),
                     ))
                 }
@@ -904,9 +913,9 @@ return Err(tagged(ErrorKind::Auth, format!("authentication required for {} ({})"
                     std::thread::sleep(wait);
                 }
                 _ => bail!(
-                    "{what}: {} answered {status}: {}",
+                    "{what}: {} answered {status}{}",
                     self.what(),
-                    registry_message(resp)
+                    because(registry_message(resp))
                 ),
             }
         }
@@ -979,13 +988,22 @@ return Err(tagged(ErrorKind::Auth, format!("authentication required for {} ({})"
     /// count a `HEAD` against its pull limit). `None` when the registry sends no
     /// `Docker-Content-Digest`, which the distribution spec makes optional.
     pub fn manifest_digest(&self, reference: &str, accept: &str) -> Result<Option<String>> {
-        let resp = self.request(
-            true,
-            &format!("/v2/{}/manifests/{reference}", self.repository),
-            Some(accept),
-            0,
-            &format!("manifest {reference}"),
-        )?;
+        let path = format!("/v2/{}/manifests/{reference}", self.repository);
+        let what = format!("manifest {reference}");
+        let resp = match self.request(true, &path, Some(accept), 0, &what) {
+            Ok(resp) => resp,
+            // A refused HEAD has no body, so the registry's reason (MANIFEST_UNKNOWN,
+            // DENIED: …) is lost; one GET gets the error a user can act on.
+            Err(e)
+                if matches!(
+                    crate::error::classify(&e),
+                    ErrorKind::NotFound | ErrorKind::Auth
+                ) =>
+            {
+                self.request(false, &path, Some(accept), 0, &what)?
+            }
+            Err(e) => return Err(e),
+        };
         Ok(resp
             .headers()
             .get("docker-content-digest")
