@@ -431,16 +431,16 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
     })
 }
 
+/// Where the cache is. No place for it (no HOME) is not an error here: only a registry
+/// pull uses the cache, and it warns and goes without; `oci:` and the archives never ask.
 fn cache_settings(cli: &Cli) -> anyhow::Result<CacheSettings> {
     let dir = if cli.no_cache {
         None
     } else {
-        match cli.cache_dir.clone().or_else(cache::default_dir) {
-            Some(dir) => Some(dir),
-            None => anyhow::bail!("no place for the layer cache: set --cache-dir or OCI2WSL_CACHE_DIR (or HOME), or use --no-cache"),
-        }
+        cli.cache_dir.clone().or_else(cache::default_dir)
     };
     Ok(CacheSettings {
+        no_place: !cli.no_cache && dir.is_none(),
         dir,
         max_size: cli.cache_max_size,
         pull: match cli.pull {
@@ -455,6 +455,11 @@ fn cache_settings(cli: &Cli) -> anyhow::Result<CacheSettings> {
 fn cache_command(cli: &Cli) -> anyhow::Result<()> {
     let settings = cache_settings(cli)?;
     let Some(dir) = settings.dir else {
+        if settings.no_place {
+            anyhow::bail!(
+                "no place for the layer cache: set --cache-dir or OCI2WSL_CACHE_DIR (or HOME)"
+            );
+        }
         anyhow::bail!("--no-cache: there is no cache to list or prune");
     };
     let cache = cache::Cache::open(&dir, settings.max_size)?;

@@ -250,7 +250,8 @@ fn a_tag_on_two_different_manifests_is_ambiguous() {
     let dir = tmp.path().join("layout");
     write_oci_layout(&dir, &[(Some("t"), &a), (Some("t"), &b)]);
     let r = oci2wsl(&["-q", &format!("oci:{}:t", dir.display())]);
-    r.assert_failure(&["ambiguous"]);
+    // The tag names no single image: the command line must name one (exit 2).
+    r.assert_usage_failure(&["ambiguous"]);
     r.assert_stderr_has_all(&[&a.manifest.digest, &b.manifest.digest]);
 }
 
@@ -270,7 +271,7 @@ fn two_untagged_platformless_images_in_a_layout_are_ambiguous() {
     let dir = tmp.path().join("layout");
     write_oci_layout(&dir, &[(None, &a), (None, &b)]);
     let r = oci2wsl(&["-q", &format!("oci:{}", dir.display())]);
-    r.assert_failure(&["state no platform"]);
+    r.assert_usage_failure(&["state no platform"]);
     r.assert_stderr_has_all(&[&a.manifest.digest, &b.manifest.digest]);
     // Told apart by their configs, the host's is chosen.
     let c = image(vec![layer(vec![file("c", "c")])])

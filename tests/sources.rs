@@ -71,6 +71,16 @@ fn assert_same_output(got: &[u8], want: &[u8], what: &str) {
 /// Runs with `-o` into an empty directory, expects exit 1 with one of `any_of` in the
 /// one-line error, and no file left in that directory.
 fn fails_without_output(tmp: &Path, src: &str, stdin: Option<&[u8]>, any_of: &[&str]) -> Run {
+    fails_with_code(tmp, src, stdin, any_of, 1)
+}
+
+/// As `fails_without_output`, for a source that holds several images and a command line
+/// that names none of them: a usage error (exit 2) listing them.
+fn needs_a_choice(tmp: &Path, src: &str) -> Run {
+    fails_with_code(tmp, src, None, &[], 2)
+}
+
+fn fails_with_code(tmp: &Path, src: &str, stdin: Option<&[u8]>, any_of: &[&str], code: i32) -> Run {
     let out_dir = tmp.join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
     let out = out_dir.join("rootfs.tar");
@@ -79,7 +89,11 @@ fn fails_without_output(tmp: &Path, src: &str, stdin: Option<&[u8]>, any_of: &[&
         Some(data) => oci2wsl_stdin(&args, data),
         None => oci2wsl(&args),
     };
-    r.assert_failure(any_of);
+    if code == 1 {
+        r.assert_failure(any_of);
+    } else {
+        r.assert_usage_failure(any_of);
+    }
     assert_dir_holds(&out_dir, &[]);
     r
 }
@@ -136,7 +150,7 @@ fn oci_layout_with_several_images_and_no_tag_lists_the_tags() {
     let (s, o) = (sample().build(), other().build());
     let dir = tmp.path().join("layout");
     write_oci_layout(&dir, &[(Some("alpha-tag"), &s), (Some("beta-tag"), &o)]);
-    let r = fails_without_output(tmp.path(), &format!("oci:{}", dir.display()), None, &[]);
+    let r = needs_a_choice(tmp.path(), &format!("oci:{}", dir.display()));
     r.assert_stderr_has_all(&["alpha-tag", "beta-tag"]);
 }
 
@@ -251,12 +265,7 @@ fn docker_archive_selects_by_repo_tag_among_two_images() {
     assert_eq!(got.sorted_paths(), ["other"]);
 
     // no choice made: say which exist
-    let r = fails_without_output(
-        tmp.path(),
-        &format!("docker-archive:{}", path.display()),
-        None,
-        &[],
-    );
+    let r = needs_a_choice(tmp.path(), &format!("docker-archive:{}", path.display()));
     r.assert_stderr_has_all(&["example/app:1.0", "example/other:2.0"]);
     // a tag that is not there
     let r = fails_without_output(

@@ -66,7 +66,7 @@ fn layout_with_several_images_needs_a_tag_and_lists_them() {
     let b = image(vec![layer(&[file("other", "o")])]).write(&mut blobs);
     let lay = dir.path().join("layout");
     write_layout(&lay, &blobs, &[(Some("one"), a), (Some("two"), b)]);
-    let err = flatten_err(&[&format!("oci:{}", lay.display())]);
+    let err = usage_err(&[&format!("oci:{}", lay.display())]);
     assert!(err.contains("one") && err.contains("two"), "{err}");
     let err = flatten_err(&[&layout_arg(&lay, "three")]);
     assert!(err.contains("three") && err.contains("one, two"), "{err}");
@@ -135,7 +135,7 @@ fn docker_archive_picks_by_repo_tag_among_several() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("two.tar");
     fs::write(&path, &archive).unwrap();
-    let err = flatten_err(&[&format!("docker-archive:{}", path.display())]);
+    let err = usage_err(&[&format!("docker-archive:{}", path.display())]);
     assert!(
         err.contains("app:1.2") && err.contains("other:latest"),
         "{err}"

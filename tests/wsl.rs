@@ -787,7 +787,7 @@ fn import_streams_the_tar_into_wsl() {
     );
     assert!(wsl.record("pg").unwrap().contains("version=default"));
     let err = stderr(&o);
-    assert!(err.contains("written to wsl --import pg"), "{err}");
+    assert!(err.contains("-> wsl --import pg"), "{err}");
     assert!(err.contains("imported as WSL distribution pg"), "{err}");
     assert!(
         err.contains("The operation completed successfully."),

@@ -53,10 +53,15 @@ pub enum PullPolicy {
 /// Where the cache is and how it is used: from the command line.
 #[derive(Clone, Debug, Default)]
 pub struct CacheSettings {
-    /// `None`: no cache (`--no-cache`), anonymous temporary files as before.
+    /// `None`: no cache (`--no-cache`, or no place for one), anonymous temporary files.
     pub dir: Option<PathBuf>,
+    /// The size cap (`--cache-max-size`).
     pub max_size: u64,
+    /// `--pull`.
     pub pull: PullPolicy,
+    /// The cache was wanted but there is no place for it (no `HOME`, `XDG_CACHE_HOME` or
+    /// `LOCALAPPDATA`, and no `--cache-dir`): a registry pull warns and goes without.
+    pub no_place: bool,
 }
 
 /// `%LOCALAPPDATA%\oci2wsl\cache` on Windows, `$XDG_CACHE_HOME/oci2wsl` or

@@ -135,7 +135,17 @@ impl Run {
     /// Asserts exit code 1 with a single-line error on stderr containing at least one of
     /// `any_of` (case-insensitive; an empty slice checks only the exit code and the line).
     pub fn assert_failure(&self, any_of: &[&str]) -> &Self {
-        self.assert_code(1);
+        self.assert_failure_with(1, any_of)
+    }
+
+    /// As [`Run::assert_failure`], for a command line that must change (exit 2): a selector
+    /// that names no single image, a usage mistake.
+    pub fn assert_usage_failure(&self, any_of: &[&str]) -> &Self {
+        self.assert_failure_with(2, any_of)
+    }
+
+    fn assert_failure_with(&self, code: i32, any_of: &[&str]) -> &Self {
+        self.assert_code(code);
         let text = self.stderr.trim_end();
         assert!(!text.is_empty(), "no error message\n{}", self.describe());
         assert!(

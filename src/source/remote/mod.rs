@@ -169,6 +169,22 @@ impl RegistrySource {
                     None
                 }
             },
+            None if opts.cache.no_place => {
+                let why = "no place for the layer cache (HOME, XDG_CACHE_HOME and --cache-dir are unset; on Windows LOCALAPPDATA)";
+                if opts.cache.pull == PullPolicy::Never {
+                    return Err(tagged(
+                        ErrorKind::Usage,
+                        format!("--pull=never reads images from the cache, and there is {why}"),
+                    ));
+                }
+                warn(
+                    observer.as_ref(),
+                    &format!(
+                        "{why}; downloading without it (set --cache-dir or OCI2WSL_CACHE_DIR)"
+                    ),
+                );
+                None
+            }
             None if opts.cache.pull == PullPolicy::Never => {
                 return Err(tagged(
                     ErrorKind::Usage,
