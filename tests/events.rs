@@ -204,7 +204,9 @@ fn run_json(args: &[&str]) -> JsonRun {
 }
 
 fn run_json_env(args: &[&str], envs: &[(&str, &Path)]) -> JsonRun {
+    // Off the user's layer cache: a blob cached by an earlier run would not be downloaded.
     let out = Command::new(bin())
+        .env("OCI2WSL_NO_CACHE", "1")
         .arg("--progress=json")
         .args(args)
         .envs(envs.iter().copied())

@@ -16,6 +16,7 @@ struct Out {
 
 fn run(args: &[&str]) -> Out {
     let out = Command::new(bin())
+        .env("OCI2WSL_NO_CACHE", "1")
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -214,6 +215,7 @@ fn an_image_named_like_the_flag_is_just_an_image() {
     let layout = dir.path().join("inspect");
     write_oci_layout(&layout, &[(Some("inspect"), &img)]);
     let out = Command::new(bin())
+        .env("OCI2WSL_NO_CACHE", "1")
         .current_dir(dir.path())
         .args([
             "--inspect",
