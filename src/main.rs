@@ -312,6 +312,20 @@ fn check_output_argument(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// [`options`] for a run or an inspection: what it refuses is the command line (a usage
+/// error, exit 2), unless a deeper tag says otherwise.
+fn command_line_options(cli: &Cli) -> Result<Options, oci2wsl::error::Error> {
+    options(cli)
+        .or_else(|e| {
+            if oci2wsl::error::classify(&e) == ErrorKind::Other {
+                Err(e).kind(ErrorKind::Usage)
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(oci2wsl::error::Error::from)
+}
+
 fn options(cli: &Cli) -> anyhow::Result<Options> {
     // What IMAGE names, and every mistake in it, is known before a password is asked for.
     oci2wsl::source::parse_reference(cli.image.as_deref().unwrap_or_default())?;
@@ -583,26 +597,17 @@ fn inspect(
         (None, true) => Arc::new(oci2wsl::events::Silent),
         (None, false) => display,
     };
-    let result = options(cli)
-        .or_else(|e| {
-            if oci2wsl::error::classify(&e) == ErrorKind::Other {
-                Err(e).kind(ErrorKind::Usage)
-            } else {
-                Err(e)
-            }
-        })
-        .map_err(oci2wsl::error::Error::from)
-        .and_then(|opts| {
-            oci2wsl::inspect::inspect(
-                &oci2wsl::inspect::InspectOptions {
-                    image: opts.image,
-                    platform: opts.platform,
-                    registry: opts.registry,
-                    wsl: opts.wsl,
-                },
-                observer,
-            )
-        });
+    let result = command_line_options(cli).and_then(|opts| {
+        oci2wsl::inspect::inspect(
+            &oci2wsl::inspect::InspectOptions {
+                image: opts.image,
+                platform: opts.platform,
+                registry: opts.registry,
+                wsl: opts.wsl,
+            },
+            observer,
+        )
+    });
     match result {
         Ok(inspection) => {
             let text = if cli.json {
@@ -704,63 +709,53 @@ fn main() -> ExitCode {
     if cli.inspect {
         return inspect(&cli, json.as_ref(), display.clone());
     }
-    let result = options(&cli)
-        .or_else(|e| {
-            // What options() refuses is the command line, unless a deeper tag says otherwise.
-            if oci2wsl::error::classify(&e) == ErrorKind::Other {
-                Err(e).kind(ErrorKind::Usage)
-            } else {
-                Err(e)
+    let result = command_line_options(&cli).and_then(|mut opts| {
+        opts.cancel = cancel;
+        // Housekeeping, not a problem with the run: silent with --quiet.
+        for stale in output::remove_stale_temp_files(&opts.destination) {
+            if cli.quiet {
+                continue;
             }
-        })
-        .map_err(oci2wsl::error::Error::from)
-        .and_then(|mut opts| {
-            opts.cancel = cancel;
-            // Housekeeping, not a problem with the run: silent with --quiet.
-            for stale in output::remove_stale_temp_files(&opts.destination) {
-                if cli.quiet {
-                    continue;
-                }
-                observer.event(&Event::Warning {
-                    message: format!(
-                        "removed {}, left by an earlier run that was killed",
-                        stale.display()
-                    ),
-                });
+            observer.event(&Event::Warning {
+                message: format!(
+                    "removed {}, left by an earlier run that was killed",
+                    stale.display()
+                ),
+            });
+        }
+        let summary = pipeline::run(&opts, observer.clone());
+        display.clear();
+        let summary = summary?;
+        if let Some(json) = &json {
+            json.summary(&summary, &opts.destination);
+        } else if !cli.quiet {
+            for line in cli::summary::lines(&summary, &opts.destination) {
+                eprintln!("{line}");
             }
-            let summary = pipeline::run(&opts, observer.clone());
-            display.clear();
-            let summary = summary?;
-            if let Some(json) = &json {
-                json.summary(&summary, &opts.destination);
-            } else if !cli.quiet {
-                for line in cli::summary::lines(&summary, &opts.destination) {
-                    eprintln!("{line}");
-                }
-                if !summary.wsl.set.is_empty() {
-                    eprintln!("  WSL: {}", summary.wsl.set.join("; "));
-                }
-                for warning in &summary.wsl.warnings {
-                    eprintln!("oci2wsl: warning: {}", printable(warning));
-                }
-                if let Some(imported) = &summary.imported {
-                    let name = &imported.name;
-                    eprintln!(
-                        "  imported as WSL distribution {name} in {}{}; start it with: wsl -d {name}",
-                        imported.dir.display(),
-                        if imported.wsl_said.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" (wsl: {})", imported.wsl_said)
-                        }
-                    );
-                    if let Some(hint) = summary.wsl.start_hint(name) {
-                        eprintln!("  {hint}");
+            if !summary.wsl.set.is_empty() {
+                eprintln!("  WSL: {}", summary.wsl.set.join("; "));
+            }
+            for warning in &summary.wsl.warnings {
+                eprintln!("oci2wsl: warning: {}", printable(warning));
+            }
+            if let Some(imported) = &summary.imported {
+                let name = &imported.name;
+                eprintln!(
+                    "  imported as WSL distribution {name} in {}{}; start it with: wsl -d {name}",
+                    imported.dir.display(),
+                    if imported.wsl_said.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (wsl: {})", imported.wsl_said)
                     }
+                );
+                if let Some(hint) = summary.wsl.start_hint(name) {
+                    eprintln!("  {hint}");
                 }
             }
-            Ok(())
-        });
+        }
+        Ok(())
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == oci2wsl::error::ErrorKind::Interrupted => {
