@@ -4,177 +4,18 @@
 //! download, eviction order, listing and pruning, and skopeo and umoci reading the cache as
 //! the OCI layout it is. Needs docker-registry and skopeo (umoci for its part).
 
-mod support;
+mod common;
+use common::*;
 use sha2::{Digest, Sha256};
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::*;
 
 fn prerequisites() -> bool {
-    require_tools(&["docker-registry", "skopeo"])
-}
-
-struct Registry {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_registry(dir: &Path) -> Registry {
-    let port = free_port();
-    let cfg = format!(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-        dir.join("storage").display()
-    );
-    let cfg_path = dir.join("registry.yml");
-    fs::write(&cfg_path, cfg).unwrap();
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&cfg_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "registry did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Registry { child, port }
-}
-
-fn push(layout: &Path, dest: &str) {
-    sh(Command::new("skopeo")
-        .args(["copy", "-q", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:t", layout.display()))
-        .arg(format!("docker://{dest}")));
-}
-
-#[derive(Clone)]
-enum Mode {
-    Forward,
-    /// Send bodies in small pieces with pauses, so that a pull lasts a while.
-    Slow,
-    /// On the first GET of this blob send half of it, raise the flag, and hold the
-    /// connection open.
-    StallOn(String, Arc<AtomicBool>),
-}
-
-/// A loopback proxy in front of the registry that logs "METHOD PATH" of every request.
-struct Proxy {
-    port: u16,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proxy {
-    fn take_log(&self) -> Vec<String> {
-        std::mem::take(&mut *self.log.lock().unwrap())
-    }
-}
-
-fn start_proxy(upstream: u16, mode: Mode) -> Proxy {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let log_in = log.clone();
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(mut client) = client else { continue };
-            let log = log_in.clone();
-            let mode = mode.clone();
-            std::thread::spawn(move || {
-                let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
-                // oci2wsl tries https first on loopback: this proxy speaks plain HTTP only.
-                let mut first = [0u8; 1];
-                if client.peek(&mut first).unwrap_or(0) == 0 || first[0] == 0x16 {
-                    return;
-                }
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if client.read(&mut byte).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let text = String::from_utf8_lossy(&head).into_owned();
-                let request_line = text.lines().next().unwrap_or("").to_string();
-                let mut parts = request_line.split(' ');
-                let line = format!(
-                    "{} {}",
-                    parts.next().unwrap_or(""),
-                    parts.next().unwrap_or("")
-                );
-                log.lock().unwrap().push(line.clone());
-                let mut up = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
-                let mut lines: Vec<&str> = text
-                    .trim_end_matches("\r\n")
-                    .split("\r\n")
-                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-                    .collect();
-                lines.push("Connection: close");
-                up.write_all(format!("{}\r\n\r\n", lines.join("\r\n")).as_bytes())
-                    .unwrap();
-                let mut response = Vec::new();
-                let _ = up.read_to_end(&mut response);
-                let split = response
-                    .windows(4)
-                    .position(|w| w == b"\r\n\r\n")
-                    .map(|p| p + 4)
-                    .unwrap_or(response.len());
-                let (h, body) = response.split_at(split);
-                let mut h = String::from_utf8_lossy(h).into_owned();
-                if !h.to_lowercase().contains("connection: close") {
-                    h = h.replacen("\r\n", "\r\nConnection: close\r\n", 1);
-                }
-                let _ = client.write_all(h.as_bytes());
-                match &mode {
-                    Mode::StallOn(digest, stalled)
-                        if line.starts_with("GET ")
-                            && line.ends_with(digest.as_str())
-                            && !stalled.load(Ordering::SeqCst) =>
-                    {
-                        let _ = client.write_all(&body[..body.len() / 2]);
-                        let _ = client.flush();
-                        stalled.store(true, Ordering::SeqCst);
-                        std::thread::sleep(Duration::from_secs(60));
-                    }
-                    Mode::Slow => {
-                        for piece in body.chunks(8 * 1024) {
-                            if client.write_all(piece).is_err() {
-                                return;
-                            }
-                            std::thread::sleep(Duration::from_millis(15));
-                        }
-                    }
-                    _ => {
-                        let _ = client.write_all(body);
-                    }
-                }
-            });
-        }
-    });
-    Proxy { port, log }
+    require_tools(REGISTRY_TOOLS)
 }
 
 /// The binary with the cache in `cache` (and nothing from the environment about caches).
@@ -257,17 +98,10 @@ fn assert_blobs_verify(cache: &Path) -> usize {
     n
 }
 
-fn blobs_requested(log: &[String]) -> Vec<String> {
-    log.iter()
-        .filter(|l| l.starts_with("GET ") && l.contains("/blobs/"))
-        .cloned()
-        .collect()
-}
-
 /// A layer of about `kib` KiB of random bytes: gzip cannot shrink it, so sizes are
 /// predictable. (Gzip, not uncompressed: skopeo compresses an uncompressed layer on its
 /// way to a registry, which would change its digest.)
-fn sized_image(seed: u64, kib: usize) -> Image {
+fn sized_image(seed: u64, kib: usize) -> ImageBuilder {
     let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
     let data: Vec<u8> = (0..kib * 1024)
         .map(|_| {
@@ -277,13 +111,13 @@ fn sized_image(seed: u64, kib: usize) -> Image {
             (x >> 33) as u8
         })
         .collect();
-    image(vec![layer(&[file_bytes(b"data", &data)])])
+    image(vec![layer(vec![file(b"data", &data)])])
 }
 
-fn two_layer_image(tag_text: &str) -> Image {
+fn two_layer_image(tag_text: &str) -> ImageBuilder {
     image(vec![
-        layer(&[dir("etc"), file("etc/os-release", "ID=cache\n")]),
-        layer(&[file("usr/bin/app", tag_text)]).comp(Comp::Zstd),
+        layer(vec![dir("etc"), file("etc/os-release", "ID=cache\n")]),
+        layer(vec![file("usr/bin/app", tag_text)]).zstd(),
     ])
 }
 
@@ -318,22 +152,23 @@ fn missing_policy_resolves_a_tag_with_one_head_and_a_cached_digest_with_no_reque
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let lay = oci_layout(dir.path(), &two_layer_image("v1"), "t");
+    let lay = oci_layout(dir.path(), &two_layer_image("v1").build(), "t");
     let reg = start_registry(dir.path());
-    push(&lay, &format!("127.0.0.1:{}/team/app:1.0", reg.port));
-    let proxy = start_proxy(reg.port, Mode::Forward);
+    push_layout(
+        &lay,
+        "t",
+        &format!("127.0.0.1:{}/team/app:1.0", reg.port),
+        &[],
+    );
+    let proxy = start_logging_proxy(reg.port, ProxyMode::Forward);
     let name = format!("127.0.0.1:{}/team/app:1.0", proxy.port);
     let expected = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
 
     let first = pull(&cache, &[&name, "-o", "-"]);
     assert!(first.status.success(), "{}", stderr(&first));
     assert_eq!(first.stdout, expected);
-    let log = proxy.take_log();
-    assert_eq!(
-        blobs_requested(&log).len(),
-        3,
-        "config and two layers: {log:?}"
-    );
+    let log = proxy.take();
+    assert_eq!(log.blob_gets(), 3, "config and two layers: {log:?}");
     assert_eq!(
         assert_blobs_verify(&cache),
         4,
@@ -342,31 +177,26 @@ fn missing_policy_resolves_a_tag_with_one_head_and_a_cached_digest_with_no_reque
 
     // Second pull by tag: one HEAD of the manifest, nothing else.
     assert_eq!(pull_ok(&cache, &["-q", &name]), expected);
-    let log = proxy.take_log();
-    assert_eq!(
-        log,
-        vec!["HEAD /v2/team/app/manifests/1.0".to_string()],
-        "{log:?}"
-    );
+    proxy
+        .take()
+        .assert_exactly(&["HEAD /v2/team/app/manifests/1.0"]);
 
     // By digest: no request at all.
     let digest = manifest_digest_of(&first);
     let pinned = format!("127.0.0.1:{}/team/app@{digest}", proxy.port);
     assert_eq!(pull_ok(&cache, &["-q", &pinned]), expected);
-    assert_eq!(proxy.take_log(), Vec::<String>::new());
+    proxy.take().assert_exactly(&[]);
 
     // --pull=always downloads everything again.
     assert_eq!(pull_ok(&cache, &["-q", "--pull=always", &name]), expected);
-    let log = proxy.take_log();
-    assert!(log
-        .iter()
-        .any(|l| l.starts_with("GET ") && l.contains("/manifests/")));
-    assert_eq!(blobs_requested(&log).len(), 3, "{log:?}");
+    let log = proxy.take();
+    assert!(log.count("GET", PathKind::Manifest) > 0, "{log:?}");
+    assert_eq!(log.blob_gets(), 3, "{log:?}");
 
     // --no-cache leaves the cache alone and downloads.
     let before = fs::read(cache.join("index.json")).unwrap();
     assert_eq!(pull_ok(&cache, &["-q", "--no-cache", &name]), expected);
-    assert_eq!(blobs_requested(&proxy.take_log()).len(), 3);
+    assert_eq!(proxy.take().blob_gets(), 3);
     assert_eq!(fs::read(cache.join("index.json")).unwrap(), before);
 }
 
@@ -377,25 +207,26 @@ fn only_the_blobs_missing_from_the_cache_are_fetched() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let lay = oci_layout(dir.path(), &two_layer_image("v1"), "t");
+    let lay = oci_layout(dir.path(), &two_layer_image("v1").build(), "t");
     let reg = start_registry(dir.path());
-    push(&lay, &format!("127.0.0.1:{}/team/app:1.0", reg.port));
-    let proxy = start_proxy(reg.port, Mode::Forward);
+    push_layout(
+        &lay,
+        "t",
+        &format!("127.0.0.1:{}/team/app:1.0", reg.port),
+        &[],
+    );
+    let proxy = start_logging_proxy(reg.port, ProxyMode::Forward);
     let name = format!("127.0.0.1:{}/team/app:1.0", proxy.port);
     let expected = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
     pull_ok(&cache, &["-q", &name]);
-    proxy.take_log();
+    proxy.take();
     let layers = layer_digests(&lay);
     fs::remove_file(cache.join("blobs/sha256").join(&layers[1][7..])).unwrap();
     assert_eq!(pull_ok(&cache, &["-q", &name]), expected);
-    let log = proxy.take_log();
-    assert_eq!(
-        log,
-        vec![
-            "HEAD /v2/team/app/manifests/1.0".to_string(),
-            format!("GET /v2/team/app/blobs/{}", layers[1])
-        ]
-    );
+    proxy.take().assert_exactly(&[
+        "HEAD /v2/team/app/manifests/1.0",
+        &format!("GET /v2/team/app/blobs/{}", layers[1]),
+    ]);
 }
 
 #[test]
@@ -405,10 +236,10 @@ fn never_works_offline_and_names_what_is_missing() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let lay = oci_layout(dir.path(), &two_layer_image("v1"), "t");
+    let lay = oci_layout(dir.path(), &two_layer_image("v1").build(), "t");
     let reg = start_registry(dir.path());
     let name = format!("127.0.0.1:{}/team/app:1.0", reg.port);
-    push(&lay, &name);
+    push_layout(&lay, "t", &name, &[]);
     let expected = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
     let never_seen = format!("127.0.0.1:{}/team/other:1.0", reg.port);
     let err = pull_err(&cache, &["--pull=never", &never_seen]);
@@ -455,14 +286,14 @@ fn a_moved_tag_is_followed_and_replaces_its_entry() {
     let d2 = dir.path().join("two");
     fs::create_dir_all(&d1).unwrap();
     fs::create_dir_all(&d2).unwrap();
-    let lay1 = oci_layout(&d1, &two_layer_image("v1"), "t");
-    let lay2 = oci_layout(&d2, &two_layer_image("v2"), "t");
-    push(&lay1, &name);
+    let lay1 = oci_layout(&d1, &two_layer_image("v1").build(), "t");
+    let lay2 = oci_layout(&d2, &two_layer_image("v2").build(), "t");
+    push_layout(&lay1, "t", &name, &[]);
     assert_eq!(
         pull_ok(&cache, &["-q", &name]),
         flatten_ok(&["-q", &layout_arg(&lay1, "t")])
     );
-    push(&lay2, &name);
+    push_layout(&lay2, "t", &name, &[]);
     assert_eq!(
         pull_ok(&cache, &["-q", &name]),
         flatten_ok(&["-q", &layout_arg(&lay2, "t")])
@@ -484,10 +315,10 @@ fn the_cache_is_an_oci_layout_that_oci2wsl_skopeo_and_umoci_read() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let lay = oci_layout(dir.path(), &two_layer_image("v1"), "t");
+    let lay = oci_layout(dir.path(), &two_layer_image("v1").build(), "t");
     let reg = start_registry(dir.path());
     let name = format!("127.0.0.1:{}/team/app:1.0", reg.port);
-    push(&lay, &name);
+    push_layout(&lay, "t", &name, &[]);
     let expected = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
     let o = pull(&cache, &[&name, "-o", "-"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -527,10 +358,15 @@ fn two_runs_at_once_on_one_cache() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let lay = oci_layout(dir.path(), &sized_image(1, 512), "t");
+    let lay = oci_layout(dir.path(), &sized_image(1, 512).build(), "t");
     let reg = start_registry(dir.path());
-    push(&lay, &format!("127.0.0.1:{}/team/big:1", reg.port));
-    let proxy = start_proxy(reg.port, Mode::Slow);
+    push_layout(
+        &lay,
+        "t",
+        &format!("127.0.0.1:{}/team/big:1", reg.port),
+        &[],
+    );
+    let proxy = start_logging_proxy(reg.port, ProxyMode::Slow);
     let name = format!("127.0.0.1:{}/team/big:1", proxy.port);
     let expected = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
     let a = command(&cache, &["-q", &name]).spawn().unwrap();
@@ -542,7 +378,7 @@ fn two_runs_at_once_on_one_cache() {
     assert_eq!(b.stdout, expected);
     // Each run downloads what the cache lacked when it looked: config and layer for the
     // first, anything from nothing to both for the second.
-    let fetched = blobs_requested(&proxy.take_log()).len();
+    let fetched = proxy.take().blob_gets();
     assert!((2..=4).contains(&fetched), "{fetched} blob downloads");
     assert_eq!(names_in(&list_json(&cache)), vec![name.clone()]);
     assert_eq!(assert_blobs_verify(&cache), 3);
@@ -556,14 +392,24 @@ fn a_prune_during_a_pull_leaves_both_whole() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let lay = oci_layout(dir.path(), &sized_image(2, 512), "t");
+    let lay = oci_layout(dir.path(), &sized_image(2, 512).build(), "t");
     let other = dir.path().join("other");
     fs::create_dir_all(&other).unwrap();
-    let lay2 = oci_layout(&other, &sized_image(3, 64), "t");
+    let lay2 = oci_layout(&other, &sized_image(3, 64).build(), "t");
     let reg = start_registry(dir.path());
-    push(&lay, &format!("127.0.0.1:{}/team/big:1", reg.port));
-    push(&lay2, &format!("127.0.0.1:{}/team/small:1", reg.port));
-    let proxy = start_proxy(reg.port, Mode::Slow);
+    push_layout(
+        &lay,
+        "t",
+        &format!("127.0.0.1:{}/team/big:1", reg.port),
+        &[],
+    );
+    push_layout(
+        &lay2,
+        "t",
+        &format!("127.0.0.1:{}/team/small:1", reg.port),
+        &[],
+    );
+    let proxy = start_logging_proxy(reg.port, ProxyMode::Slow);
     let big = format!("127.0.0.1:{}/team/big:1", proxy.port);
     let small = format!("127.0.0.1:{}/team/small:1", reg.port);
     pull_ok(&cache, &["-q", &small]);
@@ -580,7 +426,7 @@ fn a_prune_during_a_pull_leaves_both_whole() {
         if Instant::now() > deadline {
             let _ = puller.kill();
             let out = puller.wait_with_output().unwrap();
-            panic!("the pull hung: {} {:?}", stderr(&out), proxy.take_log());
+            panic!("the pull hung: {} {:?}", stderr(&out), proxy.take());
         }
         let o = pull(&cache, &["--cache-prune"]);
         assert!(o.status.success(), "{}", stderr(&o));
@@ -608,12 +454,17 @@ fn a_killed_download_leaves_no_blob_under_a_digest_name() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let lay = oci_layout(dir.path(), &sized_image(4, 512), "t");
+    let lay = oci_layout(dir.path(), &sized_image(4, 512).build(), "t");
     let reg = start_registry(dir.path());
-    push(&lay, &format!("127.0.0.1:{}/team/big:1", reg.port));
+    push_layout(
+        &lay,
+        "t",
+        &format!("127.0.0.1:{}/team/big:1", reg.port),
+        &[],
+    );
     let stalled = Arc::new(AtomicBool::new(false));
     let layer = layer_digests(&lay)[0].clone();
-    let proxy = start_proxy(reg.port, Mode::StallOn(layer.clone(), stalled.clone()));
+    let proxy = start_logging_proxy(reg.port, ProxyMode::StallOn(layer.clone(), stalled.clone()));
     let name = format!("127.0.0.1:{}/team/big:1", proxy.port);
     let mut child = command(&cache, &["-q", &name]).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -621,7 +472,7 @@ fn a_killed_download_leaves_no_blob_under_a_digest_name() {
         assert!(
             Instant::now() < deadline,
             "the download never started: {:?} {:?}",
-            proxy.take_log(),
+            proxy.take(),
             child.try_wait()
         );
         std::thread::sleep(Duration::from_millis(10));
@@ -659,9 +510,9 @@ fn eviction_takes_the_least_recently_used_image_and_keeps_shared_blobs() {
     for (i, seed) in [10u64, 11, 12].iter().enumerate() {
         let d = dir.path().join(format!("img{i}"));
         fs::create_dir_all(&d).unwrap();
-        let lay = oci_layout(&d, &sized_image(*seed, 100), "t");
+        let lay = oci_layout(&d, &sized_image(*seed, 100).build(), "t");
         let name = format!("127.0.0.1:{}/team/img{i}:1", reg.port);
-        push(&lay, &name);
+        push_layout(&lay, "t", &name, &[]);
         names.push(name);
     }
     // Two of the three ~100 KiB images fit under the cap.
@@ -685,9 +536,9 @@ fn eviction_takes_the_least_recently_used_image_and_keeps_shared_blobs() {
     with_shared
         .layers
         .push(sized_image(13, 100).layers.remove(0));
-    let lay = oci_layout(&d, &with_shared, "t");
+    let lay = oci_layout(&d, &with_shared.build(), "t");
     let name3 = format!("127.0.0.1:{}/team/img3:1", reg.port);
-    push(&lay, &name3);
+    push_layout(&lay, "t", &name3, &[]);
     pull_ok(&cache, &["--cache-max-size", "1G", "-q", &name3]);
     pull_ok(&cache, &["--cache-max-size", "1G", "-q", &names[2]]);
     let o = pull(&cache, &["--cache-prune=150K", "--cache-list=json"]);
@@ -726,10 +577,10 @@ fn listing_and_pruning_for_people_and_programs() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let lay = oci_layout(dir.path(), &two_layer_image("v1"), "t");
+    let lay = oci_layout(dir.path(), &two_layer_image("v1").build(), "t");
     let reg = start_registry(dir.path());
     let name = format!("127.0.0.1:{}/team/app:1.0", reg.port);
-    push(&lay, &name);
+    push_layout(&lay, "t", &name, &[]);
     pull_ok(&cache, &["-q", &name]);
     let text = String::from_utf8(pull_ok(&cache, &["--cache-list"])).unwrap();
     assert!(

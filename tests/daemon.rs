@@ -3,29 +3,36 @@
 //! stand-in that shows the HTTP framing and the errors. Whatever the route, the image must
 //! flatten to exactly what `oci:` makes of the same image.
 
-mod support;
+mod common;
+use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use support::*;
+
+/// A legacy `docker save` with each layer stored as it is (gzip).
+const STORED_AS_IS: DockerStyle = DockerStyle {
+    modern: false,
+    compressed_layers: true,
+};
 
 fn sample() -> Image {
     image(vec![
-        layer(&[
+        layer(vec![
             dir("etc"),
             file("etc/os-release", "ID=daemon-test\n"),
             file("etc/old", "x"),
             dir("usr"),
             file("usr/a", "a"),
         ]),
-        layer(&[
+        layer(vec![
             whiteout("etc/old"),
             file("usr/b", "b"),
             hardlink("usr/c", "usr/a"),
             symlink("usr/d", "a"),
         ]),
     ])
+    .build()
 }
 
 /// The flattened output of `oci:` for `img`: what every daemon route must reproduce.
@@ -151,11 +158,10 @@ impl Podman {
     /// digest).
     fn load(&self, img: &Image, tag: &str) -> String {
         let work = tempfile::tempdir().unwrap();
-        let lay = oci_layout(work.path(), img, "v1");
         let archive = work.path().join("image.oci.tar");
-        tar_dir(&lay, &archive);
+        std::fs::write(&archive, oci_archive(&[(Some("v1"), img)])).unwrap();
         sh(self.command().arg("load").arg("-i").arg(&archive));
-        let id = sha256(&serde_json::to_vec(&img.config_json()).unwrap());
+        let id = img.config.digest.clone();
         sh(self.command().args(["tag", &id[7..], tag]));
         id
     }
@@ -196,7 +202,7 @@ fn podman_engine_gives_what_the_layout_gives() {
     let meta = config
         .path()
         .join("contexts/meta")
-        .join(&sha256(b"podman-test")[7..]);
+        .join(&sha256_digest(b"podman-test")[7..]);
     std::fs::create_dir_all(&meta).unwrap();
     std::fs::write(
         meta.join("meta.json"),
@@ -303,7 +309,7 @@ fn chunked(body: &[u8], size: usize) -> Vec<u8> {
 fn tcp_engine_streaming_a_legacy_save_gives_what_the_layout_gives() {
     let img = sample();
     let expected = layout_output(&img);
-    let archive = docker_archive(&[(&img, &["app:1"])], false);
+    let archive = docker_archive(&[(&img, &["app:1"])], STORED_AS_IS);
     let (host, served) = stand_in(move |_| chunked(&archive, 7000));
     let got = ok_with_env(&["-q", "docker-daemon:app:1"], &[("DOCKER_HOST", &host)]);
     assert_eq!(served.join().unwrap(), "/images/app:1/get");
@@ -314,7 +320,13 @@ fn tcp_engine_streaming_a_legacy_save_gives_what_the_layout_gives() {
 fn tcp_engine_docker25_save_and_an_untagged_name_means_latest() {
     let img = sample();
     let expected = layout_output(&img);
-    let archive = docker_archive_oci(&img, "team/app:latest");
+    let archive = docker_archive(
+        &[(&img, &["team/app:latest"])],
+        DockerStyle {
+            modern: true,
+            ..DockerStyle::default()
+        },
+    );
     let (host, served) = stand_in(move |_| {
         let mut r = format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
@@ -363,7 +375,7 @@ fn engine_errors_are_one_line_naming_the_engine() {
     );
 
     // An export cut off mid-stream is an error, never a shorter image.
-    let archive = docker_archive(&[(&sample(), &["app:1"])], false);
+    let archive = docker_archive(&[(&sample(), &["app:1"])], STORED_AS_IS);
     let (host, _) = stand_in(move |_| {
         let mut r = format!(
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",

@@ -11,8 +11,8 @@
 //! bsdtar; without them the test fails (`OCI2WSL_SKIP_MISSING_TOOLS=1` skips, counted).
 #![cfg(unix)]
 
-mod support;
-use support::{require_root_and_tools, sh};
+mod common;
+use common::{require_root_and_tools, sh};
 
 use std::fs;
 use std::path::{Path, PathBuf};

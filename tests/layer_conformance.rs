@@ -4,18 +4,18 @@
 //! "The layer semantics").
 //!
 //! Every scenario is written as an OCI layout and flattened by the binary; its output passes
-//! the invariant checks (`support::tree`) and is extracted by bsdtar (what `wsl --import`
+//! the invariant checks (`common::tree`) and is extracted by bsdtar (what `wsl --import`
 //! uses), and every path of the listing is checked to exist there with its kind. Where the
 //! peers agree, `umoci unpack` of the same layout is compared entry by entry (as root).
 #![cfg(unix)]
 
-mod support;
+mod common;
+use common::*;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::*;
 
 struct Flat {
     tree: BTreeMap<String, Out>,
@@ -76,8 +76,8 @@ impl Flat {
 }
 
 /// Flattens the layers; `None` when bsdtar is missing and skipping is allowed.
-fn flat(layers: Vec<Vec<E>>) -> Option<Flat> {
-    flat_layers(layers.iter().map(|l| layer(l)).collect())
+fn flat(layers: Vec<Vec<Entry>>) -> Option<Flat> {
+    flat_layers(layers.iter().map(|l| layer(l.clone())).collect())
 }
 
 fn flat_layers(layers: Vec<Layer>) -> Option<Flat> {
@@ -85,7 +85,7 @@ fn flat_layers(layers: Vec<Layer>) -> Option<Flat> {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
-    let layout = oci_layout(dir.path(), &image(layers), "t");
+    let layout = oci_layout(dir.path(), &image(layers).build(), "t");
     let bytes = flatten_ok(&["-q", &layout_arg(&layout, "t")]);
     let tree = tree(&bytes);
     let output = dir.path().join("out.tar");
@@ -126,10 +126,10 @@ fn flat_layers(layers: Vec<Layer>) -> Option<Flat> {
 }
 
 /// The one-line error of a refused image.
-fn refused(layers: Vec<Vec<E>>) -> String {
+fn refused(layers: Vec<Vec<Entry>>) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let img = image(layers.iter().map(|l| layer(l)).collect());
-    let layout = oci_layout(dir.path(), &img, "t");
+    let img = image(layers.iter().map(|l| layer(l.clone())).collect());
+    let layout = oci_layout(dir.path(), &img.build(), "t");
     flatten_err(&[&layout_arg(&layout, "t")])
 }
 
@@ -737,7 +737,7 @@ fn moby_go_archive_diff_test_apply_layer_invalid_filenames() {
 #[test]
 fn moby_go_archive_diff_test_apply_layer_invalid_hardlink() {
     let escaping = hardlink("loophole-victim", "../victim").mode(0o755);
-    let cases: Vec<(Vec<E>, &str)> = vec![
+    let cases: Vec<(Vec<Entry>, &str)> = vec![
         (
             vec![hardlink("dotdot", "../victim/hello")],
             "../victim/hello",
@@ -819,7 +819,7 @@ fn moby_go_archive_diff_test_apply_layer_invalid_symlink() {
 /// opaque root.
 #[test]
 fn moby_go_archive_diff_test_apply_layer_whiteouts() {
-    fn entries(paths: &[&str]) -> Vec<E> {
+    fn entries(paths: &[&str]) -> Vec<Entry> {
         paths
             .iter()
             .map(|p| match p.strip_suffix('/') {
@@ -1092,10 +1092,7 @@ fn check_sparse_format(options: &[&str], marker: &[u8], segments: u64) {
         "GNU tar {options:?} did not write a sparse entry ({:?} missing)",
         String::from_utf8_lossy(marker)
     );
-    let Some(f) = flat_layers(vec![Layer {
-        tar,
-        comp: Comp::Gzip,
-    }]) else {
+    let Some(f) = flat_layers(vec![raw_layer(tar)]) else {
         return;
     };
     assert_eq!(f.kind("sparse.bin"), 'f');
@@ -1165,11 +1162,8 @@ fn gnu_tar_sparse_holes_count_against_the_expansion_limit() {
     let tar = gnu_sparse_layer(src.path(), &["--format=posix", "--sparse-version=1.0"]);
     assert!(tar.len() < 1 << 20, "GNU tar wrote {} bytes", tar.len());
     let dir = tempfile::tempdir().unwrap();
-    let img = image(vec![Layer {
-        tar,
-        comp: Comp::Gzip,
-    }]);
-    let layout = oci_layout(dir.path(), &img, "t");
+    let img = image(vec![raw_layer(tar)]);
+    let layout = oci_layout(dir.path(), &img.build(), "t");
     let err = flatten_err(&[&layout_arg(&layout, "t")]);
     assert!(
         err.contains("sparse") && err.contains("--max-expansion"),
@@ -1264,10 +1258,7 @@ fn umoci_tar_extract_test_unpack_entry_whiteout() {
             if let Some(parent) = parent {
                 let (top, _) = parent.split_once('/').unwrap();
                 lower.push(dir(top));
-                lower.push(E {
-                    mtime: parent_mtime,
-                    ..dir(parent)
-                });
+                lower.push(dir(parent).mtime(parent_mtime));
             }
             if is_dir {
                 lower.extend([
@@ -1299,7 +1290,7 @@ fn umoci_tar_extract_test_unpack_entry_whiteout() {
 
 /// One dentry of upstream TestUnpackOpaqueWhiteout: the entry, whether the upper run
 /// writes it (else the lower run does), and whether it must survive.
-type OpaqueCase = (E, bool, bool);
+type OpaqueCase = (Entry, bool, bool);
 
 /// Upstream TestUnpackOpaqueWhiteout harness: the lower entries go below `test-subdir` in
 /// one layer, the upper entries in the next, which ends with `test-subdir/.wh..wh..opq`.
@@ -1307,14 +1298,14 @@ type OpaqueCase = (E, bool, bool);
 /// stays a directory, empty when there was no upper entry.
 fn umoci_opaque_whiteout(case: &str, dentries: Vec<OpaqueCase>) {
     const ROOT: &str = "test-subdir";
-    let under = |e: &E| {
+    let under = |e: &Entry| {
         let mut e = e.clone();
         e.name = format!("{ROOT}/{}", String::from_utf8(e.name).unwrap()).into_bytes();
         e
     };
     let mut lower = vec![dir(ROOT)];
     lower.extend(dentries.iter().filter(|d| !d.1).map(|d| under(&d.0)));
-    let mut upper: Vec<E> = dentries
+    let mut upper: Vec<Entry> = dentries
         .iter()
         .filter(|d| d.1)
         .map(|d| under(&d.0))
@@ -1377,8 +1368,8 @@ fn umoci_tar_extract_test_unpack_opaque_whiteout_one_level() {
 #[test]
 fn umoci_tar_extract_test_unpack_opaque_whiteout_two_level() {
     for (case, has_upper) in [("TwoLevel", true), ("TwoLevelNoUpper", false)] {
-        let up = |e: E| (e, has_upper, has_upper);
-        let low = |e: E| (e, false, false);
+        let up = |e: Entry| (e, has_upper, has_upper);
+        let low = |e: Entry| (e, false, false);
         umoci_opaque_whiteout(
             case,
             vec![
@@ -1402,8 +1393,8 @@ fn umoci_tar_extract_test_unpack_opaque_whiteout_two_level() {
 #[test]
 fn umoci_tar_extract_test_unpack_opaque_whiteout_multi_level() {
     for (case, has_upper) in [("MultiLevel", true), ("MultiLevelNoUpper", false)] {
-        let up = |e: E| (e, has_upper, has_upper);
-        let low = |e: E| (e, false, false);
+        let up = |e: Entry| (e, has_upper, has_upper);
+        let low = |e: Entry| (e, false, false);
         umoci_opaque_whiteout(
             case,
             vec![
@@ -1540,7 +1531,7 @@ fn umoci_tar_extract_test_unpack_hardlink() {
 // umoci's generator writes it.
 // ---------------------------------------------------------------------------------------
 
-fn umoci_bats_base() -> Vec<E> {
+fn umoci_bats_base() -> Vec<Entry> {
     vec![
         dir("etc"),
         file("etc/passwd", "root:x:0:0::/root:/bin/sh\n"),

@@ -1,22 +1,22 @@
 //! The layer rules of shared/docs/layer-semantics.md, end to end: images built in code,
 //! written as OCI layouts, flattened by the binary, the output read back and checked
-//! (every output also passes `check_invariants`).
+//! (every output also passes `Listing::assert_invariants`, tests/common/listing.rs).
 
-mod support;
+mod common;
+use common::*;
 use std::collections::BTreeMap;
-use support::*;
 
-fn flat(layers: Vec<Vec<E>>) -> BTreeMap<String, Out> {
+fn flat(layers: Vec<Vec<Entry>>) -> BTreeMap<String, Out> {
     let dir = tempfile::tempdir().unwrap();
-    let img = image(layers.iter().map(|l| layer(l)).collect());
-    let lay = oci_layout(dir.path(), &img, "t");
+    let img = image(layers.iter().map(|l| layer(l.clone())).collect());
+    let lay = oci_layout(dir.path(), &img.build(), "t");
     tree(&flatten_ok(&["-q", &layout_arg(&lay, "t")]))
 }
 
-fn flat_err(layers: Vec<Vec<E>>) -> String {
+fn flat_err(layers: Vec<Vec<Entry>>) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let img = image(layers.iter().map(|l| layer(l)).collect());
-    let lay = oci_layout(dir.path(), &img, "t");
+    let img = image(layers.iter().map(|l| layer(l.clone())).collect());
+    let lay = oci_layout(dir.path(), &img.build(), "t");
     flatten_err(&[&layout_arg(&lay, "t")])
 }
 
@@ -168,7 +168,7 @@ fn names_longer_than_255_bytes_pax_and_gnu() {
     let link = format!("link-{}", "c".repeat(150));
     let t = flat(vec![vec![
         file(&long_a, "pax"),
-        file(&long_b, "gnu").gnu(),
+        file(&long_b, "gnu").gnu_long_names(),
         symlink(&link, &long_a),
     ]]);
     assert_eq!(t[&long_a].content, b"pax");
@@ -181,8 +181,8 @@ fn non_utf8_names_survive_byte_for_byte() {
     let short = b"caf\xe9".to_vec();
     let long = [&b"dir/"[..], &[0xff; 150][..], b"/\xfe\xfdname"].concat();
     let t = flat(vec![vec![
-        file_bytes(&short, b"s"),
-        file_bytes(&long, b"l").gnu(),
+        file(&short, b"s"),
+        file(&long, b"l").gnu_long_names(),
     ]]);
     let all: Vec<&Out> = t.values().collect();
     assert!(all.iter().any(|e| e.path == short && e.content == b"s"));
@@ -290,7 +290,7 @@ fn symlink_loops_are_kept_verbatim_and_never_followed() {
         ('l', b"self".as_slice())
     );
     assert_eq!(t["up"].link, b"../../up");
-    // A hardlink to a symlink stays one, after it (check_invariants saw to the order).
+    // A hardlink to a symlink stays one, after it (assert_invariants saw to the order).
     assert_eq!(
         (t["a-again"].kind, t["a-again"].link.as_slice()),
         ('h', b"a".as_slice())
@@ -314,17 +314,18 @@ fn modes_with_special_bits_and_mtimes_survive() {
 fn output_order_directories_first_and_links_after_targets() {
     let dir_ = tempfile::tempdir().unwrap();
     let img = image(vec![
-        layer(&[
+        layer(vec![
             dir("z"),
             file("z/file", "1"),
             hardlink("a-link", "z/file"),
             symlink("s", "z"),
         ]),
-        layer(&[file("b", "2"), dir("y")]),
+        layer(vec![file("b", "2"), dir("y")]),
     ]);
-    let lay = oci_layout(dir_.path(), &img, "t");
-    let entries = list(&flatten_ok(&["-q", &layout_arg(&lay, "t")]));
-    check_invariants(&entries);
+    let lay = oci_layout(dir_.path(), &img.build(), "t");
+    let bytes = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
+    Listing::parse(&bytes).assert_invariants();
+    let entries = list(&bytes);
     let order: Vec<String> = entries.iter().map(|e| e.name()).collect();
     assert_eq!(order, ["./", "s", "y", "z", "z/file", "a-link", "b"]);
 }
@@ -336,8 +337,8 @@ fn same_image_gives_the_same_bytes() {
         vec![whiteout("d/a"), file("n", "n")],
     ];
     let dir_ = tempfile::tempdir().unwrap();
-    let img = image(layers.iter().map(|l| layer(l)).collect());
-    let lay = oci_layout(dir_.path(), &img, "t");
+    let img = image(layers.iter().map(|l| layer(l.clone())).collect());
+    let lay = oci_layout(dir_.path(), &img.build(), "t");
     let a = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
     let b = flatten_ok(&["-q", "-j", "1", &layout_arg(&lay, "t")]);
     assert_eq!(a, b);

@@ -2,24 +2,28 @@
 //! when complete, existing files are kept unless --force, and the compressed output is
 //! readable in full by every common reader.
 
-mod support;
+mod common;
+use common::*;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use support::*;
 
 fn example_layout(dir: &Path) -> String {
     // Big enough that gzip output has several members (blocks are 4 MiB).
     let big: String = (0..1_200_000).map(|i| format!("{i} ")).collect();
     let img = image(vec![
-        layer(&[dir_e("etc"), file("etc/big", &big), file("etc/small", "s")]),
-        layer(&[file("more", &big[..1_000_000])]),
+        layer(vec![
+            dir_e("etc"),
+            file("etc/big", &big),
+            file("etc/small", "s"),
+        ]),
+        layer(vec![file("more", &big[..1_000_000])]),
     ]);
-    layout_arg(&oci_layout(dir, &img, "t"), "t")
+    layout_arg(&oci_layout(dir, &img.build(), "t"), "t")
 }
 
-fn dir_e(name: &str) -> E {
-    support::dir(name)
+fn dir_e(name: &str) -> Entry {
+    common::dir(name)
 }
 
 fn run_ok(args: &[&str]) -> std::process::Output {
@@ -188,9 +192,12 @@ fn existing_target_is_kept_without_force_and_replaced_with_it() {
 #[test]
 fn a_failing_run_leaves_the_old_file_and_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
-    let img =
-        image(vec![layer(&[file("a", "a")]), layer(&[file("b", "b")])]).corrupt(Corrupt::DiffId);
-    let lay = oci_layout(dir.path(), &img, "t");
+    let img = image(vec![
+        layer(vec![file("a", "a")]),
+        layer(vec![file("b", "b")]),
+    ])
+    .corrupt(Corruption::DiffId(1));
+    let lay = oci_layout(dir.path(), &img.build(), "t");
     let outdir = dir.path().join("out");
     fs::create_dir(&outdir).unwrap();
     let out = outdir.join("good.tar.gz");

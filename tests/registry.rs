@@ -4,39 +4,19 @@
 //! with Retry-After, a corrupted byte). Images are pushed with skopeo from OCI layouts the
 //! tests build. Needs docker-registry, skopeo, openssl and htpasswd; required under CI.
 
-mod support;
+mod common;
+use common::*;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::*;
 
 fn prerequisites() -> bool {
     require_tools(&["docker-registry", "skopeo", "openssl", "htpasswd"])
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Registry {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Starts a registry, optionally with TLS and htpasswd basic auth.
@@ -53,56 +33,15 @@ fn start_registry(dir: &Path, tls: Option<(&Path, &Path)>, htpasswd: Option<&Pat
     )
 }
 
-fn start_registry_with(dir: &Path, tls: Option<(&Path, &Path)>, auth: Option<String>) -> Registry {
-    let port = free_port();
-    let mut cfg = format!(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-        dir.join("storage").display()
-    );
-    if let Some((cert, key)) = tls {
-        cfg += &format!(
-            "  tls:\n    certificate: {}\n    key: {}\n",
-            cert.display(),
-            key.display()
-        );
-    }
-    if let Some(a) = auth {
-        cfg += &a;
-    }
-    let cfg_path = dir.join("registry.yml");
-    fs::write(&cfg_path, cfg).unwrap();
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&cfg_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "registry did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Registry { child, port }
-}
-
-fn push(layout: &Path, tag: &str, dest: &str, extra: &[&str]) {
-    sh(Command::new("skopeo")
-        .args(["copy", "-q", "--dest-tls-verify=false"])
-        .args(extra)
-        .arg(format!("oci:{}:{tag}", layout.display()))
-        .arg(format!("docker://{dest}")));
-}
-
-fn test_image() -> Image {
+fn test_image() -> ImageBuilder {
     let big: String = (0..300_000).map(|i| format!("{i}\n")).collect();
     image(vec![
-        layer(&[
+        layer(vec![
             dir("etc"),
             file("etc/os-release", "ID=reg\n"),
             file("etc/big", &big),
         ]),
-        layer(&[file("usr/bin/app", "app"), whiteout("etc/os-release")]).comp(Comp::Zstd),
+        layer(vec![file("usr/bin/app", "app"), whiteout("etc/os-release")]).zstd(),
     ])
 }
 
@@ -174,10 +113,10 @@ fn plain_http_pull_is_byte_identical_to_the_layout() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let lay = oci_layout(dir.path(), &test_image(), "t");
+    let lay = oci_layout(dir.path(), &test_image().build(), "t");
     let reg = start_registry(dir.path(), None, None);
     let name = format!("127.0.0.1:{}/team/app:1.0", reg.port);
-    push(&lay, "t", &name, &[]);
+    push_layout(&lay, "t", &name, &[]);
     let expected = layout_output(&lay);
     assert_eq!(flatten_ok(&["-q", &name]), expected);
     assert_eq!(flatten_ok(&["-q", &format!("docker://{name}")]), expected);
@@ -208,12 +147,15 @@ fn multi_arch_index_from_the_registry() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let amd = image(vec![layer(&[file("arch", "amd64")])]);
-    let arm = image(vec![layer(&[file("arch", "arm64")])]).arch("arm64");
-    let lay = oci_multiarch(dir.path(), &[amd, arm], "multi", false);
+    let amd = image(vec![layer(vec![file("arch", "amd64")])]).build();
+    let arm = image(vec![layer(vec![file("arch", "arm64")])])
+        .platform("linux/arm64")
+        .build();
+    let idx = index(&[&amd, &arm]).with_attestation().build();
+    let lay = oci_layout(dir.path(), &idx, "multi");
     let reg = start_registry(dir.path(), None, None);
     let name = format!("127.0.0.1:{}/multi:1", reg.port);
-    push(&lay, "multi", &name, &["--all"]);
+    push_layout(&lay, "multi", &name, &["--all"]);
     let t = tree(&flatten_ok(&["-q", "--platform", "linux/arm64", &name]));
     assert_eq!(content_of(&t, "arch"), b"arm64");
     let t = tree(&flatten_ok(&["-q", "--platform", "linux/amd64", &name]));
@@ -227,10 +169,10 @@ fn tls_with_a_private_ca() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = make_certs(dir.path());
-    let lay = oci_layout(dir.path(), &test_image(), "t");
+    let lay = oci_layout(dir.path(), &test_image().build(), "t");
     let reg = start_registry(dir.path(), Some((&cert, &key)), None);
     let name = format!("127.0.0.1:{}/secure/app:1", reg.port);
-    push(&lay, "t", &name, &[]);
+    push_layout(&lay, "t", &name, &[]);
     let expected = layout_output(&lay);
     // Loopback may fall back to HTTP, but a TLS server with an unknown CA is an error.
     let err = flatten_err(&[&name]);
@@ -265,10 +207,10 @@ fn basic_auth_behind_tls_and_secrets_never_printed() {
         .unwrap();
     let htpasswd = dir.path().join("htpasswd");
     fs::write(&htpasswd, &pw.stdout).unwrap();
-    let lay = oci_layout(dir.path(), &test_image(), "t");
+    let lay = oci_layout(dir.path(), &test_image().build(), "t");
     let reg = start_registry(dir.path(), Some((&cert, &key)), Some(&htpasswd));
     let name = format!("127.0.0.1:{}/private/app:1", reg.port);
-    push(&lay, "t", &name, &["--dest-creds", "tester:Sup3rSecretPw"]);
+    push_layout(&lay, "t", &name, &["--dest-creds", "tester:Sup3rSecretPw"]);
     let expected = layout_output(&lay);
     let ca_arg = ["--ca-file", ca.to_str().unwrap()];
     let ok = run(
@@ -553,9 +495,9 @@ fn recovers_from_a_dropped_connection_a_500_and_a_429() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let lay = oci_layout(dir.path(), &test_image(), "t");
+    let lay = oci_layout(dir.path(), &test_image().build(), "t");
     let reg = start_registry(dir.path(), None, None);
-    push(
+    push_layout(
         &lay,
         "t",
         &format!("127.0.0.1:{}/flaky/app:1", reg.port),
@@ -595,9 +537,9 @@ fn refuses_a_corrupted_byte_and_leaves_no_output() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let lay = oci_layout(dir.path(), &test_image(), "t");
+    let lay = oci_layout(dir.path(), &test_image().build(), "t");
     let reg = start_registry(dir.path(), None, None);
-    push(
+    push_layout(
         &lay,
         "t",
         &format!("127.0.0.1:{}/evil/app:1", reg.port),
@@ -796,12 +738,12 @@ fn bearer_token_flow_anonymous_and_with_credentials() {
         "auth:\n  token:\n    realm: http://127.0.0.1:{token_port}/token\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
         cert.display()
     );
-    let lay = oci_layout(dir.path(), &test_image(), "t");
+    let lay = oci_layout(dir.path(), &test_image().build(), "t");
     let reg = start_registry_with(dir.path(), None, Some(auth));
     let public = format!("127.0.0.1:{}/public/app:1", reg.port);
     let private = format!("127.0.0.1:{}/private/app:1", reg.port);
-    push(&lay, "t", &public, &["--dest-creds", "tester:TokPass"]);
-    push(&lay, "t", &private, &["--dest-creds", "tester:TokPass"]);
+    push_layout(&lay, "t", &public, &["--dest-creds", "tester:TokPass"]);
+    push_layout(&lay, "t", &private, &["--dest-creds", "tester:TokPass"]);
     let expected = layout_output(&lay);
 
     let before = issued.load(Ordering::SeqCst);

@@ -4,32 +4,39 @@
 //! indexes, Docker media types, every layer compression, sha512 digests. And each broken
 //! image fails with a one-line error that names what was wrong, leaving no output.
 
-mod support;
+mod common;
+use common::*;
 use std::fs;
-use support::*;
 
-fn sample() -> Image {
+/// A legacy `docker save` whose `layer.tar` files hold each layer as it is stored (gzip,
+/// zstd or plain), a repeated layer written as a symlink.
+const STORED_AS_IS: DockerStyle = DockerStyle {
+    modern: false,
+    compressed_layers: true,
+};
+
+fn sample() -> ImageBuilder {
     image(vec![
-        layer(&[
+        layer(vec![
             dir("etc"),
             file("etc/os-release", "ID=test\n"),
             file("etc/old", "x"),
             dir("usr"),
             file("usr/a", "a"),
         ]),
-        layer(&[
+        layer(vec![
             whiteout("etc/old"),
             file("usr/b", "b"),
             hardlink("usr/c", "usr/a"),
         ])
-        .comp(Comp::Zstd),
-        layer(&[file("usr/a", "a2")]).comp(Comp::None),
+        .zstd(),
+        layer(vec![file("usr/a", "a2")]).uncompressed(),
     ])
 }
 
 fn reference_output() -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
-    let lay = oci_layout(dir.path(), &sample(), "v1");
+    let lay = oci_layout(dir.path(), &sample().build(), "v1");
     flatten_ok(&["-q", &layout_arg(&lay, "v1")])
 }
 
@@ -37,7 +44,7 @@ fn reference_output() -> Vec<u8> {
 fn layout_by_tag_digest_and_alone() {
     let expected = reference_output();
     let dir = tempfile::tempdir().unwrap();
-    let lay = oci_layout(dir.path(), &sample(), "v1");
+    let lay = oci_layout(dir.path(), &sample().build(), "v1");
     let index: serde_json::Value =
         serde_json::from_slice(&fs::read(lay.join("index.json")).unwrap()).unwrap();
     let digest = index["manifests"][0]["digest"]
@@ -61,11 +68,10 @@ fn layout_by_tag_digest_and_alone() {
 #[test]
 fn layout_with_several_images_needs_a_tag_and_lists_them() {
     let dir = tempfile::tempdir().unwrap();
-    let mut blobs = Blobs::default();
-    let a = sample().write(&mut blobs);
-    let b = image(vec![layer(&[file("other", "o")])]).write(&mut blobs);
+    let a = sample().build();
+    let b = image(vec![layer(vec![file("other", "o")])]).build();
     let lay = dir.path().join("layout");
-    write_layout(&lay, &blobs, &[(Some("one"), a), (Some("two"), b)]);
+    write_oci_layout(&lay, &[(Some("one"), &a), (Some("two"), &b)]);
     let err = usage_err(&[&format!("oci:{}", lay.display())]);
     assert!(err.contains("one") && err.contains("two"), "{err}");
     let err = flatten_err(&[&layout_arg(&lay, "three")]);
@@ -80,9 +86,14 @@ fn layout_with_several_images_needs_a_tag_and_lists_them() {
 fn oci_archive_from_file_and_stdin() {
     let expected = reference_output();
     let dir = tempfile::tempdir().unwrap();
-    let lay = oci_layout(dir.path(), &sample(), "v1");
+    let files = oci_layout_files(&[(Some("v1"), &sample().build())]);
+    // Names as `tar -C layout -cf img.oci.tar .` writes them: `./`, `./blobs/`, …
+    let dotted: Vec<(String, Vec<u8>)> = files
+        .into_iter()
+        .map(|(p, b)| (format!("./{p}"), b))
+        .collect();
     let archive = dir.path().join("img.oci.tar");
-    tar_dir(&lay, &archive);
+    fs::write(&archive, pack(&dotted, &[])).unwrap();
     assert_eq!(
         flatten_ok(&["-q", &format!("oci-archive:{}:v1", archive.display())]),
         expected
@@ -92,10 +103,7 @@ fn oci_archive_from_file_and_stdin() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(o.stdout, expected);
     // A compressed archive on stdin works too.
-    let o = run(
-        &["-q", "oci-archive:-:v1"],
-        Some(&compress(&bytes, Comp::Gzip)),
-    );
+    let o = run(&["-q", "oci-archive:-:v1"], Some(&gzip(&bytes)));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(o.stdout, expected);
 }
@@ -103,8 +111,8 @@ fn oci_archive_from_file_and_stdin() {
 #[test]
 fn docker_archive_legacy_from_file_and_stdin() {
     let expected = reference_output();
-    let img = sample();
-    let archive = docker_archive(&[(&img, &["app:1.2"])], false);
+    let img = sample().build();
+    let archive = docker_archive(&[(&img, &["app:1.2"])], STORED_AS_IS);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.tar");
     fs::write(&path, &archive).unwrap();
@@ -123,14 +131,14 @@ fn docker_archive_legacy_from_file_and_stdin() {
 
 #[test]
 fn docker_archive_picks_by_repo_tag_among_several() {
-    let a = sample();
-    let b = image(vec![layer(&[file("only-in-b", "b")])]);
+    let a = sample().build();
+    let b = image(vec![layer(vec![file("only-in-b", "b")])]).build();
     let archive = docker_archive(
         &[
             (&a, &["app:1.2"]),
             (&b, &["docker.io/library/other:latest"]),
         ],
-        false,
+        STORED_AS_IS,
     );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("two.tar");
@@ -152,13 +160,13 @@ fn docker_archive_picks_by_repo_tag_among_several() {
 #[test]
 fn docker_archive_with_gzip_layers_and_symlinked_layer_files() {
     let img = image(vec![
-        layer(&[file("base", "b"), dir("d")]).comp(Comp::Gzip),
-        layer(&[whiteout("base"), file("d/x", "x")]).comp(Comp::None),
+        layer(vec![file("base", "b"), dir("d")]).gzip(),
+        layer(vec![whiteout("base"), file("d/x", "x")]).uncompressed(),
     ]);
     // Layer 0 again on top, written as a symlink to layer 0's file: "base" comes back.
     let mut with_dup = img.clone();
     with_dup.layers.push(img.layers[0].clone());
-    let archive = docker_archive(&[(&with_dup, &["dup:1"])], true);
+    let archive = docker_archive(&[(&with_dup.build(), &["dup:1"])], STORED_AS_IS);
     let symlinks = tar::Archive::new(&archive[..])
         .entries()
         .unwrap()
@@ -178,7 +186,13 @@ fn docker_archive_with_gzip_layers_and_symlinked_layer_files() {
 #[test]
 fn docker_25_archive_with_oci_blobs() {
     let expected = reference_output();
-    let archive = docker_archive_oci(&sample(), "app:2");
+    let archive = docker_archive(
+        &[(&sample().build(), &["app:2"])],
+        DockerStyle {
+            modern: true,
+            ..DockerStyle::default()
+        },
+    );
     let o = run(&["-q", "docker-archive:-:app:2"], Some(&archive));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(o.stdout, expected);
@@ -190,7 +204,7 @@ fn docker_25_archive_with_oci_blobs() {
 
 #[test]
 fn wrong_archive_kind_says_which_to_use() {
-    let archive = docker_archive(&[(&sample(), &["a:1"])], false);
+    let archive = docker_archive(&[(&sample().build(), &["a:1"])], STORED_AS_IS);
     let o = run(&["oci-archive:-"], Some(&archive));
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("docker-archive"), "{}", stderr(&o));
@@ -200,9 +214,15 @@ fn wrong_archive_kind_says_which_to_use() {
 fn multi_platform_index_picks_the_platform() {
     for docker_list in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let amd = image(vec![layer(&[file("arch", "amd64")])]);
-        let arm = image(vec![layer(&[file("arch", "arm64")])]).arch("arm64");
-        let lay = oci_multiarch(dir.path(), &[amd, arm], "multi", docker_list);
+        let amd = image(vec![layer(vec![file("arch", "amd64")])]).build();
+        let arm = image(vec![layer(vec![file("arch", "arm64")])])
+            .platform("linux/arm64")
+            .build();
+        let mut idx = index(&[&amd, &arm]).with_attestation();
+        if docker_list {
+            idx = idx.docker_manifest_list();
+        }
+        let lay = oci_layout(dir.path(), &idx.build(), "multi");
         let arg = layout_arg(&lay, "multi");
         let t = tree(&flatten_ok(&["-q", "--platform", "linux/arm64", &arg]));
         assert_eq!(content_of(&t, "arch"), b"arm64");
@@ -226,7 +246,9 @@ fn explicit_platform_that_a_single_image_does_not_have_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let lay = oci_layout(
         dir.path(),
-        &image(vec![layer(&[file("a", "")])]).arch("arm64"),
+        &image(vec![layer(vec![file("a", "")])])
+            .platform("linux/arm64")
+            .build(),
         "t",
     );
     let err = flatten_err(&["--platform", "linux/amd64", &layout_arg(&lay, "t")]);
@@ -237,12 +259,14 @@ fn explicit_platform_that_a_single_image_does_not_have_is_an_error() {
 fn docker_media_types_multi_member_gzip_and_sha512() {
     let expected = reference_output();
     let dir = tempfile::tempdir().unwrap();
-    let mut img = sample().docker();
-    img.layers[0].comp = Comp::GzipMulti;
-    let lay = oci_layout(dir.path(), &img, "d");
+    let mut img = sample().docker_media_types();
+    img.layers[0].compression = Compression::GzipHalves;
+    img.layers[1].media_type = Some("application/vnd.docker.image.rootfs.diff.tar.zstd".into());
+    img.layers[2].media_type = Some("application/vnd.docker.image.rootfs.diff.tar".into());
+    let lay = oci_layout(dir.path(), &img.build(), "d");
     assert_eq!(flatten_ok(&["-q", &layout_arg(&lay, "d")]), expected);
     let dir = tempfile::tempdir().unwrap();
-    let lay = oci_layout(dir.path(), &sample().sha512(), "s");
+    let lay = oci_layout(dir.path(), &sample().sha512().build(), "s");
     assert_eq!(flatten_ok(&["-q", &layout_arg(&lay, "s")]), expected);
     assert!(fs::read_dir(lay.join("blobs/sha512")).unwrap().count() > 3);
 }
@@ -250,12 +274,12 @@ fn docker_media_types_multi_member_gzip_and_sha512() {
 #[test]
 fn corrupted_blob_wrong_size_and_wrong_diff_id_are_refused() {
     for (corrupt, needle) in [
-        (Corrupt::BlobByte, "digest"),
-        (Corrupt::BlobSize, "bytes"),
-        (Corrupt::DiffId, "diff_id"),
+        (Corruption::BlobByte(2), "digest"),
+        (Corruption::LayerSize(2, 10), "bytes"),
+        (Corruption::DiffId(2), "diff_id"),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let lay = oci_layout(dir.path(), &sample().corrupt(corrupt), "t");
+        let lay = oci_layout(dir.path(), &sample().corrupt(corrupt.clone()).build(), "t");
         let out = dir.path().join("out.tar.gz");
         let o = run(&[&layout_arg(&lay, "t"), "-o", out.to_str().unwrap()], None);
         let err = stderr(&o);
@@ -276,99 +300,53 @@ fn corrupted_blob_wrong_size_and_wrong_diff_id_are_refused() {
 #[test]
 fn schema1_html_and_unknown_media_types_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let mut blobs = Blobs::default();
-    let (d, s) = blobs.add(
-        br#"{"schemaVersion":1,"name":"x","tag":"y","fsLayers":[]}"#.to_vec(),
-        false,
-    );
-    let (h, hs) = blobs.add(b"<html><body>login</body></html>".to_vec(), false);
+    let schema1 = RawManifest {
+        blob: Blob::new(
+            DOCKER_SCHEMA1,
+            Algo::Sha256,
+            br#"{"schemaVersion":1,"name":"x","tag":"y","fsLayers":[]}"#.to_vec(),
+        ),
+    };
+    let html = RawManifest {
+        blob: Blob::new(
+            OCI_MANIFEST,
+            Algo::Sha256,
+            b"<html><body>login</body></html>".to_vec(),
+        ),
+    };
     let lay = dir.path().join("layout");
-    write_layout(
-        &lay,
-        &blobs,
-        &[
-            (
-                Some("old"),
-                serde_json::json!({"mediaType": "application/vnd.docker.distribution.manifest.v1+prettyjws", "digest": d, "size": s}),
-            ),
-            (
-                Some("html"),
-                serde_json::json!({"mediaType": OCI_MANIFEST, "digest": h, "size": hs}),
-            ),
-        ],
-    );
+    write_oci_layout(&lay, &[(Some("old"), &schema1), (Some("html"), &html)]);
     assert!(flatten_err(&[&layout_arg(&lay, "old")]).contains("schema 1"));
     assert!(flatten_err(&[&layout_arg(&lay, "html")]).contains("HTML"));
 
     let dir = tempfile::tempdir().unwrap();
     let mut img = sample();
     img.layers.truncate(1);
-    let lay = oci_layout(dir.path(), &img, "t");
-    // Rewrite the layer's media type to something unknown.
-    let mut blobs = Blobs::default();
-    let desc = img.write(&mut blobs);
-    let manifest_digest = desc["digest"].as_str().unwrap();
-    let mut manifest: serde_json::Value =
-        serde_json::from_slice(&blobs.blobs[manifest_digest]).unwrap();
-    manifest["layers"][0]["mediaType"] = "application/x-unknown".into();
-    let mut b2 = Blobs {
-        blobs: blobs.blobs.clone(),
-    };
-    let (md, ms) = b2.add(serde_json::to_vec(&manifest).unwrap(), false);
-    fs::remove_dir_all(&lay).unwrap();
-    write_layout(
-        &lay,
-        &b2,
-        &[(
-            Some("t"),
-            serde_json::json!({"mediaType": OCI_MANIFEST, "digest": md, "size": ms}),
-        )],
-    );
+    // The layer's media type is something unknown.
+    img.layers[0].media_type = Some("application/x-unknown".into());
+    let lay = oci_layout(dir.path(), &img.build(), "t");
     let err = flatten_err(&[&layout_arg(&lay, "t")]);
     assert!(err.contains("application/x-unknown"), "{err}");
 }
 
 #[test]
 fn truncated_and_corrupt_compressed_layers() {
-    for comp in [Comp::Gzip, Comp::Zstd, Comp::None] {
+    for comp in [Compression::Gzip, Compression::Zstd, Compression::None] {
         // A layer whose blob is cut short but whose descriptor matches the cut bytes: the
         // blob digest passes, decompression or the tar or the diff_id must catch it.
-        let img = image(vec![layer(&[
-            file("big", &"x".repeat(50_000)),
+        let mut img = image(vec![layer(vec![
+            file("big", "x".repeat(50_000)),
             file("after", "a"),
         ])
-        .comp(comp)]);
-        let mut blobs = Blobs::default();
-        let desc = img.write(&mut blobs);
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&blobs.blobs[desc["digest"].as_str().unwrap()]).unwrap();
-        let layer_digest = manifest["layers"][0]["digest"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let mut blob = blobs.blobs[&layer_digest].clone();
-        blob.truncate(blob.len() * 2 / 3);
-        let mut b2 = Blobs::default();
-        for (d, data) in &blobs.blobs {
-            if *d != layer_digest && *d != desc["digest"].as_str().unwrap() {
-                b2.blobs.insert(d.clone(), data.clone());
-            }
-        }
-        let (nd, ns) = b2.add(blob, false);
-        let mut m2 = manifest.clone();
-        m2["layers"][0]["digest"] = nd.into();
-        m2["layers"][0]["size"] = ns.into();
-        let (md, ms) = b2.add(serde_json::to_vec(&m2).unwrap(), false);
+        .compression(comp)])
+        .build();
+        let blob = &img.layers[0];
+        let mut cut = blob.bytes.clone();
+        cut.truncate(cut.len() * 2 / 3);
+        img.layers[0] = Blob::new(&blob.media_type.clone(), Algo::Sha256, cut);
+        img.refresh_manifest();
         let dir = tempfile::tempdir().unwrap();
-        let lay = dir.path().join("layout");
-        write_layout(
-            &lay,
-            &b2,
-            &[(
-                Some("t"),
-                serde_json::json!({"mediaType": OCI_MANIFEST, "digest": md, "size": ms}),
-            )],
-        );
+        let lay = oci_layout(dir.path(), &img, "t");
         let err = flatten_err(&[&layout_arg(&lay, "t")]);
         assert!(err.contains("layer 1/1"), "{comp:?}: {err}");
     }

@@ -8,8 +8,8 @@
 //! `OCI2WSL_SKIP_MISSING_TOOLS` is set (see `tests/common/tools.rs`).
 #![cfg(unix)]
 
-mod support;
-use support::{require_root_and_tools, sh};
+mod common;
+use common::{require_root_and_tools, sh};
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};

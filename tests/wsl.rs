@@ -1,22 +1,22 @@
 //! The image config as WSL configuration in the output, `.wsl` files, and `--import` into a
 //! stand-in `wsl.exe` (tests/wsl-stand-in, built here) that checks the whole tarball.
 
-mod support;
-#[path = "support/wsl_conf_oracle.rs"]
+mod common;
+#[path = "common/wsl_conf_oracle.rs"]
 mod wsl_conf_oracle;
 
+use common::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use support::*;
 
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:App:/home/app:/bin/sh\npostgres:x:999:999::/var/lib/postgresql:/bin/bash\n";
 const PROFILE: &str = "for i in /etc/profile.d/*.sh; do . \"$i\"; done\n";
 
-fn base_layer(extra: &[E]) -> Layer {
+fn base_layer(extra: &[Entry]) -> Layer {
     let mut entries = vec![
         dir("etc"),
         file("etc/passwd", PASSWD),
@@ -26,13 +26,13 @@ fn base_layer(extra: &[E]) -> Layer {
         file("usr/bin/sh", "#!/bin/false\n").mode(0o755),
     ];
     entries.extend_from_slice(extra);
-    layer(&entries)
+    layer(entries)
 }
 
-fn image_with(config: Value, extra: &[E]) -> support::Image {
-    let mut img = image(vec![base_layer(extra)]);
-    img.config_extra = json!({ "config": config, "created": "2024-05-06T07:08:09Z" });
-    img
+fn image_with(config: Value, extra: &[Entry]) -> ImageBuilder {
+    image(vec![base_layer(extra)])
+        .runtime_config(config)
+        .config_field("created", json!("2024-05-06T07:08:09Z"))
 }
 
 /// Runs oci2wsl with extra environment variables.
@@ -76,9 +76,9 @@ struct Flattened {
     stderr: String,
 }
 
-fn flatten(img: &support::Image, extra_args: &[&str]) -> Flattened {
+fn flatten(img: &ImageBuilder, extra_args: &[&str]) -> Flattened {
     let tmp = tempfile::tempdir().unwrap();
-    let layout = oci_layout(tmp.path(), img, "t");
+    let layout = oci_layout(tmp.path(), &img.build(), "t");
     let arg = layout_arg(&layout, "t");
     let mut args = vec![arg.as_str()];
     args.extend_from_slice(extra_args);
@@ -269,8 +269,7 @@ fn no_user_means_root_and_no_wsl_conf() {
     assert!(text(&f, "etc/profile.d/oci2wsl-env.sh").contains("export X='1'\n"));
     assert_eq!(metadata(&f)["user"], Value::Null);
     // An image without any config section still gets its metadata, and nothing else.
-    let mut bare = image(vec![base_layer(&[])]);
-    bare.config_extra = json!({ "config": {} });
+    let bare = image(vec![base_layer(&[])]).runtime_config(json!({}));
     let f = flatten(&bare, &[]);
     assert!(!f.tree.contains_key("etc/profile.d/oci2wsl-env.sh"));
     assert!(f.tree.contains_key("etc/oci2wsl/image.json"));
@@ -327,7 +326,7 @@ fn user_flag_must_name_a_user_of_the_image() {
     }
 
     let tmp = tempfile::tempdir().unwrap();
-    let layout = oci_layout(tmp.path(), &image_with(json!({}), &[]), "t");
+    let layout = oci_layout(tmp.path(), &image_with(json!({}), &[]).build(), "t");
     let err = failure(&[&layout_arg(&layout, "t"), "--user", "nobody"]);
     assert!(
         err.contains("--user nobody: the image's /etc/passwd has no such user"),
@@ -411,7 +410,7 @@ fn boot_runs_the_entrypoint() {
         .contains("runs [boot] command as root, not as postgres"));
 
     let tmp = tempfile::tempdir().unwrap();
-    let layout = oci_layout(tmp.path(), &image_with(json!({}), &[]), "t");
+    let layout = oci_layout(tmp.path(), &image_with(json!({}), &[]).build(), "t");
     let err = failure(&[&layout_arg(&layout, "t"), "--boot"]);
     assert!(
         err.contains("--boot: the image has neither Entrypoint nor Cmd"),
@@ -460,7 +459,7 @@ fn boot_command_survives_hostile_text() {
 
     let layout = oci_layout(
         tmp.path(),
-        &image_with(json!({ "Cmd": ["a\u{0}b"] }), &[]),
+        &image_with(json!({ "Cmd": ["a\u{0}b"] }), &[]).build(),
         "t",
     );
     let err = failure(&[&layout_arg(&layout, "t"), "--boot"]);
@@ -561,14 +560,14 @@ fn merge_follows_wsls_reading_of_the_images_file() {
 
 #[test]
 fn generated_files_follow_a_symlinked_etc() {
-    let mut img = image(vec![layer(&[
+    let mut img = image(vec![layer(vec![
         dir("private"),
         dir("private/etc"),
         file("private/etc/passwd", PASSWD),
         symlink("etc", "private/etc"),
         file("bin-sh-stand-in", ""),
     ])]);
-    img.config_extra = json!({ "config": { "User": "app", "Env": ["X=1"] } });
+    img = img.runtime_config(json!({ "User": "app", "Env": ["X=1"] }));
     let f = flatten(&img, &[]);
     assert_eq!(f.tree["etc"].kind, 'l');
     assert_eq!(
@@ -595,8 +594,8 @@ fn hostile_passwd_links_end_in_a_warning() {
             dir("unused"),
         ),
     ] {
-        let mut img = image(vec![layer(&[dir("etc"), passwd, other])]);
-        img.config_extra = json!({ "config": { "User": "root" } });
+        let mut img = image(vec![layer(vec![dir("etc"), passwd, other])]);
+        img = img.runtime_config(json!({ "User": "root" }));
         let f = flatten(&img, &[]);
         assert!(!f.tree.contains_key("etc/wsl.conf"));
         assert!(
@@ -610,7 +609,11 @@ fn hostile_passwd_links_end_in_a_warning() {
 #[test]
 fn wsl_file_has_a_distribution_conf() {
     let tmp = tempfile::tempdir().unwrap();
-    let layout = oci_layout(tmp.path(), &image_with(json!({ "User": "app" }), &[]), "t");
+    let layout = oci_layout(
+        tmp.path(),
+        &image_with(json!({ "User": "app" }), &[]).build(),
+        "t",
+    );
     let out = tmp.path().join("my app.wsl");
     let o = oci2wsl(
         &[&layout_arg(&layout, "t"), "-o", out.to_str().unwrap()],
@@ -640,7 +643,7 @@ fn a_wsl_files_name_can_be_chosen_and_its_conf_is_never_left_out() {
         json!({ "User": "app" }),
         &[file("etc/wsl-distribution.conf", own)],
     );
-    let layout = layout_arg(&oci_layout(tmp.path(), &img, "t"), "t");
+    let layout = layout_arg(&oci_layout(tmp.path(), &img.build(), "t"), "t");
     let out = tmp.path().join("x.wsl");
     let out = out.to_str().unwrap();
     let name_in = |extra: &[&str]| {
@@ -708,9 +711,12 @@ struct Wsl {
 }
 
 impl Wsl {
-    fn new(img: &support::Image) -> Wsl {
+    fn new(img: &ImageBuilder) -> Wsl {
         let tmp = tempfile::tempdir().unwrap();
-        let layout = layout_arg(&oci_layout(&tmp.path().join("image"), img, "t"), "t");
+        let layout = layout_arg(
+            &oci_layout(&tmp.path().join("image"), &img.build(), "t"),
+            "t",
+        );
         let state = tmp.path().join("wsl state");
         let local = tmp.path().join("Local App Data ü");
         Wsl {
@@ -759,7 +765,7 @@ impl Wsl {
     }
 }
 
-fn example_image() -> support::Image {
+fn example_image() -> ImageBuilder {
     image_with(json!({ "User": "app", "Env": ["X=1"] }), &[])
 }
 
@@ -1005,7 +1011,7 @@ fn a_missing_or_broken_wsl_is_reported_before_the_download() {
 
 #[test]
 fn a_bad_image_never_starts_an_import() {
-    let img = example_image().corrupt(Corrupt::BlobByte);
+    let img = example_image().corrupt(Corruption::BlobByte(0));
     let wsl = Wsl::new(&img);
     let o = wsl.run(&[&wsl.layout, "--import", "pg"]);
     assert_eq!(o.status.code(), Some(1));

@@ -1,6 +1,6 @@
 //! The wsl.conf writer and merge (`oci2wsl::wsl::ini`) and the `[boot] command` builder,
 //! checked against the tests' separate reading of WSL's grammar
-//! (tests/support/wsl_conf_oracle.rs, kept apart from `src/` on purpose).
+//! (tests/common/wsl_conf_oracle.rs, kept apart from `src/` on purpose).
 //!
 //! Input: fields separated by NUL bytes: an image's own file, a section, a key, a value,
 //! then the arguments of a boot command.

@@ -1,3 +1,8 @@
+//! The fuzz oracle. It is written apart from `src/` ON PURPOSE: an independent
+//! implementation of the invariants and of the layer rules catches what an oracle sharing
+//! code with the product would hide (both would agree on the same wrong answer). Do not
+//! replace its checks with calls into `oci2wsl`, nor with `tests/common/`.
+//!
 //! What the fuzz targets run, shared with `tests/fuzz_regressions.rs` (which includes this
 //! file with `#[path]`), so that a regression test runs an input through exactly the calls
 //! and checks of the target that found it. Only crates that oci2wsl itself depends on are
@@ -1603,12 +1608,12 @@ pub fn wsl_output(data: &[u8]) -> Result<Option<Vec<u8>>, String> {
 
 // ------------------------------------------------------------------ wsl.conf writer
 
-#[path = "../../tests/support/wsl_conf_oracle.rs"]
+#[path = "../../tests/common/wsl_conf_oracle.rs"]
 mod wsl_conf_oracle;
 
 /// The `wsl_conf` target: the wsl.conf writer and merge (`oci2wsl::wsl::ini`) and the
 /// `[boot] command` builder, checked against the tests' separate reading of WSL's grammar
-/// (tests/support/wsl_conf_oracle.rs, kept apart from `src/` on purpose).
+/// (tests/common/wsl_conf_oracle.rs, kept apart from `src/` on purpose).
 ///
 /// Input: fields separated by NUL bytes: an image's own file, a section, a key, a value,
 /// then the arguments of a boot command. A broken property panics (as an assertion).

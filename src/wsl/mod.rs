@@ -10,7 +10,7 @@ pub mod ini;
 
 /// The tests' reading of WSL's configuration grammar, kept apart from `ini` on purpose.
 #[cfg(test)]
-#[path = "../../tests/support/wsl_conf_oracle.rs"]
+#[path = "../../tests/common/wsl_conf_oracle.rs"]
 pub(crate) mod wsl_conf_oracle;
 
 pub use config::{DistributionName, Report, Translation, WslOptions};

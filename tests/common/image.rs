@@ -21,7 +21,7 @@ use super::layer::{encode_chunks, encode_tar, file as tar_file, Entry, Kind};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256, Sha512};
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 // ------------------------------------------------------------------------------ media types
@@ -180,12 +180,18 @@ pub enum Compression {
     Zstd,
     /// One zstd frame per tar entry.
     ZstdFrames,
+    /// Two gzip members split at the middle of the tar, so that the member boundary falls
+    /// inside an entry's header or content, not between entries.
+    GzipHalves,
 }
 
 /// A layer: its tar entries and how the blob is compressed.
 #[derive(Clone, Debug)]
 pub struct Layer {
     pub entries: Vec<Entry>,
+    /// A tar written elsewhere (GNU tar's sparse files, a hand-broken header), used verbatim
+    /// instead of encoding `entries`.
+    pub raw_tar: Option<Vec<u8>>,
     pub compression: Compression,
     /// Media type written in the manifest, if not the one matching the compression.
     pub media_type: Option<String>,
@@ -195,8 +201,17 @@ pub struct Layer {
 pub fn layer(entries: Vec<Entry>) -> Layer {
     Layer {
         entries,
+        raw_tar: None,
         compression: Compression::Gzip,
         media_type: None,
+    }
+}
+
+/// A gzip-compressed layer whose tar is `tar`, byte for byte.
+pub fn raw_layer(tar: Vec<u8>) -> Layer {
+    Layer {
+        raw_tar: Some(tar),
+        ..layer(Vec::new())
     }
 }
 
@@ -226,7 +241,10 @@ impl Layer {
     }
     /// The uncompressed tar.
     pub fn tar(&self) -> Vec<u8> {
-        encode_tar(&self.entries)
+        match &self.raw_tar {
+            Some(t) => t.clone(),
+            None => encode_tar(&self.entries),
+        }
     }
 }
 
@@ -240,16 +258,33 @@ pub fn zstd_compress(data: &[u8]) -> Vec<u8> {
     zstd::encode_all(data, 3).unwrap()
 }
 
-/// Compresses the encoded entries; returns (uncompressed tar, blob bytes).
-fn compress_entries(entries: &[Entry], c: Compression) -> (Vec<u8>, Vec<u8>) {
-    let chunks = encode_chunks(entries);
+/// Every gzip member of `data`, decompressed and concatenated.
+pub fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(data)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// Compresses a layer (`entries` as given, or the layer's raw tar); returns
+/// (uncompressed tar, blob bytes).
+fn compress_layer(l: &Layer, entries: &[Entry]) -> (Vec<u8>, Vec<u8>) {
+    let chunks = match &l.raw_tar {
+        Some(t) => vec![t.clone()],
+        None => encode_chunks(entries),
+    };
     let tar = chunks.concat();
-    let blob = match c {
+    let blob = match l.compression {
         Compression::None => tar.clone(),
         Compression::Gzip => gzip(&tar),
         Compression::Zstd => zstd_compress(&tar),
         Compression::MultiGzip => chunks.iter().flat_map(|c| gzip(c)).collect(),
         Compression::ZstdFrames => chunks.iter().flat_map(|c| zstd_compress(c)).collect(),
+        Compression::GzipHalves => {
+            let mid = tar.len() / 2;
+            [gzip(&tar[..mid]), gzip(&tar[mid..])].concat()
+        }
     };
     (tar, blob)
 }
@@ -263,6 +298,9 @@ pub enum Corruption {
     /// non-empty regular file), recompressed: its blob digest and its diff_id both mismatch.
     /// For an uncompressed layer the size stays the same.
     LayerBytes(usize),
+    /// Layer N's stored blob has its middle byte flipped after compression: the blob digest
+    /// mismatches and the compressed stream itself is broken.
+    BlobByte(usize),
     /// Layer N's descriptor names another digest; the real bytes are stored under that name.
     /// Only the blob digest check can catch this (the diff_id is right).
     LayerDigest(usize),
@@ -284,8 +322,10 @@ pub struct ImageBuilder {
     pub docker_media_types: bool,
     pub algo: Algo,
     pub corruptions: Vec<Corruption>,
-    /// Extra fields merged into the config's `config` object (Env, Cmd, …).
+    /// The config's `config` object (Env, Cmd, User, …).
     pub runtime_config: Value,
+    /// Top-level config fields set after the defaults (`created`, …).
+    pub config_fields: Vec<(String, Value)>,
 }
 
 /// An image of these layers for linux/amd64 with OCI media types and sha256 digests.
@@ -300,6 +340,7 @@ pub fn image(layers: Vec<Layer>) -> ImageBuilder {
             "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
             "Cmd": ["/bin/sh"],
         }),
+        config_fields: Vec::new(),
     }
 }
 
@@ -324,6 +365,16 @@ impl ImageBuilder {
         self.corruptions.push(c);
         self
     }
+    /// Replaces the config's `config` object (`{}` for an image that states nothing).
+    pub fn runtime_config(mut self, config: Value) -> Self {
+        self.runtime_config = config;
+        self
+    }
+    /// Sets a top-level config field (`created`, …), over the default.
+    pub fn config_field(mut self, key: &str, value: Value) -> Self {
+        self.config_fields.push((key.to_string(), value));
+        self
+    }
 
     pub fn build(&self) -> Image {
         let algo = self.algo;
@@ -331,12 +382,18 @@ impl ImageBuilder {
         let mut diff_ids = Vec::new();
         let mut tars = Vec::new();
         for (i, l) in self.layers.iter().enumerate() {
-            let (tar, bytes) = compress_entries(&l.entries, l.compression);
+            let (tar, bytes) = compress_layer(l, &l.entries);
             let media_type = l.media_type.clone().unwrap_or_else(|| {
                 match (l.compression, self.docker_media_types) {
                     (Compression::None, _) => OCI_LAYER_TAR,
-                    (Compression::Gzip | Compression::MultiGzip, false) => OCI_LAYER_GZIP,
-                    (Compression::Gzip | Compression::MultiGzip, true) => DOCKER_LAYER_GZIP,
+                    (
+                        Compression::Gzip | Compression::MultiGzip | Compression::GzipHalves,
+                        false,
+                    ) => OCI_LAYER_GZIP,
+                    (
+                        Compression::Gzip | Compression::MultiGzip | Compression::GzipHalves,
+                        true,
+                    ) => DOCKER_LAYER_GZIP,
                     (Compression::Zstd | Compression::ZstdFrames, _) => OCI_LAYER_ZSTD,
                 }
                 .to_string()
@@ -354,7 +411,11 @@ impl ImageBuilder {
                         if let Kind::File(c) = &mut victim.kind {
                             c[0] ^= 0x01;
                         }
-                        blob.bytes = compress_entries(&entries, l.compression).1;
+                        blob.bytes = compress_layer(l, &entries).1;
+                    }
+                    Corruption::BlobByte(n) if *n == i => {
+                        let mid = blob.bytes.len() / 2;
+                        blob.bytes[mid] ^= 0x55;
                     }
                     Corruption::LayerDigest(n) if *n == i => {
                         blob.digest = algo.digest(b"some other blob");
@@ -384,6 +445,9 @@ impl ImageBuilder {
         });
         if let Some(v) = &self.platform.variant {
             config["variant"] = json!(v);
+        }
+        for (k, v) in &self.config_fields {
+            config[k.as_str()] = v.clone();
         }
         let config_mt = if self.docker_media_types {
             DOCKER_CONFIG
@@ -461,6 +525,26 @@ pub struct Image {
     /// Each layer's uncompressed tar (before any corruption).
     pub layer_tars: Vec<Vec<u8>>,
     pub platform: Platform,
+}
+
+impl Image {
+    /// Writes the manifest again from the current config and layer blobs, after a test
+    /// replaced one of them (a truncated layer whose descriptor matches its cut bytes).
+    pub fn refresh_manifest(&mut self) {
+        let mut m: Value = serde_json::from_slice(&self.manifest.bytes).unwrap();
+        m["config"] = self.config.descriptor();
+        m["layers"] = json!(self.layers.iter().map(Blob::descriptor).collect::<Vec<_>>());
+        let algo = if self.manifest.algo() == "sha512" {
+            Algo::Sha512
+        } else {
+            Algo::Sha256
+        };
+        self.manifest = Blob::new(
+            &self.manifest.media_type.clone(),
+            algo,
+            serde_json::to_vec_pretty(&m).unwrap(),
+        );
+    }
 }
 
 /// Something a top-level descriptor can name: an image manifest, an index, or a raw manifest.
@@ -674,13 +758,24 @@ pub fn write_oci_layout(dir: &Path, refs: &[Ref]) {
 
 /// Writes `img` as an OCI layout at `base/layout` tagged `tag`; returns `oci:PATH:TAG`.
 pub fn oci_dir(base: &Path, img: &dyn Artifact, tag: &str) -> String {
-    let dir = base.join("layout");
-    write_oci_layout(&dir, &[(Some(tag), img)]);
-    format!("oci:{}:{tag}", dir.display())
+    layout_arg(&oci_layout(base, img, tag), tag)
 }
 
-/// Packs files (and the directories they need) into a tar.
-fn pack(files: &[(String, Vec<u8>)], symlinks: &[(String, String)]) -> Vec<u8> {
+/// Writes `img` as an OCI layout at `base/layout` tagged `tag`; returns the directory.
+pub fn oci_layout(base: &Path, img: &dyn Artifact, tag: &str) -> PathBuf {
+    let dir = base.join("layout");
+    write_oci_layout(&dir, &[(Some(tag), img)]);
+    dir
+}
+
+/// `oci:LAYOUT:TAG`, the product's argument for a tag in a layout directory.
+pub fn layout_arg(layout: &Path, tag: &str) -> String {
+    format!("oci:{}:{tag}", layout.display())
+}
+
+/// Packs files (and the directories they need) into a tar, with the one encoder: the
+/// archives an image arrives in are written the way layers are.
+pub fn pack(files: &[(String, Vec<u8>)], symlinks: &[(String, String)]) -> Vec<u8> {
     use super::layer::{dir, file, symlink};
     let mut entries = Vec::new();
     let mut dirs_seen: Vec<String> = Vec::new();
@@ -860,9 +955,11 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 // as Go's encoding/json writes it: compact, struct field order, map keys sorted.
 // ==============================================================================================
 
-/// One member of a tar written as Go's archive/tar writes a USTAR header: octal fields
+/// One member of a tar as Go's archive/tar writes it: a USTAR header with octal fields
 /// zero-padded and NUL-terminated, checksum `%06o\0 `, empty user and group names, device
-/// numbers written as zeros, no padding after the two end blocks.
+/// numbers written as zeros, no padding after the two end blocks. That is exactly what the
+/// layer encoder writes for an entry owned by 0:0 without names, so [`go_tar`] goes
+/// through it.
 pub struct GoTarMember {
     pub name: String,
     pub typeflag: u8,
@@ -891,42 +988,28 @@ pub fn go_tar_dir(name: &str, mtime: u64) -> GoTarMember {
     }
 }
 
-fn go_octal(field: &mut [u8], value: u64) {
-    let digits = format!("{value:o}");
-    let text = format!("{digits:0>width$}", width = field.len() - 1);
-    field[..text.len()].copy_from_slice(text.as_bytes());
-    field[text.len()] = 0;
+impl GoTarMember {
+    fn entry(&self) -> Entry {
+        assert!(
+            self.name.len() <= 100,
+            "GoTarMember names stay in the ustar name field"
+        );
+        let kind = match self.typeflag {
+            b'0' => Kind::File(self.content.clone()),
+            b'5' => Kind::Dir,
+            other => Kind::Other(other, self.content.clone()),
+        };
+        Entry {
+            kind,
+            ..tar_file(&self.name, "")
+        }
+        .mode(self.mode)
+        .mtime(self.mtime)
+    }
 }
 
 pub fn go_tar(members: &[GoTarMember]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for m in members {
-        assert!(
-            m.name.len() <= 100,
-            "GoTarMember names stay in the ustar name field"
-        );
-        let mut h = [0u8; 512];
-        h[..m.name.len()].copy_from_slice(m.name.as_bytes());
-        go_octal(&mut h[100..108], m.mode as u64);
-        go_octal(&mut h[108..116], 0);
-        go_octal(&mut h[116..124], 0);
-        go_octal(&mut h[124..136], m.content.len() as u64);
-        go_octal(&mut h[136..148], m.mtime);
-        h[156] = m.typeflag;
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        go_octal(&mut h[329..337], 0);
-        go_octal(&mut h[337..345], 0);
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u64 = h.iter().map(|b| *b as u64).sum();
-        go_octal(&mut h[148..155], sum);
-        h[155] = b' ';
-        out.extend_from_slice(&h);
-        out.extend_from_slice(&m.content);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    out.resize(out.len() + 1024, 0);
-    out
+    encode_tar(&members.iter().map(GoTarMember::entry).collect::<Vec<_>>())
 }
 
 /// Go's encoding/json string: HTML-safe escapes for `<`, `>`, `&`.

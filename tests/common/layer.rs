@@ -28,6 +28,9 @@ pub enum Kind {
     Char(u32, u32),
     Block(u32, u32),
     Fifo,
+    /// Any other type flag, written as given with this content: a bare GNU `L` record, a
+    /// type the product must refuse.
+    Other(u8, Vec<u8>),
 }
 
 /// How a name or link target longer than the ustar fields is written.
@@ -189,7 +192,7 @@ impl Entry {
     /// The content of a regular file (empty for anything else).
     pub fn content(&self) -> &[u8] {
         match &self.kind {
-            Kind::File(c) => c,
+            Kind::File(c) | Kind::Other(_, c) => c,
             _ => &[],
         }
     }
@@ -359,6 +362,7 @@ pub fn encode_entry(e: &Entry) -> Vec<u8> {
         Kind::Char(a, b) => (b'3', b"", (*a, *b)),
         Kind::Block(a, b) => (b'4', b"", (*a, *b)),
         Kind::Fifo => (b'6', b"", (0, 0)),
+        Kind::Other(flag, _) => (*flag, b"", (0, 0)),
     };
     let content = e.content();
     let gnu = e.long_names == LongNames::Gnu;

@@ -12,7 +12,7 @@ use super::listing::Listing;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A run that takes longer than this is killed (a hang is a failure, not a slow test).
@@ -48,7 +48,8 @@ pub fn oci2wsl_in<S: AsRef<OsStr>>(cwd: &Path, args: &[S]) -> Run {
     run_with(args, None, Some(cwd))
 }
 
-fn run_with<S: AsRef<OsStr>>(args: &[S], stdin: Option<Vec<u8>>, cwd: Option<&Path>) -> Run {
+/// The binary as every suite but tests/wsl.rs runs it, standard streams piped.
+fn command<S: AsRef<OsStr>>(args: &[S], stdin: bool) -> Command {
     let mut cmd = Command::new(bin());
     // These suites test the flattened file system; tests/wsl.rs tests what WSL adds to it.
     cmd.arg("--no-wsl-config")
@@ -57,13 +58,14 @@ fn run_with<S: AsRef<OsStr>>(args: &[S], stdin: Option<Vec<u8>>, cwd: Option<&Pa
         // Every run downloads afresh; tests/cache.rs tests the layer cache.
         .env("OCI2WSL_NO_CACHE", "1")
         .env_remove("RUST_LOG")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    cmd
+}
+
+fn run_with<S: AsRef<OsStr>>(args: &[S], stdin: Option<Vec<u8>>, cwd: Option<&Path>) -> Run {
+    let mut cmd = command(args, stdin.is_some());
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
@@ -226,4 +228,61 @@ pub fn flatten_fails(layers: Vec<Layer>) -> Run {
     r.assert_failure(&[]);
     assert_dir_holds(&out_dir, &[]);
     r
+}
+
+// ------------------------------------------------------------------------------ plain outputs
+
+/// Runs the binary as [`oci2wsl`] does and returns the raw [`Output`], for tests that look
+/// at the exit status and the streams themselves.
+pub fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = command(args, stdin.is_some())
+        .spawn()
+        .expect("spawn oci2wsl");
+    if let Some(data) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        let data = data.to_vec();
+        // A broken pipe is fine: the product may stop reading early on an error.
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        });
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs the binary, expects success, returns the plain tar from stdout.
+pub fn flatten_ok(args: &[&str]) -> Vec<u8> {
+    let o = run(args, None);
+    assert!(
+        o.status.success(),
+        "oci2wsl {args:?} failed: {}",
+        stderr(&o)
+    );
+    o.stdout
+}
+
+/// Runs the binary, expects exit 1 (the run failed), nothing on stdout and one
+/// `oci2wsl: error: ` line; returns stderr.
+pub fn flatten_err(args: &[&str]) -> String {
+    failed_with(args, 1)
+}
+
+/// As [`flatten_err`] for exit 2: the command line is wrong, as the user guide promises.
+pub fn usage_err(args: &[&str]) -> String {
+    failed_with(args, 2)
+}
+
+fn failed_with(args: &[&str], code: i32) -> String {
+    let r = oci2wsl(args);
+    r.assert_failure_with(code, &[]);
+    assert!(
+        r.stdout.is_empty(),
+        "a failed run wrote {} bytes to stdout",
+        r.stdout.len()
+    );
+    assert!(r.stderr.starts_with("oci2wsl: error: "), "{}", r.stderr);
+    r.stderr
 }

@@ -1,5 +1,5 @@
 //! External tools and privileges the integration tests need, and what happens when they are
-//! missing. Shared by both fixture toolkits (`tests/common` and `tests/support`).
+//! missing.
 //!
 //! A test that needs a tool it cannot find **fails**, naming the command that installs it:
 //! a `cargo test` that says "passed" must mean the test ran. A packager who builds without the
@@ -89,4 +89,16 @@ pub fn require_root_and_tools(tools: &[&str]) -> bool {
         return true;
     }
     missing("root (uid 0)")
+}
+
+/// Runs an external command that must succeed; returns its standard output.
+pub fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
