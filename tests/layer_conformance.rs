@@ -1263,10 +1263,10 @@ fn umoci_tar_extract_test_unpack_entry_whiteout() {
             if is_dir {
                 lower.extend([
                     dir(path),
-                    file(&format!("{path}/file1"), "some value"),
-                    file(&format!("{path}/file2"), "some value"),
-                    dir(&format!("{path}/.subdir")),
-                    file(&format!("{path}/.subdir/file3"), "some value"),
+                    file(format!("{path}/file1"), "some value"),
+                    file(format!("{path}/file2"), "some value"),
+                    dir(format!("{path}/.subdir")),
+                    file(format!("{path}/.subdir/file3"), "some value"),
                 ]);
             } else {
                 lower.push(file(path, "some value"));
