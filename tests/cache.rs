@@ -121,21 +121,6 @@ fn two_layer_image(tag_text: &str) -> ImageBuilder {
     ])
 }
 
-fn layer_digests(layout: &Path) -> Vec<String> {
-    let index: serde_json::Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let m = index["manifests"][0]["digest"].as_str().unwrap();
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&m[7..])).unwrap())
-            .unwrap();
-    manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// The summary has a line `manifest digest  sha256:…`.
 fn manifest_digest_of(o: &Output) -> String {
     let s = stderr(o);
@@ -220,7 +205,7 @@ fn only_the_blobs_missing_from_the_cache_are_fetched() {
     let expected = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
     pull_ok(&cache, &["-q", &name]);
     proxy.take();
-    let layers = layer_digests(&lay);
+    let layers = layout_layer_digests(&lay);
     fs::remove_file(cache.join("blobs/sha256").join(&layers[1][7..])).unwrap();
     assert_eq!(pull_ok(&cache, &["-q", &name]), expected);
     proxy.take().assert_exactly(&[
@@ -260,7 +245,7 @@ fn never_works_offline_and_names_what_is_missing() {
     assert_eq!(pull_ok(&cache, &["-q", &pinned]), expected);
     let err = pull_err(&cache, &["-q", &name]);
     assert!(err.contains("cannot reach"), "{err}");
-    let layers = layer_digests(&lay);
+    let layers = layout_layer_digests(&lay);
     fs::remove_file(cache.join("blobs/sha256").join(&layers[0][7..])).unwrap();
     let err = pull_err(&cache, &["--pull=never", &name]);
     assert!(
@@ -301,8 +286,8 @@ fn a_moved_tag_is_followed_and_replaces_its_entry() {
     let listing = list_json(&cache);
     assert_eq!(names_in(&listing), vec![name.clone()]);
     // v1's own layer went with its entry; the shared base layer stayed.
-    let old = layer_digests(&lay1);
-    let new = layer_digests(&lay2);
+    let old = layout_layer_digests(&lay1);
+    let new = layout_layer_digests(&lay2);
     assert_eq!(old[0], new[0]);
     assert!(cache.join("blobs/sha256").join(&new[0][7..]).exists());
     assert!(!cache.join("blobs/sha256").join(&old[1][7..]).exists());
@@ -465,7 +450,7 @@ fn a_killed_download_leaves_no_blob_under_a_digest_name() {
         &[],
     );
     let stalled = Arc::new(AtomicBool::new(false));
-    let layer = layer_digests(&lay)[0].clone();
+    let layer = layout_layer_digests(&lay)[0].clone();
     let proxy = start_logging_proxy(reg.port, ProxyMode::StallOn(layer.clone(), stalled.clone()));
     let name = format!("127.0.0.1:{}/team/big:1", proxy.port);
     let mut child = command(&cache, &["-q", &name]).spawn().unwrap();
@@ -554,7 +539,7 @@ fn eviction_takes_the_least_recently_used_image_and_keeps_shared_blobs() {
         .collect();
     assert_eq!(removed, vec![names[0].as_str(), name3.as_str()]);
     assert_eq!(names_in(&after), vec![names[2].clone()]);
-    let shared = &layer_digests(&lay)[0];
+    let shared = &layout_layer_digests(&lay)[0];
     assert!(
         cache.join("blobs/sha256").join(&shared[7..]).exists(),
         "{shared} {after:#} {:?}",

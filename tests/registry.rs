@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -374,22 +374,10 @@ fn start_proxy(
             let ranged_counter = ranged_counter.clone();
             let big_blob = big_blob.clone();
             std::thread::spawn(move || {
-                let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
                 // One request per connection; the response says Connection: close.
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                // A TLS handshake (oci2wsl tries https first on loopback): plain HTTP only.
-                let mut first = [0u8; 1];
-                if client.peek(&mut first).unwrap_or(0) == 0 || first[0] == 0x16 {
+                let Some(text) = read_request_head(&mut client) else {
                     return;
-                }
-                while !head.ends_with(b"\r\n\r\n") {
-                    if client.read(&mut byte).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let text = String::from_utf8_lossy(&head).into_owned();
+                };
                 if text.to_ascii_lowercase().contains("\r\nrange: bytes=") {
                     ranged_counter.fetch_add(1, Ordering::SeqCst);
                 }
@@ -426,29 +414,7 @@ fn start_proxy(
                     }
                     _ => {}
                 }
-                let mut up = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
-                // Ask the registry to close after its answer, so read_to_end ends.
-                let mut lines: Vec<&str> = text
-                    .trim_end_matches("\r\n")
-                    .split("\r\n")
-                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-                    .collect();
-                lines.push("Connection: close");
-                let head = format!("{}\r\n\r\n", lines.join("\r\n"));
-                up.write_all(head.as_bytes()).unwrap();
-                let mut response = Vec::new();
-                let _ = up.read_to_end(&mut response);
-                let split = response
-                    .windows(4)
-                    .position(|w| w == b"\r\n\r\n")
-                    .map(|p| p + 4)
-                    .unwrap_or(response.len());
-                let (h, body) = response.split_at(split);
-                let mut h = String::from_utf8_lossy(h).into_owned();
-                if !h.to_lowercase().contains("connection: close") {
-                    h = h.replacen("\r\n", "\r\nConnection: close\r\n", 1);
-                }
-                let mut body = body.to_vec();
+                let (h, mut body) = forward(&text, upstream);
                 if fault.is_some() {
                     counter.fetch_add(1, Ordering::SeqCst);
                 }
@@ -474,21 +440,6 @@ fn start_proxy(
     (port, injected, ranged)
 }
 
-/// The digest of the image's first (largest) layer blob.
-fn first_layer_digest(layout: &Path) -> String {
-    let index: serde_json::Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &fs::read(layout.join("blobs/sha256").join(&manifest_digest[7..])).unwrap(),
-    )
-    .unwrap();
-    manifest["layers"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn recovers_from_a_dropped_connection_a_500_and_a_429() {
     if !prerequisites() {
@@ -506,7 +457,7 @@ fn recovers_from_a_dropped_connection_a_500_and_a_429() {
     let (port, injected, ranged) = start_proxy(
         reg.port,
         vec![Fault::Status500, Fault::Status429, Fault::DropMidBody],
-        first_layer_digest(&lay),
+        layout_layer_digests(&lay)[0].clone(),
     );
     let out = dir.path().join("out.tar");
     let o = run(
@@ -545,8 +496,11 @@ fn refuses_a_corrupted_byte_and_leaves_no_output() {
         &format!("127.0.0.1:{}/evil/app:1", reg.port),
         &[],
     );
-    let (port, injected, _) =
-        start_proxy(reg.port, vec![Fault::CorruptByte], first_layer_digest(&lay));
+    let (port, injected, _) = start_proxy(
+        reg.port,
+        vec![Fault::CorruptByte],
+        layout_layer_digests(&lay)[0].clone(),
+    );
     let outdir = dir.path().join("out");
     fs::create_dir(&outdir).unwrap();
     let out = outdir.join("app.tar.gz");

@@ -768,6 +768,24 @@ pub fn oci_layout(base: &Path, img: &dyn Artifact, tag: &str) -> PathBuf {
     dir
 }
 
+/// The layer digests of the first image in the OCI layout at `layout`, as its manifest
+/// lists them (after a push or a cache, to name the blobs a registry or a cache holds).
+pub fn layout_layer_digests(layout: &Path) -> Vec<String> {
+    let index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"][0]["digest"].as_str().unwrap();
+    let (alg, hex) = m.split_once(':').unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(layout.join("blobs").join(alg).join(hex)).unwrap())
+            .unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// `oci:LAYOUT:TAG`, the product's argument for a tag in a layout directory.
 pub fn layout_arg(layout: &Path, tag: &str) -> String {
     format!("oci:{}:{tag}", layout.display())

@@ -213,32 +213,32 @@ pub fn start_logging_proxy(upstream: u16, mode: ProxyMode) -> LoggingProxy {
     LoggingProxy { port, log }
 }
 
-fn proxy_one(mut client: TcpStream, upstream: u16, log: &Mutex<Vec<String>>, mode: &ProxyMode) {
+/// Reads one plain-HTTP request head from a proxy's client (the product tries https first
+/// on loopback: a TLS handshake gets `None`, and so does a closed connection).
+pub fn read_request_head(client: &mut TcpStream) -> Option<String> {
     let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
-    // oci2wsl tries https first on loopback: this proxy speaks plain HTTP only.
     let mut first = [0u8; 1];
     if client.peek(&mut first).unwrap_or(0) == 0 || first[0] == 0x16 {
-        return;
+        return None;
     }
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         if client.read(&mut byte).unwrap_or(0) == 0 {
-            return;
+            return None;
         }
         head.push(byte[0]);
     }
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let mut parts = text.lines().next().unwrap_or("").split(' ');
-    let line = format!(
-        "{} {}",
-        parts.next().unwrap_or(""),
-        parts.next().unwrap_or("")
-    );
-    log.lock().unwrap().push(line.clone());
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// Sends a request head to the registry on `upstream` and returns its answer as (response
+/// head saying `Connection: close`, body): one request per connection, so that the proxy's
+/// client reads to the end.
+pub fn forward(head: &str, upstream: u16) -> (String, Vec<u8>) {
     let mut up = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
     // Ask the registry to close after its answer, so that read_to_end ends.
-    let mut lines: Vec<&str> = text
+    let mut lines: Vec<&str> = head
         .trim_end_matches("\r\n")
         .split("\r\n")
         .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
@@ -258,6 +258,21 @@ fn proxy_one(mut client: TcpStream, upstream: u16, log: &Mutex<Vec<String>>, mod
     if !h.to_lowercase().contains("connection: close") {
         h = h.replacen("\r\n", "\r\nConnection: close\r\n", 1);
     }
+    (h, body.to_vec())
+}
+
+fn proxy_one(mut client: TcpStream, upstream: u16, log: &Mutex<Vec<String>>, mode: &ProxyMode) {
+    let Some(text) = read_request_head(&mut client) else {
+        return;
+    };
+    let mut parts = text.lines().next().unwrap_or("").split(' ');
+    let line = format!(
+        "{} {}",
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or("")
+    );
+    log.lock().unwrap().push(line.clone());
+    let (h, body) = forward(&text, upstream);
     let _ = client.write_all(h.as_bytes());
     match mode {
         ProxyMode::StallOn(digest, stalled)
@@ -279,7 +294,7 @@ fn proxy_one(mut client: TcpStream, upstream: u16, log: &Mutex<Vec<String>>, mod
             }
         }
         _ => {
-            let _ = client.write_all(body);
+            let _ = client.write_all(&body);
         }
     }
 }
