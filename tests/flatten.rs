@@ -965,6 +965,68 @@ mod toolkit {
         rejects(vec![root(), file("a", "").names("root", "")], "a uname");
     }
 
+    /// layer-semantics.md rule 9 asks only that a hardlink come after the entry it names:
+    /// a hardlink to a symlink is legal (and the product keeps one), to a directory never.
+    #[test]
+    fn invariants_accept_a_hardlink_to_a_symlink_but_not_to_a_directory() {
+        let tar = encode_tar(&[root(), symlink("s", "t"), hardlink("h", "s")]);
+        Listing::parse(&tar).assert_invariants();
+        rejects(
+            vec![root(), dir("d/"), hardlink("h", "d")],
+            "hardlink to a directory",
+        );
+    }
+
+    /// The map view is the listing after its invariants: the same checker, never a second.
+    #[test]
+    fn tree_view_checks_the_invariants_and_names_the_root() {
+        let t = tree(&encode_tar(&[
+            root(),
+            dir("d/"),
+            chardev("d/null", 1, 3),
+            file("d/f", "x"),
+            hardlink("d/h", "d/f"),
+        ]));
+        assert_eq!(
+            t.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["./", "d", "d/f", "d/h", "d/null"]
+        );
+        assert_eq!((t["d/null"].kind, t["d/null"].dev), ('c', (1, 3)));
+        assert_eq!(content_of(&t, "d/h"), b"x");
+        let bad = encode_tar(&[root(), hardlink("h", "f"), file("f", "x")]);
+        assert!(std::panic::catch_unwind(|| tree(&bad)).is_err());
+    }
+
+    /// `go_tar` goes through the layer encoder; its headers must still be byte for byte what
+    /// Go's archive/tar writes for a USTAR member (tests/formats.rs relies on it).
+    #[test]
+    fn go_tar_headers_are_what_go_archive_tar_writes() {
+        let tar = go_tar(&[go_tar_file("a/b", 0o17, b"xyz".to_vec())]);
+        assert_eq!(
+            tar.len(),
+            512 + 512 + 1024,
+            "header, padded content, two end blocks"
+        );
+        let h = &tar[..512];
+        assert_eq!(&h[..4], b"a/b\0");
+        assert_eq!(&h[100..108], b"0000644\0");
+        assert_eq!(&h[108..116], b"0000000\0");
+        assert_eq!(&h[116..124], b"0000000\0");
+        assert_eq!(&h[124..136], b"00000000003\0");
+        assert_eq!(&h[136..148], b"00000000017\0");
+        assert_eq!(h[156], b'0');
+        assert_eq!(&h[257..265], b"ustar\x0000");
+        assert!(h[265..329].iter().all(|&b| b == 0), "no user or group name");
+        assert_eq!(&h[329..345], b"0000000\x000000000\0");
+        assert!(h[345..].iter().all(|&b| b == 0), "no prefix");
+        let mut blank = h.to_vec();
+        blank[148..156].fill(b' ');
+        let sum: u32 = blank.iter().map(|&b| u32::from(b)).sum();
+        assert_eq!(&h[148..156], format!("{sum:06o}\0 ").as_bytes());
+        assert_eq!(&tar[512..515], b"xyz");
+        assert!(tar[515..].iter().all(|&b| b == 0));
+    }
+
     #[test]
     fn encoder_round_trips_through_the_listing() {
         let long = format!("{}/{}", "d".repeat(150), "f".repeat(150));
@@ -1031,11 +1093,8 @@ mod toolkit {
 
     #[test]
     fn encoder_output_reads_with_the_system_tar() {
-        // An independent reader, when the machine has one.
-        let Ok(probe) = std::process::Command::new("tar").arg("--version").output() else {
-            return;
-        };
-        if !probe.status.success() {
+        // An independent reader: GNU tar.
+        if !require_tools(&["tar"]) {
             return;
         }
         let long = format!("{}/{}", "d".repeat(150), "f".repeat(150));
@@ -1070,6 +1129,26 @@ mod toolkit {
             "{text}"
         );
         assert!(text.contains("3000000"), "{text}");
+    }
+
+    /// `GzipHalves` is two gzip members whose boundary falls inside the tar, not between
+    /// entries; `raw_layer` stores the tar it is given byte for byte.
+    #[test]
+    fn gzip_halves_and_raw_layers_are_what_they_say() {
+        let entries = vec![file("a", "x".repeat(3000)), file("b", "y")];
+        let tar = encode_tar(&entries);
+        let img = image(vec![
+            layer(entries).compression(Compression::GzipHalves),
+            raw_layer(tar.clone()).uncompressed(),
+        ])
+        .build();
+        let blob = &img.layers[0].bytes;
+        let members = blob.windows(3).filter(|w| *w == [0x1f, 0x8b, 0x08]).count();
+        assert!(members >= 2, "{members} gzip member headers");
+        assert_eq!(gunzip(blob), tar);
+        assert_ne!(tar.len() / 2 % 512, 0, "the split is inside an entry");
+        assert_eq!(img.layers[1].bytes, tar);
+        assert_eq!(img.layer_tars[1], tar);
     }
 
     #[test]
@@ -1128,6 +1207,16 @@ mod toolkit {
             .build();
         assert_eq!(bad.layers[1].size, good.layers[1].size - 1);
         assert_eq!(bad.layers[1].bytes, good.layers[1].bytes);
+
+        let bad = image(layers()).corrupt(Corruption::BlobByte(1)).build();
+        assert_ne!(sha(&bad.layers[1].bytes), bad.layers[1].digest);
+        assert_eq!(bad.layers[1].digest, good.layers[1].digest);
+        assert_eq!(bad.layers[1].bytes.len(), good.layers[1].bytes.len());
+        let differing = (bad.layers[1].bytes.iter())
+            .zip(&good.layers[1].bytes)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(differing, 1, "one byte flipped");
 
         let bad = image(layers()).corrupt(Corruption::DiffId(1)).build();
         assert_ne!(bad.diff_ids[1], good.diff_ids[1]);
