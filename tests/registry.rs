@@ -735,19 +735,11 @@ fn start_scripted(respond: impl Fn(&str, u16) -> String + Send + Sync + 'static)
             let Ok(mut client) = client else { continue };
             let respond = respond.clone();
             std::thread::spawn(move || {
-                let mut first = [0u8; 1];
-                if client.peek(&mut first).unwrap_or(0) == 0 || first[0] == 0x16 {
-                    return; // TLS probe: this server speaks plain HTTP only
-                }
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if client.read(&mut byte).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let answer = respond(&String::from_utf8_lossy(&head), port);
+                // Plain HTTP only: the TLS probe gets no answer.
+                let Some(head) = read_request_head(&mut client) else {
+                    return;
+                };
+                let answer = respond(&head, port);
                 let _ = client.write_all(answer.as_bytes());
             });
         }
