@@ -21,6 +21,8 @@ fn entry(ordinal: &mut u64, path: String, kind: EntryKind, size: u64) -> Scanned
     *ordinal += 1;
     ScannedEntry {
         ordinal: *ordinal - 1,
+        // As a tar lays it out: a header block per entry, content rounded up to blocks.
+        end: *ordinal * 1024 + size,
         change: Change::Add(meta),
         content: None,
     }
@@ -56,6 +58,7 @@ fn layers(paths: usize) -> Vec<ScannedLayer> {
         let path = format!("app/node_modules/pkg-{p}").into_bytes();
         deletions.push(ScannedEntry {
             ordinal: o2,
+            end: 0,
             change: Change::Whiteout(path),
             content: None,
         });

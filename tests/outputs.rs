@@ -119,6 +119,45 @@ fn gzip_and_zstd_output_is_reproducible_and_independent_of_threads() {
 }
 
 #[test]
+fn plain_tar_of_interleaved_layers_is_the_same_for_any_thread_count() {
+    // Four layers of files over several MiB each, so that the emit pass's two readers run
+    // side by side with megabytes in flight; hardlinks across layers, a whiteout, and a file
+    // replaced in a higher layer.
+    let dir = tempfile::tempdir().unwrap();
+    let body = |seed: usize, len: usize| -> String {
+        (0..len / 8)
+            .map(|i| format!("{:07x} ", i * 31 + seed))
+            .collect()
+    };
+    let layers = (0..4usize)
+        .map(|l| {
+            let mut entries = vec![dir_e(&format!("d{l}"))];
+            for f in 0..24usize {
+                let len = 1000 + (f * 7919 + l * 104_729) % 400_000;
+                entries.push(file(&format!("d{l}/f{f}"), &body(l * 100 + f, len)));
+            }
+            entries.push(file("replaced", &body(l, 5000)));
+            if l > 0 {
+                entries.push(hardlink(&format!("d{l}/link"), &format!("d{}/f2", l - 1)));
+                entries.push(whiteout(&format!("d{}/f7", l - 1)));
+            }
+            layer(&entries)
+        })
+        .collect();
+    let src = layout_arg(&oci_layout(dir.path(), &image(layers), "t"), "t");
+    let reference = run_ok(&["-q", &src]).stdout;
+    for jobs in ["1", "2", "7"] {
+        let again = run_ok(&["-q", "-j", jobs, &src]).stdout;
+        assert!(again == reference, "-j {jobs}: the tar differs");
+    }
+    // The files of layers 0 and 1 are interleaved, not one layer after the other.
+    let names: Vec<String> = list(&reference).iter().map(Out::name).collect();
+    let at = |name: &str| names.iter().position(|n| n == name).unwrap();
+    assert!(at("d1/f0") < at("d0/f23"), "{names:?}");
+    assert!(!names.contains(&"d2/f7".to_string()));
+}
+
+#[test]
 fn multi_member_gzip_is_read_in_full_by_gzip_python_bsdtar_and_gnu_tar() {
     let dir = tempfile::tempdir().unwrap();
     let src = example_layout(dir.path());

@@ -12,6 +12,7 @@
 //! Memory is proportional to the number of paths (about 60 bytes each, see tree.rs), never to
 //! the size of a file or layer.
 
+pub mod emit_order;
 pub mod entry;
 pub mod stream;
 pub mod tar_reader;
@@ -131,7 +132,9 @@ fn layer_error(layer: &Layer, image: &Image) -> impl Fn(anyhow::Error) -> anyhow
 /// How to flatten: threads, the ceilings that a flag can raise, and who hears of progress.
 #[derive(Clone)]
 pub struct FlattenOptions {
-    /// Threads reading layers at once (index pass) and layers decompressed ahead (emit pass).
+    /// Threads reading layers at once in the index pass. (The emit pass reads
+    /// [`emit_order::LANES`] layers at once, whatever this is: its output order follows
+    /// from that number.)
     pub jobs: usize,
     /// See [`crate::limits::DEFAULT_MAX_EXPANSION`].
     pub max_expansion: u64,
@@ -214,6 +217,7 @@ fn read_entries(
                 );
             }
             let name = raw.name.clone();
+            let end = stream.entry_end();
             let change =
                 read_entry(raw).with_context(|| format!("entry {:?}", display_name(&name)))?;
             if let Change::Add(m) = &change {
@@ -236,6 +240,7 @@ fn read_entries(
             };
             entries.push(ScannedEntry {
                 ordinal,
+                end,
                 change,
                 content,
             });
@@ -342,7 +347,26 @@ pub fn flatten<S: EntrySink + ?Sized>(
     options: &FlattenOptions,
     augment: Option<&mut dyn Augment>,
 ) -> Result<FlattenStats> {
-    let jobs = options.jobs;
+    flatten_with(
+        source,
+        image,
+        out,
+        options,
+        augment,
+        stream::ReadAheadSize::default(),
+    )
+}
+
+/// [`flatten`] with the emit pass's read-ahead given: tests show that it changes nothing
+/// in the output.
+fn flatten_with<S: EntrySink + ?Sized>(
+    source: &dyn ImageSource,
+    image: &Image,
+    out: &mut S,
+    options: &FlattenOptions,
+    augment: Option<&mut dyn Augment>,
+    read_ahead: stream::ReadAheadSize,
+) -> Result<FlattenStats> {
     let mut stats = FlattenStats::default();
     let count = image.layers.len();
     let wanted: HashSet<Vec<u8>> = augment
@@ -379,34 +403,42 @@ pub fn flatten<S: EntrySink + ?Sized>(
         progress.at(out.bytes_written());
     }
 
-    // Each layer still holding files is decompressed on its own thread, up to `jobs` layers
-    // ahead of the one being written, each a few MiB ahead at most.
+    // The layers still holding files, read `emit_order::LANES` at a time, each on its own
+    // thread a few MiB ahead of the writer; their files interleaved by the emit order.
     let needed: Vec<usize> = (0..count).filter(|i| plan.has_regular(*i)).collect();
+    let extents: Vec<u64> = needed.iter().map(|&i| plan.read_extent(i)).collect();
+    let starts = emit_order::starts(&extents);
+    let files = emit_order::Merge::new(
+        needed
+            .iter()
+            .zip(&starts)
+            .map(|(&layer, &start)| (start, plan.regular(layer)))
+            .collect(),
+        |file| file.end,
+    );
+    let mut by_start: Vec<usize> = (0..needed.len()).collect();
+    by_start.sort_by_key(|&k| (starts[k], k));
     std::thread::scope(|scope| -> Result<()> {
-        let mut readers: std::collections::VecDeque<(usize, stream::ReadAhead)> =
-            std::collections::VecDeque::new();
-        let mut next_to_start = 0;
-        for &index in &needed {
-            while next_to_start < needed.len() && readers.len() < jobs.max(1) {
-                let layer = &image.layers[needed[next_to_start]];
-                let reader = stream::ReadAhead::spawn(scope, 8, move || {
-                    stream::reread(source.open_layer_last(layer)?, layer)
-                });
-                readers.push_back((needed[next_to_start], reader));
-                next_to_start += 1;
+        let open = |k: usize| {
+            let layer = &image.layers[needed[k]];
+            let reader = stream::ReadAhead::spawn(scope, read_ahead, move || {
+                stream::reread(source.open_layer_last(layer)?, layer)
+            });
+            LayerCursor::new(reader)
+        };
+        let mut readers = Readers::new(by_start, open);
+        readers.open_ahead();
+        for (k, file, last) in files {
+            options.cancel.check()?;
+            let layer = &image.layers[needed[k]];
+            readers
+                .get(k)
+                .copy(&file, out, &mut stats, &mut progress)
+                .map_err(layer_error(layer, image))?;
+            if last {
+                readers.close(k);
+                readers.open_ahead();
             }
-            let (got, reader) = readers.pop_front().expect("a reader per needed layer");
-            debug_assert_eq!(got, index);
-            let layer = &image.layers[index];
-            emit_layer(
-                reader,
-                plan.regular(index),
-                out,
-                &mut stats,
-                &mut progress,
-                &options.cancel,
-            )
-            .map_err(layer_error(layer, image))?;
         }
         Ok(())
     })?;
@@ -418,6 +450,59 @@ pub fn flatten<S: EntrySink + ?Sized>(
     }
     progress.finish(out.bytes_written());
     Ok(stats)
+}
+
+/// The emit pass's open layer readers: opened in the order the layers start in the emit
+/// order, one more than [`emit_order::LANES`] at most ahead of need, and closed after each
+/// layer's last file, so memory stays a few read-ahead buffers whatever the layer count.
+struct Readers<F: FnMut(usize) -> LayerCursor> {
+    /// Positions in the list of needed layers, by their start in the emit order.
+    by_start: Vec<usize>,
+    opened: usize,
+    cursors: Vec<Option<LayerCursor>>,
+    open: F,
+}
+
+impl<F: FnMut(usize) -> LayerCursor> Readers<F> {
+    fn new(by_start: Vec<usize>, open: F) -> Readers<F> {
+        Readers {
+            cursors: (0..by_start.len()).map(|_| None).collect(),
+            by_start,
+            opened: 0,
+            open,
+        }
+    }
+
+    fn open_next(&mut self) {
+        let k = self.by_start[self.opened];
+        self.opened += 1;
+        self.cursors[k] = Some((self.open)(k));
+    }
+
+    /// Starts readers for the next layers to come while fewer than LANES + 1 are open.
+    fn open_ahead(&mut self) {
+        while self.opened < self.by_start.len()
+            && self.cursors.iter().flatten().count() <= emit_order::LANES
+        {
+            self.open_next();
+        }
+    }
+
+    /// The reader of layer `k`; a layer starts no later than every layer that is not open
+    /// yet, so opening in start order reaches it.
+    fn get(&mut self, k: usize) -> &mut LayerCursor {
+        while self.cursors[k].is_none() && self.opened < self.by_start.len() {
+            self.open_next();
+        }
+        self.cursors[k]
+            .as_mut()
+            .expect("a layer's reader opens before its files")
+    }
+
+    /// Done with layer `k`: its reader stops, its buffers are freed.
+    fn close(&mut self, k: usize) {
+        self.cursors[k] = None;
+    }
 }
 
 /// Emit-pass progress: bytes of tar written, against the size the plan predicts.
@@ -464,31 +549,47 @@ impl EmitProgress {
     }
 }
 
-/// Pass 2 for one layer: copies the content of the surviving regular files, with the
-/// metadata of their headers (the tree does not keep it), then stops reading. The layer's
-/// digests were verified in pass 1; each entry used here is checked to be the one pass 1
-/// saw (same ordinal, name and size).
-fn emit_layer<S: EntrySink + ?Sized>(
-    uncompressed: stream::ReadAhead,
-    files: impl Iterator<Item = tree::RegularFile>,
-    out: &mut S,
-    stats: &mut FlattenStats,
-    progress: &mut EmitProgress,
-    cancel: &Cancel,
-) -> Result<()> {
-    let mut tar = TarReader::new(uncompressed);
-    let mut wanted = files.peekable();
-    let mut ordinal: u64 = 0;
-    while let Some(file) = wanted.peek() {
-        let Some(raw) = tar.next_entry().context("reading the layer's tar")? else {
-            break;
-        };
-        let this = ordinal;
-        ordinal += 1;
-        if file.ordinal != this {
-            continue;
+/// Pass 2 for one layer: where its second reading stands. Copies the content of the
+/// surviving regular files, with the metadata of their headers (the tree does not keep it),
+/// in tar order. The layer's digests were verified in pass 1; each entry used here is checked
+/// to be the one pass 1 saw (same ordinal, name and size).
+struct LayerCursor {
+    tar: TarReader<stream::ReadAhead>,
+    /// The ordinal of the next entry `tar` returns.
+    ordinal: u64,
+}
+
+impl LayerCursor {
+    fn new(uncompressed: stream::ReadAhead) -> LayerCursor {
+        LayerCursor {
+            tar: TarReader::new(uncompressed),
+            ordinal: 0,
         }
-        cancel.check()?;
+    }
+
+    /// Reads on to `file`, an entry after the last one copied, and writes it with its other
+    /// paths. This is where the emit pass copies content and counts the bytes written.
+    fn copy<S: EntrySink + ?Sized>(
+        &mut self,
+        file: &tree::RegularFile,
+        out: &mut S,
+        stats: &mut FlattenStats,
+        progress: &mut EmitProgress,
+    ) -> Result<()> {
+        let raw = loop {
+            let Some(raw) = self.tar.next_entry().context("reading the layer's tar")? else {
+                bail_kind!(
+                    Integrity,
+                    "the layer changed while it was being read (entry {:?} is gone)",
+                    display_name(&file.entry_name)
+                );
+            };
+            self.ordinal += 1;
+            if self.ordinal - 1 == file.ordinal {
+                break raw;
+            }
+        };
+        let this = file.ordinal;
         let name = entry::normalize_name(&raw.name)?;
         let changed = || {
             crate::error::kind_err!(
@@ -505,23 +606,15 @@ fn emit_layer<S: EntrySink + ?Sized>(
             _ => return Err(changed()),
         };
         let first = &file.paths[0];
-        out.append_file(first, &meta, &mut tar.content())
+        out.append_file(first, &meta, &mut self.tar.content())
             .with_context(|| format!("copying {:?}", display_name(first)))?;
         for other in &file.paths[1..] {
             out.append_hardlink(other, first, &meta)?;
         }
         stats.paths_written += file.paths.len() as u64;
         progress.at(out.bytes_written());
-        wanted.next();
+        Ok(())
     }
-    if let Some(missing) = wanted.next() {
-        bail_kind!(
-            Integrity,
-            "the layer changed while it was being read (entry {:?} is gone)",
-            display_name(&missing.entry_name)
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -604,5 +697,121 @@ mod tests {
             ]
         );
         assert_eq!(stats.paths_written, 4);
+    }
+
+    fn names(sink: &Recorder) -> Vec<String> {
+        sink.0
+            .iter()
+            .map(|(p, k, _)| format!("{}:{k:?}", String::from_utf8_lossy(p)))
+            .collect()
+    }
+
+    #[test]
+    fn files_of_two_layers_interleave_by_how_far_each_is_read() {
+        let hundred = [b'x'; 100];
+        let lower = layer(&[
+            ("a", b'0', &hundred, ""),
+            ("b", b'0', &hundred, ""),
+            ("c", b'0', &hundred, ""),
+        ]);
+        let upper = layer(&[("x", b'0', &hundred, ""), ("y", b'0', &hundred, "")]);
+        let source = MemorySource::from_tars(vec![lower, upper]);
+        let image = source.resolve(&Default::default()).unwrap();
+        let mut sink = Recorder::default();
+        flatten(&source, &image, &mut sink, &Default::default(), None).unwrap();
+        // Each file ends one more 1 KiB block (header and content) into its layer; both
+        // layers start together, a tie goes to the lower layer.
+        assert_eq!(
+            names(&sink),
+            [
+                ":Directory",
+                "a:Regular",
+                "x:Regular",
+                "b:Regular",
+                "y:Regular",
+                "c:Regular"
+            ]
+        );
+    }
+
+    /// Layers of files of assorted sizes, with a hardlink to a lower layer's file, a
+    /// whiteout, a replaced file and an opaque directory.
+    fn assorted_layers() -> Vec<Vec<u8>> {
+        let data = |seed: usize, len: usize| -> Vec<u8> {
+            (0..len)
+                .map(|i| (i * 31 + seed * 7 + i / 977) as u8)
+                .collect()
+        };
+        let mut tars = Vec::new();
+        for l in 0..5usize {
+            let mut owned: Vec<(String, u8, Vec<u8>, String)> = Vec::new();
+            owned.push((format!("d{l}/"), b'5', Vec::new(), String::new()));
+            for f in 0..40usize {
+                let len = (f * 7919 + l * 104_729) % 40_000;
+                owned.push((
+                    format!("d{l}/f{f}"),
+                    b'0',
+                    data(l * 100 + f, len),
+                    String::new(),
+                ));
+                owned.push((
+                    format!("shared/s{f}"),
+                    b'0',
+                    data(l + f, len / 3),
+                    String::new(),
+                ));
+            }
+            if l > 0 {
+                owned.push((
+                    format!("d{l}/link"),
+                    b'1',
+                    Vec::new(),
+                    format!("d{}/f3", l - 1),
+                ));
+                owned.push((
+                    format!("d{}/.wh.f5", l - 1),
+                    b'0',
+                    Vec::new(),
+                    String::new(),
+                ));
+            }
+            if l == 3 {
+                owned.push(("d1/.wh..wh..opq".into(), b'0', Vec::new(), String::new()));
+            }
+            let entries: Vec<(&str, u8, &[u8], &str)> = owned
+                .iter()
+                .map(|(n, t, d, k)| (n.as_str(), *t, d.as_slice(), k.as_str()))
+                .collect();
+            tars.push(layer(&entries));
+        }
+        tars
+    }
+
+    #[test]
+    fn output_does_not_depend_on_threads_or_read_ahead_buffers() {
+        let source = MemorySource::from_tars(assorted_layers());
+        let image = source.resolve(&Default::default()).unwrap();
+        let run = |jobs: usize, read_ahead: stream::ReadAheadSize| {
+            let options = FlattenOptions {
+                jobs,
+                ..Default::default()
+            };
+            let mut sink = Recorder::default();
+            flatten_with(&source, &image, &mut sink, &options, None, read_ahead).unwrap();
+            sink.0
+        };
+        let reference = run(2, stream::ReadAheadSize::default());
+        // The two lanes really interleave here: layer 1 has no file left (its directory is
+        // made opaque, its shared files replaced), so layers 0 and 2 are read together.
+        let position = |path: &str| reference.iter().position(|e| e.0 == path.as_bytes());
+        assert!(position("d2/f0").unwrap() < position("d0/f39").unwrap());
+        assert!(position("d1/f0").is_none());
+        for (jobs, depth, chunk) in [(1, 1, 97), (1, 1, 4096), (8, 2, 513), (3, 64, 1 << 16)] {
+            let got = run(jobs, stream::ReadAheadSize { depth, chunk });
+            assert!(
+                got == reference,
+                "-j {jobs}, read-ahead {depth} x {chunk} bytes: the output differs"
+            );
+        }
     }
 }

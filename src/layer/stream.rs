@@ -220,20 +220,35 @@ pub struct ReadAhead {
     pos: usize,
 }
 
-const CHUNK: usize = 1 << 20;
+/// How far a [`ReadAhead`] runs ahead of its consumer: `depth` chunks of `chunk` bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadAheadSize {
+    pub depth: usize,
+    pub chunk: usize,
+}
+
+impl Default for ReadAheadSize {
+    fn default() -> Self {
+        ReadAheadSize {
+            depth: 8,
+            chunk: 1 << 20,
+        }
+    }
+}
 
 impl ReadAhead {
     /// `open` runs on the new thread (opening a blob may block on a download).
     pub fn spawn<'scope, F, R>(
         scope: &'scope std::thread::Scope<'scope, '_>,
-        depth: usize,
+        size: ReadAheadSize,
         open: F,
     ) -> ReadAhead
     where
         F: FnOnce() -> Result<R> + Send + 'scope,
         R: Read,
     {
-        let (tx, rx) = mpsc::sync_channel(depth.max(1));
+        let (tx, rx) = mpsc::sync_channel(size.depth.max(1));
+        let chunk_size = size.chunk.max(1);
         let (spent, recycled) = mpsc::channel::<Vec<u8>>();
         scope.spawn(move || {
             let mut reader = match open() {
@@ -245,9 +260,9 @@ impl ReadAhead {
             };
             loop {
                 let mut chunk = recycled.try_recv().unwrap_or_default();
-                chunk.resize(CHUNK, 0);
+                chunk.resize(chunk_size, 0);
                 let mut filled = 0;
-                while filled < CHUNK {
+                while filled < chunk_size {
                     match reader.read(&mut chunk[filled..]) {
                         Ok(0) => break,
                         Ok(n) => filled += n,
@@ -416,6 +431,11 @@ impl LayerStream {
             }
         }
         Ok(entry)
+    }
+
+    /// Where the current entry's stored content ends in the uncompressed stream, in bytes.
+    pub fn entry_end(&self) -> u64 {
+        self.tar.get_ref().get_ref().bytes_read() + self.tar.stored_left()
     }
 
     pub fn tar(&mut self) -> &mut TarReader<Uncompressed> {

@@ -78,6 +78,12 @@ impl<R: Read> TarReader<R> {
         &self.inner
     }
 
+    /// Stored content of the current entry not yet read (for a sparse file, its data
+    /// segments, not the holes).
+    pub fn stored_left(&self) -> u64 {
+        self.remaining
+    }
+
     /// Zeros that sparse files' holes add to the layer's content, over all entries so far.
     pub fn hole_bytes(&self) -> u64 {
         self.hole_bytes

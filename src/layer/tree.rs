@@ -161,6 +161,10 @@ fn decode_meta(
 #[derive(Debug)]
 pub struct ScannedEntry {
     pub ordinal: u64,
+    /// Where a regular file's stored content ends in the layer's uncompressed tar, in bytes:
+    /// how far the emit pass must read the layer to copy it (its merge order, see
+    /// `super::emit_order`). Must not decrease within a layer; ignored for other entries.
+    pub end: u64,
     pub change: Change,
     /// The content, for the few small files a later stage asked to read.
     pub content: Option<Arc<Vec<u8>>>,
@@ -182,6 +186,7 @@ pub struct ScannedLayer {
     contents: Vec<Option<Arc<Vec<u8>>>>,
     last_path: Vec<u8>,
     last_ordinal: u64,
+    last_end: u64,
     entries: u64,
     deletions: bool,
 }
@@ -191,6 +196,7 @@ pub struct ScannedLayer {
 struct Unpacker {
     path: Vec<u8>,
     ordinal: u64,
+    end: u64,
 }
 
 impl Unpacker {
@@ -215,6 +221,7 @@ impl Unpacker {
                 let kind = kind_of(code);
                 Change::Add(if kind == EntryKind::Regular {
                     let size = get_varint(chunk, pos);
+                    self.end += get_varint(chunk, pos);
                     EntryMeta {
                         size,
                         kind,
@@ -235,6 +242,7 @@ impl Unpacker {
         });
         ScannedEntry {
             ordinal: self.ordinal,
+            end: self.end,
             change,
             content,
         }
@@ -276,7 +284,13 @@ impl ScannedLayer {
         self.last_path.truncate(shared);
         self.last_path.extend_from_slice(&path[shared..]);
         match meta {
-            Some(m) if m.kind == EntryKind::Regular => put_varint(buf, m.size),
+            Some(m) if m.kind == EntryKind::Regular => {
+                put_varint(buf, m.size);
+                // A decreasing end (never from a tar) is kept at the previous one.
+                let grown = entry.end.saturating_sub(self.last_end);
+                put_varint(buf, grown);
+                self.last_end += grown;
+            }
             Some(m) => encode_meta(buf, m),
             None => {}
         }
@@ -345,13 +359,16 @@ const DIR: u8 = 1;
 const DEAD: u8 = 2;
 
 /// The content (and, but for regular files, the metadata) that one or more paths show.
-/// 20 bytes.
+/// 24 bytes.
 #[derive(Clone, Copy, Debug)]
 struct Inode {
     /// A regular file: its size. Anything else: offset of its metadata in `metas`.
     data: [u32; 2],
     /// Position of the entry in its layer's tar (0-based, counting every entry).
     ordinal: u32,
+    /// A regular file: where its content ends in the layer's tar, in 512-byte blocks
+    /// (saturating; only the emit pass's merge order uses it).
+    end_block: u32,
     /// The node the inode was added at (its own path).
     node: NodeId,
     /// Index of the layer the entry came from; `layers` (one past the top) for files added
@@ -758,7 +775,14 @@ impl Tree {
                 parent = self.ensure_parents(&meta.path, None)?;
             }
             own_links |= matches!(meta.kind, EntryKind::Symlink | EntryKind::Hardlink);
-            self.add(layer, e.ordinal, meta, e.content, entry_name, parent)?;
+            self.add(
+                layer,
+                (e.ordinal, e.end),
+                meta,
+                e.content,
+                entry_name,
+                parent,
+            )?;
             Ok(())
         })
     }
@@ -839,7 +863,12 @@ impl Tree {
         Ok(out)
     }
 
-    fn new_inode(&mut self, layer: usize, ordinal: u64, meta: &EntryMeta) -> Result<InodeId> {
+    fn new_inode(
+        &mut self,
+        layer: usize,
+        (ordinal, end): (u64, u64),
+        meta: &EntryMeta,
+    ) -> Result<InodeId> {
         let data = if meta.kind == EntryKind::Regular {
             meta.size
         } else {
@@ -856,6 +885,7 @@ impl Tree {
         self.inodes.push(Inode {
             data: [data as u32, (data >> 32) as u32],
             ordinal: u32::try_from(ordinal).map_err(|_| too_large())?,
+            end_block: u32::try_from(end.div_ceil(512)).unwrap_or(u32::MAX),
             node: NONE,
             layer: u16::try_from(layer).map_err(|_| too_large())?,
             kind: kind_code(meta.kind),
@@ -866,10 +896,11 @@ impl Tree {
 
     /// Adds one entry below `parent` (its parent directory when the caller already made
     /// it); returns the inode it made, if any.
+    /// `at`: the entry's ordinal and content end ([`ScannedEntry`]).
     fn add(
         &mut self,
         layer: usize,
-        ordinal: u64,
+        at: (u64, u64),
         meta: EntryMeta,
         content: Option<Arc<Vec<u8>>>,
         entry_name: Option<Box<[u8]>>,
@@ -925,7 +956,7 @@ impl Tree {
                 Ok(None)
             }
             _ => {
-                let inode = self.new_inode(layer, ordinal, &meta)?;
+                let inode = self.new_inode(layer, at, &meta)?;
                 if let Some(content) = content {
                     self.contents.insert(inode, content);
                 }
@@ -968,14 +999,14 @@ impl Tree {
                 .find(&meta.path)
                 .is_some_and(|id| !self.is_dir(id) || self.nodes[id as usize].payload != NONE);
             if !made_by_layers {
-                self.add(layers, 0, meta, None, None, None)?;
+                self.add(layers, (0, 0), meta, None, None, None)?;
             }
             return Ok(());
         }
         let ordinal = self.inodes.len() as u64;
         let kept = meta.clone();
         let content = Some(Arc::new(content));
-        if let Some(inode) = self.add(layers, ordinal, meta, content, None, None)? {
+        if let Some(inode) = self.add(layers, (ordinal, 0), meta, content, None, None)? {
             self.added_metas.insert(inode, kept);
         }
         Ok(())
@@ -1178,6 +1209,8 @@ pub struct Plan {
 pub struct RegularFile {
     pub ordinal: u64,
     pub size: u64,
+    /// Where the content ends in the layer's uncompressed tar, rounded up to a 512-byte block.
+    pub end: u64,
     /// The entry's normalised name in its layer, which the emit pass must find at `ordinal`.
     pub entry_name: Vec<u8>,
     /// Set for files added after flattening: their content and metadata are here, not in a
@@ -1254,6 +1287,20 @@ impl Plan {
         (bytes, paths)
     }
 
+    /// How far the emit pass reads `layer`: the end of its last surviving regular file in
+    /// the layer's uncompressed tar (0 when it has none).
+    pub fn read_extent(&self, layer: usize) -> u64 {
+        let inodes = &self.tree.inodes;
+        let start = inodes.partition_point(|i| (i.layer as usize) < layer);
+        inodes[start..]
+            .iter()
+            .take_while(|i| i.layer as usize == layer)
+            .filter(|i| i.flags & SEEN != 0 && i.kind() == EntryKind::Regular)
+            .map(|i| u64::from(i.end_block) * 512)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Whether any regular file of the final tree has its content in `layer`.
     pub fn has_regular(&self, layer: usize) -> bool {
         self.regular_files.get(layer).is_some_and(|n| *n > 0)
@@ -1277,6 +1324,7 @@ impl Plan {
                 RegularFile {
                     ordinal: inode.ordinal.into(),
                     size: inode.data(),
+                    end: u64::from(inode.end_block) * 512,
                     entry_name,
                     content: self
                         .tree
@@ -1387,6 +1435,7 @@ mod tests {
                 .enumerate()
                 .map(|(o, change)| ScannedEntry {
                     ordinal: o as u64,
+                    end: 0,
                     change,
                     content: None,
                 })
@@ -1708,21 +1757,25 @@ mod tests {
             vec![
                 ScannedEntry {
                     ordinal: 0,
+                    end: 0,
                     change: Change::Add(passwd),
                     content: Some(Arc::new(b"root".to_vec())),
                 },
                 ScannedEntry {
                     ordinal: 1,
+                    end: 0,
                     change: symlink("etc/passwd", "../usr/share/passwd"),
                     content: None,
                 },
                 ScannedEntry {
                     ordinal: 2,
+                    end: 0,
                     change: symlink("etc/abs", "/etc/passwd"),
                     content: None,
                 },
                 ScannedEntry {
                     ordinal: 3,
+                    end: 0,
                     change: file("etc/wsl.conf"),
                     content: None,
                 },
@@ -1757,21 +1810,25 @@ mod tests {
             vec![
                 ScannedEntry {
                     ordinal: 0,
+                    end: 0,
                     change: Change::Add(meta("private/etc", EntryKind::Directory)),
                     content: None,
                 },
                 ScannedEntry {
                     ordinal: 1,
+                    end: 0,
                     change: symlink("etc", "private/etc"),
                     content: None,
                 },
                 ScannedEntry {
                     ordinal: 2,
+                    end: 0,
                     change: symlink("loop", "loop2"),
                     content: None,
                 },
                 ScannedEntry {
                     ordinal: 3,
+                    end: 0,
                     change: symlink("loop2", "/loop"),
                     content: None,
                 },
@@ -1807,11 +1864,13 @@ mod tests {
             vec![
                 ScannedEntry {
                     ordinal: 0,
+                    end: 0,
                     change: Change::Add(own),
                     content: None,
                 },
                 ScannedEntry {
                     ordinal: 1,
+                    end: 0,
                     change: symlink("etc/linked", "own"),
                     content: None,
                 },
@@ -1886,19 +1945,24 @@ mod tests {
         for (i, change) in changes.into_iter().enumerate() {
             layer.push(ScannedEntry {
                 ordinal: i as u64 * 1000,
+                end: 512 + (1 << 41) * i as u64,
                 content: (i == 5).then(|| Arc::new(b"kept".to_vec())),
                 change,
             });
         }
         assert_eq!(layer.entries(), 6);
         let mut seen = Vec::new();
+        let mut ends = Vec::new();
         layer
             .each(|e| {
+                ends.push(e.end);
                 seen.push((e.ordinal, e.change, e.content));
                 Ok(())
             })
             .unwrap();
         assert_eq!(seen.len(), 5, "the ignored entry is not kept");
+        // Only a regular file carries its end; the others show the last one read.
+        assert_eq!(ends, [0, 0, 0, 0, 512 + (1 << 41) * 5]);
         assert_eq!(seen[0].0, 0);
         assert_eq!(seen[0].1, Change::Add(rich));
         assert_eq!(seen[1].1, Change::Add(link));

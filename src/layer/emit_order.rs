@@ -1,0 +1,180 @@
+//! The order in which the emit pass writes the regular files: two layers read at once.
+//!
+//! Every regular file of the final tree is written once, after all directories, and its other
+//! paths (hardlinks) right after it, so the order *among* regular files is free. It used to be
+//! layer by layer, which left one core idle in the emit pass: a layer's reader could only run
+//! a few MiB ahead of the writer, so the next layer's inflate waited for the current one to be
+//! written. Now the files of [`LANES`] layers are interleaved in proportion to how far each
+//! layer must be read to reach them, so that the readers of two layers inflate side by side.
+//!
+//! The rule uses only what the index pass recorded (how far into its layer's uncompressed tar
+//! each file ends), never timing, thread counts or buffer sizes, so the same image always
+//! gives the same bytes:
+//!
+//! 1. Each layer that still holds files is "read" on a virtual timeline measured in bytes of
+//!    uncompressed tar. Its extent is the end of its last surviving file. Taken bottom to top,
+//!    each layer goes to the lane that becomes free first (the lowest lane on a tie) and starts
+//!    there when the layer before on that lane ends: a list schedule on [`LANES`] lanes.
+//! 2. A file's key is its layer's start plus where the file ends in that layer.
+//! 3. Files are written by key; equal keys by layer, bottom first. Within a layer keys
+//!    increase, so each layer is still read front to back.
+//!
+//! At any key at most [`LANES`] layers are being read (a lane holds one layer at a time), so
+//! the emit pass needs only that many readers, plus one opened ahead.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::iter::Peekable;
+
+/// Layers read at once by the emit pass. A constant rather than `--jobs`: the output order
+/// follows from it, and must not change with the machine or a flag. Two keeps both cores of
+/// a small machine inflating; on more cores, compression and the index pass use the rest.
+pub const LANES: usize = 2;
+
+/// Where each layer starts on the virtual timeline, given how far each must be read
+/// (`extents`, bottom to top).
+pub fn starts(extents: &[u64]) -> Vec<u64> {
+    let mut free = [0u64; LANES];
+    extents
+        .iter()
+        .map(|&extent| {
+            let lane = (0..LANES)
+                .min_by_key(|&lane| (free[lane], lane))
+                .expect("at least one lane");
+            let start = free[lane];
+            free[lane] = start.saturating_add(extent);
+            start
+        })
+        .collect()
+}
+
+/// The files of several layers in emit order: each item is the layer's position in the list
+/// given to [`Merge::new`], the file, and whether it is that layer's last.
+pub struct Merge<I: Iterator> {
+    layers: Vec<(u64, Peekable<I>)>,
+    /// (key, layer position) of each layer's next file.
+    heads: BinaryHeap<Reverse<(u64, usize)>>,
+    end_of: fn(&I::Item) -> u64,
+}
+
+impl<I: Iterator> Merge<I> {
+    /// `layers`: each layer's start (from [`starts`]) and its files in tar order; `end_of`:
+    /// where a file ends in its layer.
+    pub fn new(layers: Vec<(u64, I)>, end_of: fn(&I::Item) -> u64) -> Merge<I> {
+        let mut merge = Merge {
+            layers: layers
+                .into_iter()
+                .map(|(start, files)| (start, files.peekable()))
+                .collect(),
+            heads: BinaryHeap::new(),
+            end_of,
+        };
+        for position in 0..merge.layers.len() {
+            merge.push_head(position);
+        }
+        merge
+    }
+
+    fn push_head(&mut self, position: usize) {
+        let (start, files) = &mut self.layers[position];
+        if let Some(file) = files.peek() {
+            let key = start.saturating_add((self.end_of)(file));
+            self.heads.push(Reverse((key, position)));
+        }
+    }
+}
+
+impl<I: Iterator> Iterator for Merge<I> {
+    type Item = (usize, I::Item, bool);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let Reverse((_, position)) = self.heads.pop()?;
+        let file = self.layers[position].1.next().expect("a head was pushed");
+        self.push_head(position);
+        let last = self.layers[position].1.peek().is_none();
+        Some((position, file, last))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (layer position, end) of each file in emit order.
+    fn order(layers: &[&[u64]]) -> Vec<(usize, u64)> {
+        let extents: Vec<u64> = layers
+            .iter()
+            .map(|l| l.last().copied().unwrap_or(0))
+            .collect();
+        let starts = starts(&extents);
+        let merge = Merge::new(
+            layers
+                .iter()
+                .zip(&starts)
+                .map(|(l, s)| (*s, l.iter().copied()))
+                .collect(),
+            |end| *end,
+        );
+        merge.map(|(position, end, _)| (position, end)).collect()
+    }
+
+    #[test]
+    fn list_schedule_on_two_lanes() {
+        // 0 and 1 start together; 2 follows the shorter (0), 3 the one that frees next (1).
+        assert_eq!(starts(&[100, 300, 50, 10]), [0, 0, 100, 150]);
+        // A tie goes to the lower lane.
+        assert_eq!(starts(&[100, 100, 7]), [0, 0, 100]);
+        assert_eq!(starts(&[]), Vec::<u64>::new());
+        assert_eq!(starts(&[u64::MAX, 5, 6]), [0, 0, 5]);
+    }
+
+    #[test]
+    fn two_layers_interleave_by_how_far_each_is_read() {
+        assert_eq!(
+            order(&[&[10, 20, 30], &[15, 30, 45]]),
+            [(0, 10), (1, 15), (0, 20), (0, 30), (1, 30), (1, 45)]
+        );
+    }
+
+    #[test]
+    fn a_third_layer_waits_for_a_free_lane() {
+        // Layer 2 starts when layer 0 ends (at 20) and shares the time with layer 1's rest.
+        assert_eq!(
+            order(&[&[10, 20], &[25, 50, 75], &[5, 40]]),
+            [(0, 10), (0, 20), (1, 25), (2, 5), (1, 50), (2, 40), (1, 75)]
+        );
+    }
+
+    #[test]
+    fn each_layer_stays_in_tar_order_and_the_last_file_is_marked() {
+        let layers: [&[u64]; 3] = [&[1, 2, 900], &[3, 4], &[500, 501, 502, 503]];
+        let extents = [900, 4, 503];
+        let starts = starts(&extents);
+        let merge = Merge::new(
+            layers
+                .iter()
+                .zip(&starts)
+                .map(|(l, s)| (*s, l.iter().copied()))
+                .collect(),
+            |end| *end,
+        );
+        let items: Vec<(usize, u64, bool)> = merge.collect();
+        assert_eq!(items.len(), 9);
+        for (position, files) in layers.iter().enumerate() {
+            let seen: Vec<u64> = items
+                .iter()
+                .filter(|i| i.0 == position)
+                .map(|i| i.1)
+                .collect();
+            assert_eq!(seen, *files);
+            let lasts: Vec<bool> = items
+                .iter()
+                .filter(|i| i.0 == position)
+                .map(|i| i.2)
+                .collect();
+            let mut expected = vec![false; files.len()];
+            *expected.last_mut().unwrap() = true;
+            assert_eq!(lasts, expected);
+        }
+    }
+}
