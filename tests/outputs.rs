@@ -141,10 +141,10 @@ fn plain_tar_of_interleaved_layers_is_the_same_for_any_thread_count() {
                 entries.push(hardlink(&format!("d{l}/link"), &format!("d{}/f2", l - 1)));
                 entries.push(whiteout(&format!("d{}/f7", l - 1)));
             }
-            layer(&entries)
+            layer(entries)
         })
         .collect();
-    let src = layout_arg(&oci_layout(dir.path(), &image(layers), "t"), "t");
+    let src = layout_arg(&oci_layout(dir.path(), &image(layers).build(), "t"), "t");
     let reference = run_ok(&["-q", &src]).stdout;
     for jobs in ["1", "2", "7"] {
         let again = run_ok(&["-q", "-j", jobs, &src]).stdout;
