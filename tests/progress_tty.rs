@@ -202,12 +202,16 @@ impl Drop for Tmux {
 }
 
 fn start_run(tmux: &Tmux, paced: &Paced) {
+    start_run_with(tmux, paced, &format!("-o '{}'", paced.out.display()));
+}
+
+/// `output`: the command line's output part, as the shell takes it.
+fn start_run_with(tmux: &Tmux, paced: &Paced, output: &str) {
     // `"EXIT""=…"`: the typed command never matches what the finished run prints.
     tmux.type_line(&format!(
-        "'{}' '{}' -o '{}'; echo \"EXIT\"\"=$?\"",
+        "'{}' '{}' {output}; echo \"EXIT\"\"=$?\"",
         env!("CARGO_BIN_EXE_oci2wsl"),
         paced.image,
-        paced.out.display()
     ));
 }
 
@@ -216,6 +220,17 @@ fn bar_row<'a>(screen: &'a str, stage: &str) -> Option<&'a str> {
     screen
         .lines()
         .find(|l| l.trim_start().starts_with(&format!("{stage} [")))
+}
+
+/// A bar's count (`4.0 MiB/8.0 MiB`) is more than nothing and less than its total.
+fn count_inside_the_total(row: &str) -> bool {
+    let Some((_, figures)) = row.split_once("] ") else {
+        return false;
+    };
+    let Some((done, total)) = figures.split_once('/') else {
+        return false;
+    };
+    done.trim() != "0 B" && !total.starts_with(done.trim())
 }
 
 /// Bars are gone: no row holds a stage's bar, or a piece of one.
@@ -408,4 +423,40 @@ fn ctrl_c_clears_the_bars_before_the_interrupted_line() {
     );
     assert_no_bar_left(&screen);
     assert!(!Path::new(&paced.out).exists());
+}
+
+/// Held half-way through the image's one 8 MiB file in the emit pass, the writing bar
+/// shows a count strictly between nothing and the total, whatever the output: the count
+/// moves inside a file, not only between files (a 1 GiB file showed 0 B until it was done).
+#[test]
+fn the_writing_count_moves_inside_a_large_file_in_every_output_form() {
+    if !require_tools(&["tmux"]) {
+        return;
+    }
+    for output in ["out.tar", "out.tar.gz", "out.tar.zst", "-"] {
+        let tmux = Tmux::start(120, 30);
+        let paced = paced_image();
+        let dir = paced.out.parent().unwrap();
+        let written = dir.join(if output == "-" { "stdout.tar" } else { output });
+        let to = match output {
+            "-" => format!("-o - > '{}'", written.display()),
+            _ => format!("-o '{}'", written.display()),
+        };
+        start_run_with(&tmux, &paced, &to);
+        assert_eq!(paced.pause(&tmux), 0);
+        tmux.wait_for("the reading bar", |s| bar_row(s, "reading").is_some());
+        paced.go_on(&tmux);
+        assert_eq!(paced.pause(&tmux), 10);
+        tmux.wait_for("the writing bar", |s| bar_row(s, "writing").is_some());
+        paced.go_on(&tmux);
+        assert_eq!(paced.pause(&tmux), 1);
+        tmux.wait_for(&format!("a count inside the file ({output})"), |s| {
+            bar_row(s, "writing").is_some_and(count_inside_the_total)
+        });
+        paced.go_on(&tmux);
+        let screen = tmux.wait_for("the end of the run", |s| s.contains("EXIT="));
+        assert!(screen.contains("EXIT=0"), "{screen}");
+        assert_no_bar_left(&screen);
+        assert!(fs::metadata(&written).unwrap().len() > 0, "{output}");
+    }
 }
