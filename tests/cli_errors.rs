@@ -647,3 +647,199 @@ fn podmans_auth_files_in_podmans_order() {
     let r = env.run(&[&image, "-o", "/dev/null"]);
     expect(&r, 1, &["not found", "MANIFEST_UNKNOWN"]);
 }
+
+// ------------------------------------------------------------------ the image, named once
+
+/// The error line names where the image is (`location`: a path, or HOST/REPO) once: the
+/// run adds the reference in front of a message only when the message does not name it.
+fn names_once(r: &Run, code: i32, location: &str, pieces: &[&str]) {
+    expect(r, code, pieces);
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("oci2wsl: error: "))
+        .unwrap_or_else(|| panic!("no error line for {:?}:\n{}", r.args, r.stderr));
+    assert_eq!(
+        line.matches(location).count(),
+        1,
+        "{location:?} is not named once for {:?}: {line}",
+        r.args
+    );
+}
+
+#[test]
+fn local_sources_name_the_image_once() {
+    let env = Env::new();
+    let dir = env.path().join("images");
+    std::fs::create_dir(&dir).unwrap();
+    let good = image(vec![layer(vec![file("hello", "hi")])]).build();
+    let bad = image(vec![layer(vec![file("hello", "tampered")])])
+        .corrupt(Corruption::LayerBytes(0))
+        .build();
+    let bad_diff_id = image(vec![layer(vec![file("hello", "renamed")])])
+        .corrupt(Corruption::DiffId(0))
+        .build();
+    let layout = dir.join("layout");
+    write_oci_layout(&layout, &[(Some("v1"), &good), (Some("bad"), &bad)]);
+    let archive = dir.join("oci.tar");
+    std::fs::write(
+        &archive,
+        oci_archive(&[(Some("v1"), &good), (Some("bad"), &bad)]),
+    )
+    .unwrap();
+    let saved = dir.join("saved.tar");
+    std::fs::write(
+        &saved,
+        docker_archive(
+            &[(&good, &["app:1"]), (&bad_diff_id, &["bad:1"])],
+            DockerStyle::default(),
+        ),
+    )
+    .unwrap();
+    let out = dir.join("out.tar");
+    let out = out.to_str().unwrap();
+    let missing = dir.join("missing");
+    let missing = missing.to_str().unwrap();
+    let run = |image: &str, platform: Option<&str>| {
+        let mut args = vec!["-f", "-o", out, image];
+        if let Some(p) = platform {
+            args.extend(["--platform", p]);
+        }
+        env.run(&args)
+    };
+    let other = "linux/s390x";
+    for (transport, path, bad_ref, good_ref, tampered) in [
+        (
+            "oci",
+            layout.to_str().unwrap(),
+            "bad",
+            "v1",
+            "corrupted or tampered",
+        ),
+        (
+            "oci-archive",
+            archive.to_str().unwrap(),
+            "bad",
+            "v1",
+            "corrupted or tampered",
+        ),
+        (
+            "docker-archive",
+            saved.to_str().unwrap(),
+            "bad:1",
+            "app:1",
+            "diff_id",
+        ),
+    ] {
+        names_once(
+            &run(&format!("{transport}:{missing}"), None),
+            1,
+            missing,
+            &["No such file"],
+        );
+        names_once(
+            &run(&format!("{transport}:{path}:nosuch"), None),
+            1,
+            path,
+            &["no image tagged"],
+        );
+        names_once(
+            &run(&format!("{transport}:{path}:{good_ref}"), Some(other)),
+            1,
+            path,
+            &[&format!("not the requested {other}")],
+        );
+        names_once(
+            &run(&format!("{transport}:{path}:{bad_ref}"), None),
+            1,
+            path,
+            &[tampered],
+        );
+    }
+}
+
+#[test]
+fn a_registry_image_is_named_once() {
+    if !require_tools(REGISTRY_TOOLS) {
+        return;
+    }
+    let env = Env::new();
+    let dir = tempfile::tempdir().unwrap();
+    let good = image(vec![layer(vec![file("hello", "hi")])]).build();
+    let layout = dir.path().join("layout");
+    write_oci_layout(&layout, &[(Some("v1"), &good)]);
+    let registry = start_registry(dir.path());
+    push(
+        &format!("oci:{}:v1", layout.display()),
+        &registry.name("x/app:v1"),
+        false,
+    );
+    push(
+        &format!("oci:{}:v1", layout.display()),
+        &registry.name("x/tampered:v1"),
+        false,
+    );
+    // One byte of the stored layer blob changed: both repositories share it, so the tampered
+    // one is pulled last.
+    let hex = &good.layers[0].digest["sha256:".len()..];
+    let data = dir
+        .path()
+        .join("storage/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    let host = format!("127.0.0.1:{}", registry.port);
+    let out = dir.path().join("out.tar");
+    let run = |image: &str, platform: Option<&str>| {
+        let mut args = vec![
+            "--insecure-registry",
+            &host,
+            "--no-cache",
+            "-f",
+            "-o",
+            out.to_str().unwrap(),
+            image,
+        ];
+        if let Some(p) = platform {
+            args.extend(["--platform", p]);
+        }
+        env.run(&args)
+    };
+    let app = registry.name("x/app");
+    let zeros = format!("sha256:{}", "0".repeat(64));
+    names_once(
+        &run(&registry.name("x/nosuch:v1"), None),
+        1,
+        &registry.name("x/nosuch"),
+        &["manifest v1 not found"],
+    );
+    names_once(
+        &run(&registry.name("x/app:nosuch"), None),
+        1,
+        &app,
+        &["manifest nosuch not found"],
+    );
+    names_once(
+        &run(&registry.name(&format!("x/app@{zeros}")), None),
+        1,
+        &app,
+        &[&format!("manifest {zeros} not found")],
+    );
+    names_once(
+        &run(&registry.name("x/app:v1"), Some("linux/s390x")),
+        1,
+        &app,
+        &["not the requested linux/s390x"],
+    );
+    let mut bytes = std::fs::read(&data).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&data, &bytes).unwrap();
+    names_once(
+        &run(&registry.name("x/tampered:v1"), None),
+        1,
+        &registry.name("x/tampered"),
+        // The digest or, streaming, the gzip trailer's checksum: whichever sees it first.
+        &[&format!("layer 1/1 sha256:{}", &hex[..12])],
+    );
+}
