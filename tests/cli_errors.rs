@@ -843,3 +843,107 @@ fn a_registry_image_is_named_once() {
         &[&format!("layer 1/1 sha256:{}", &hex[..12])],
     );
 }
+
+// ------------------------------------------------------------------ what a line shows
+
+/// `-v` (crane's) or `--debug` (skopeo's): a line per request with its method, URL, status
+/// and time; never the credentials the request carried.
+#[test]
+fn the_request_log_shows_status_and_time_and_never_credentials() {
+    let password = "s3cret-pw";
+    let creds = basic("tester", password);
+    let (port, seen) = basic_auth_registry(Some(creds.clone()));
+    let image = format!("127.0.0.1:{port}/x/y:1");
+    let login = format!("tester:{password}");
+    for flag in ["-v", "--debug"] {
+        let r = Env::new().run(&[flag, "--creds", &login, &image, "-o", "/dev/null"]);
+        expect(&r, 1, &["not found"]);
+        assert!(
+            seen.lock().unwrap().contains(&creds),
+            "the credentials were sent"
+        );
+        let requests: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("oci2wsl: debug: "))
+            .collect();
+        let url = format!("http://127.0.0.1:{port}/v2/x/y/manifests/1 -> ");
+        for status in ["401", "404"] {
+            assert!(
+                requests
+                    .iter()
+                    .any(|l| l.contains(&format!("GET {url}{status} ("))),
+                "no {status} request logged with {flag}:\n{}",
+                r.stderr
+            );
+        }
+        for line in &requests {
+            assert!(line.ends_with(" ms)"), "no time: {line}");
+        }
+        let token = creds.trim_start_matches("Basic ");
+        for secret in [password, token, "Authorization", "authorization"] {
+            assert!(!r.stderr.contains(secret), "{secret} shown:\n{}", r.stderr);
+        }
+    }
+}
+
+/// The warning that the image is for another platform than the machine's carries the
+/// prefix every warning carries (it once came without it).
+#[test]
+fn the_platform_warning_is_a_warning_line() {
+    let env = Env::new();
+    let other = if cfg!(target_arch = "s390x") {
+        "linux/ppc64le"
+    } else {
+        "linux/s390x"
+    };
+    let img = image(vec![layer(vec![file("hello", "hi")])])
+        .platform(other)
+        .build();
+    let src = oci_dir(env.path(), &img, "v1");
+    let out = env.path().join("out.tar");
+    // -q: nothing but warnings and errors, so every line must be ours.
+    let r = env.run(&["-q", "-o", out.to_str().unwrap(), &src]);
+    expect(
+        &r,
+        0,
+        &[&format!(
+            "oci2wsl: warning: the image is for {other}, not linux/"
+        )],
+    );
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+}
+
+/// No internal names in a message: not Rust's `None` for a missing field, not an enum's
+/// `Gzip` for gzip.
+#[test]
+fn messages_show_no_internal_names() {
+    let env = Env::new();
+    let layout = env.path().join("layout");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let manifest = br#"{"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+    let hex = sha256_hex(manifest);
+    std::fs::write(blobs.join(&hex), manifest).unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{hex}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"t"}}}}]}}"#,
+            manifest.len()
+        ),
+    )
+    .unwrap();
+    let r = env.run(&["-o", "/dev/null", &format!("oci:{}:t", layout.display())]);
+    expect(&r, 1, &["no schemaVersion"]);
+    assert!(!r.stderr.contains("None"), "{}", r.stderr);
+
+    let r = env.run(&["--level", "13", "-o", "x.tar.gz", "app"]);
+    expect(&r, 2, &["gzip (0 to 12)"]);
+    // `Gzip`: the enum's name, where a user reads `gzip`.
+    assert!(!r.stderr.contains("Gzip"), "{}", r.stderr);
+}
