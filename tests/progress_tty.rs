@@ -460,3 +460,69 @@ fn the_writing_count_moves_inside_a_large_file_in_every_output_form() {
         assert!(fs::metadata(&written).unwrap().len() > 0, "{output}");
     }
 }
+
+/// The stand-in `wsl.exe` of tests/wsl.rs (tests/wsl-stand-in), built once.
+fn wsl_stand_in() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = root.join("target/wsl-stand-in");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(root.join("tests/wsl-stand-in/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    target.join("release/wsl-stand-in")
+}
+
+/// `--import` streams the tar into WSL as it is written: the import line stands under the
+/// writing bar while the emit pass runs, and both are gone before the summary.
+#[test]
+fn an_import_shows_under_the_writing_bar_and_is_cleared() {
+    if !require_tools(&["tmux"]) {
+        return;
+    }
+    let stand_in = wsl_stand_in();
+    let tmux = Tmux::start(120, 30);
+    let paced = paced_image();
+    let dir = paced.out.parent().unwrap();
+    let wsl = format!(
+        "OCI2WSL_WSL_EXE='{}' WSL_STAND_IN_DIR='{}' LOCALAPPDATA='{}'",
+        stand_in.display(),
+        dir.join("wsl").display(),
+        dir.join("local").display()
+    );
+    tmux.type_line(&format!(
+        "{wsl} '{}' '{}' --import Paced; echo \"EXIT\"\"=$?\"",
+        env!("CARGO_BIN_EXE_oci2wsl"),
+        paced.image,
+    ));
+    assert_eq!(paced.pause(&tmux), 0);
+    tmux.wait_for("the reading bar", |s| bar_row(s, "reading").is_some());
+    paced.go_on(&tmux);
+    assert_eq!(paced.pause(&tmux), 10);
+    tmux.wait_for("the writing bar", |s| bar_row(s, "writing").is_some());
+    paced.go_on(&tmux);
+    assert_eq!(paced.pause(&tmux), 1);
+    let importing = "importing into WSL as Paced";
+    let screen = tmux.wait_for("the import under the writing bar", |s| {
+        bar_row(s, "writing").is_some() && s.contains(importing)
+    });
+    let rows: Vec<&str> = screen.lines().collect();
+    let writing = rows
+        .iter()
+        .position(|l| l.trim_start().starts_with("writing ["));
+    let import = rows.iter().position(|l| l.contains(importing));
+    assert!(writing < import, "{screen}");
+    paced.go_on(&tmux);
+    let screen = tmux.wait_for("the end of the run", |s| s.contains("EXIT="));
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert_no_bar_left(&screen);
+    assert!(!screen.contains(importing), "{screen}");
+}
