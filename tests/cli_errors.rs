@@ -947,3 +947,46 @@ fn messages_show_no_internal_names() {
     // `Gzip`: the enum's name, where a user reads `gzip`.
     assert!(!r.stderr.contains("Gzip"), "{}", r.stderr);
 }
+
+/// The summary says which platform was chosen and both digests, each labelled: the index's
+/// (the one a user pins) and the chosen manifest's; one line each, short.
+#[test]
+fn the_summary_labels_the_platform_and_both_digests() {
+    let env = Env::new();
+    let host = host_platform();
+    let other = if host.arch == "s390x" {
+        "linux/ppc64le"
+    } else {
+        "linux/s390x"
+    };
+    let native = image(vec![layer(vec![file("arch", "native")])]).build();
+    let foreign = image(vec![layer(vec![file("arch", "foreign")])])
+        .platform(other)
+        .build();
+    let idx = index(&[&native, &foreign]).build();
+    let layout = env.path().join("layout");
+    write_oci_layout(&layout, &[(Some("multi"), &idx)]);
+    let out = env.path().join("out.tar");
+    let r = env.run(&[
+        "-o",
+        out.to_str().unwrap(),
+        &format!("oci:{}:multi", layout.display()),
+    ]);
+    r.assert_code(0);
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    let labelled = |label: &str, value: &str| {
+        let line = format!("  {label:<17}{value}");
+        assert!(lines.contains(&line.as_str()), "no {line:?}:\n{}", r.stderr);
+    };
+    labelled("platform", &format!("linux/{}", host.arch));
+    labelled("index digest", &idx.blob.digest);
+    labelled("manifest digest", &native.manifest.digest);
+    // "1 layer", and the figures on a line of their own.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("  1 layer, ") && l.len() <= 90),
+        "{}",
+        r.stderr
+    );
+}
