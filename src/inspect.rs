@@ -12,7 +12,6 @@ use crate::image::PlatformChoice;
 use crate::source;
 use crate::source::remote::RegistryOptions;
 use crate::wsl::{self, WslOptions};
-use anyhow::Context;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -134,10 +133,10 @@ fn inspect_inner(opts: &InspectOptions, observer: SharedObserver) -> anyhow::Res
         observer.clone(),
         &crate::cancel::Cancel::new(),
     )
-    .with_context(|| format!("{reference}"))?;
+    .map_err(crate::pipeline::about_the_image(&reference))?;
     let image = source
         .resolve(&opts.platform)
-        .with_context(|| format!("{reference}"))?;
+        .map_err(crate::pipeline::about_the_image(&reference))?;
     for warning in &image.warnings {
         events::warn(observer.as_ref(), warning.clone());
     }

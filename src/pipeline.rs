@@ -117,6 +117,49 @@ pub fn human(bytes: u64) -> String {
     crate::terminal::human_size(bytes)
 }
 
+/// Puts the image's name in front of an error about it, unless the message names where the
+/// image is already: a registry's `manifest v1 not found in HOST/REPO`, a store's `cannot
+/// open archive PATH`. A line names the image once.
+pub(crate) fn about_the_image(
+    reference: &crate::reference::SourceRef,
+) -> impl Fn(anyhow::Error) -> anyhow::Error + '_ {
+    move |e| {
+        if names(&format!("{e:#}"), &location(reference)) {
+            e
+        } else {
+            e.context(reference.to_string())
+        }
+    }
+}
+
+/// Where the image is, as the sources' own messages write it.
+fn location(reference: &crate::reference::SourceRef) -> String {
+    use crate::reference::SourceRef;
+    match reference {
+        SourceRef::OciLayout { path, .. }
+        | SourceRef::OciArchive { path, .. }
+        | SourceRef::DockerArchive { path, .. } => path.clone(),
+        SourceRef::DockerDaemon { image } => image.clone(),
+        SourceRef::Registry(text) => match crate::reference::registry::RegistryRef::parse(text) {
+            Ok(r) => format!("{}/{}", r.registry, r.repository),
+            Err(_) => text.clone(),
+        },
+    }
+}
+
+/// `message` has `name` as a word of its own: not inside a longer name (a path `1` is not
+/// named by `layer 1/2`).
+fn names(message: &str, name: &str) -> bool {
+    let bounded_before = |at: usize| at == 0 || message[..at].ends_with([' ', '(', '"']);
+    let bounded_after = |end: usize| {
+        message[end..].is_empty() || message[end..].starts_with([' ', ':', ')', ',', '"', ';'])
+    };
+    !name.is_empty()
+        && message
+            .match_indices(name)
+            .any(|(at, _)| bounded_before(at) && bounded_after(at + name.len()))
+}
+
 /// Runs the whole conversion: resolves `opts.image`, reads and verifies every layer, writes
 /// the flattened tar to `opts.destination` (atomically, for a file) or into `wsl --import`,
 /// and reports progress and warnings to `observer` on the way.
@@ -146,10 +189,10 @@ fn run_inner(opts: &Options, observer: SharedObserver) -> anyhow::Result<Summary
     let reference = source::parse_reference(&opts.image).kind(ErrorKind::Usage)?;
     opts.cancel.check()?;
     let source = source::open(&reference, &opts.registry, observer.clone(), &opts.cancel)
-        .with_context(|| format!("{reference}"))?;
+        .map_err(about_the_image(&reference))?;
     let image = source
         .resolve(&opts.platform)
-        .with_context(|| format!("{reference}"))?;
+        .map_err(about_the_image(&reference))?;
     observer.event(&Event::Resolved(resolved(&reference.to_string(), &image)));
     for warning in &image.warnings {
         events::warn(observer.as_ref(), warning.clone());
@@ -280,5 +323,25 @@ fn resolved(name: &str, image: &Image) -> Resolved {
                 media_type: l.media_type.clone(),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_counts_only_as_a_word_of_its_own() {
+        assert!(names(
+            "manifest v1 not found in reg:5000/x/app: unknown",
+            "reg:5000/x/app"
+        ));
+        assert!(names("cannot open archive /tmp/a.tar: gone", "/tmp/a.tar"));
+        assert!(!names("layer 1/2: bad", "1"));
+        assert!(!names(
+            "not found in reg:5000/x/application",
+            "reg:5000/x/app"
+        ));
+        assert!(!names("anything", ""));
     }
 }

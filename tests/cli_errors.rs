@@ -647,3 +647,346 @@ fn podmans_auth_files_in_podmans_order() {
     let r = env.run(&[&image, "-o", "/dev/null"]);
     expect(&r, 1, &["not found", "MANIFEST_UNKNOWN"]);
 }
+
+// ------------------------------------------------------------------ the image, named once
+
+/// The error line names where the image is (`location`: a path, or HOST/REPO) once: the
+/// run adds the reference in front of a message only when the message does not name it.
+fn names_once(r: &Run, code: i32, location: &str, pieces: &[&str]) {
+    expect(r, code, pieces);
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("oci2wsl: error: "))
+        .unwrap_or_else(|| panic!("no error line for {:?}:\n{}", r.args, r.stderr));
+    assert_eq!(
+        line.matches(location).count(),
+        1,
+        "{location:?} is not named once for {:?}: {line}",
+        r.args
+    );
+}
+
+#[test]
+fn local_sources_name_the_image_once() {
+    let env = Env::new();
+    let dir = env.path().join("images");
+    std::fs::create_dir(&dir).unwrap();
+    let good = image(vec![layer(vec![file("hello", "hi")])]).build();
+    let bad = image(vec![layer(vec![file("hello", "tampered")])])
+        .corrupt(Corruption::LayerBytes(0))
+        .build();
+    let bad_diff_id = image(vec![layer(vec![file("hello", "renamed")])])
+        .corrupt(Corruption::DiffId(0))
+        .build();
+    let layout = dir.join("layout");
+    write_oci_layout(&layout, &[(Some("v1"), &good), (Some("bad"), &bad)]);
+    let archive = dir.join("oci.tar");
+    std::fs::write(
+        &archive,
+        oci_archive(&[(Some("v1"), &good), (Some("bad"), &bad)]),
+    )
+    .unwrap();
+    let saved = dir.join("saved.tar");
+    std::fs::write(
+        &saved,
+        docker_archive(
+            &[(&good, &["app:1"]), (&bad_diff_id, &["bad:1"])],
+            DockerStyle::default(),
+        ),
+    )
+    .unwrap();
+    let out = dir.join("out.tar");
+    let out = out.to_str().unwrap();
+    let missing = dir.join("missing");
+    let missing = missing.to_str().unwrap();
+    let run = |image: &str, platform: Option<&str>| {
+        let mut args = vec!["-f", "-o", out, image];
+        if let Some(p) = platform {
+            args.extend(["--platform", p]);
+        }
+        env.run(&args)
+    };
+    let other = "linux/s390x";
+    for (transport, path, bad_ref, good_ref, tampered) in [
+        (
+            "oci",
+            layout.to_str().unwrap(),
+            "bad",
+            "v1",
+            "corrupted or tampered",
+        ),
+        (
+            "oci-archive",
+            archive.to_str().unwrap(),
+            "bad",
+            "v1",
+            "corrupted or tampered",
+        ),
+        (
+            "docker-archive",
+            saved.to_str().unwrap(),
+            "bad:1",
+            "app:1",
+            "diff_id",
+        ),
+    ] {
+        names_once(
+            &run(&format!("{transport}:{missing}"), None),
+            1,
+            missing,
+            &["No such file"],
+        );
+        names_once(
+            &run(&format!("{transport}:{path}:nosuch"), None),
+            1,
+            path,
+            &["no image tagged"],
+        );
+        names_once(
+            &run(&format!("{transport}:{path}:{good_ref}"), Some(other)),
+            1,
+            path,
+            &[&format!("not the requested {other}")],
+        );
+        names_once(
+            &run(&format!("{transport}:{path}:{bad_ref}"), None),
+            1,
+            path,
+            &[tampered],
+        );
+    }
+}
+
+#[test]
+fn a_registry_image_is_named_once() {
+    if !require_tools(REGISTRY_TOOLS) {
+        return;
+    }
+    let env = Env::new();
+    let dir = tempfile::tempdir().unwrap();
+    let good = image(vec![layer(vec![file("hello", "hi")])]).build();
+    let layout = dir.path().join("layout");
+    write_oci_layout(&layout, &[(Some("v1"), &good)]);
+    let registry = start_registry(dir.path());
+    push(
+        &format!("oci:{}:v1", layout.display()),
+        &registry.name("x/app:v1"),
+        false,
+    );
+    push(
+        &format!("oci:{}:v1", layout.display()),
+        &registry.name("x/tampered:v1"),
+        false,
+    );
+    // One byte of the stored layer blob changed: both repositories share it, so the tampered
+    // one is pulled last.
+    let hex = &good.layers[0].digest["sha256:".len()..];
+    let data = dir
+        .path()
+        .join("storage/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    let host = format!("127.0.0.1:{}", registry.port);
+    let out = dir.path().join("out.tar");
+    let run = |image: &str, platform: Option<&str>| {
+        let mut args = vec![
+            "--insecure-registry",
+            &host,
+            "--no-cache",
+            "-f",
+            "-o",
+            out.to_str().unwrap(),
+            image,
+        ];
+        if let Some(p) = platform {
+            args.extend(["--platform", p]);
+        }
+        env.run(&args)
+    };
+    let app = registry.name("x/app");
+    let zeros = format!("sha256:{}", "0".repeat(64));
+    names_once(
+        &run(&registry.name("x/nosuch:v1"), None),
+        1,
+        &registry.name("x/nosuch"),
+        &["manifest v1 not found"],
+    );
+    names_once(
+        &run(&registry.name("x/app:nosuch"), None),
+        1,
+        &app,
+        &["manifest nosuch not found"],
+    );
+    names_once(
+        &run(&registry.name(&format!("x/app@{zeros}")), None),
+        1,
+        &app,
+        &[&format!("manifest {zeros} not found")],
+    );
+    names_once(
+        &run(&registry.name("x/app:v1"), Some("linux/s390x")),
+        1,
+        &app,
+        &["not the requested linux/s390x"],
+    );
+    let mut bytes = std::fs::read(&data).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&data, &bytes).unwrap();
+    names_once(
+        &run(&registry.name("x/tampered:v1"), None),
+        1,
+        &registry.name("x/tampered"),
+        // The digest or, streaming, the gzip trailer's checksum: whichever sees it first.
+        &[&format!("layer 1/1 sha256:{}", &hex[..12])],
+    );
+}
+
+// ------------------------------------------------------------------ what a line shows
+
+/// `-v` (crane's) or `--debug` (skopeo's): a line per request with its method, URL, status
+/// and time; never the credentials the request carried.
+#[test]
+fn the_request_log_shows_status_and_time_and_never_credentials() {
+    let password = "s3cret-pw";
+    let creds = basic("tester", password);
+    let (port, seen) = basic_auth_registry(Some(creds.clone()));
+    let image = format!("127.0.0.1:{port}/x/y:1");
+    let login = format!("tester:{password}");
+    for flag in ["-v", "--debug"] {
+        let r = Env::new().run(&[flag, "--creds", &login, &image, "-o", "/dev/null"]);
+        expect(&r, 1, &["not found"]);
+        assert!(
+            seen.lock().unwrap().contains(&creds),
+            "the credentials were sent"
+        );
+        let requests: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("oci2wsl: debug: "))
+            .collect();
+        let url = format!("http://127.0.0.1:{port}/v2/x/y/manifests/1 -> ");
+        for status in ["401", "404"] {
+            assert!(
+                requests
+                    .iter()
+                    .any(|l| l.contains(&format!("GET {url}{status} ("))),
+                "no {status} request logged with {flag}:\n{}",
+                r.stderr
+            );
+        }
+        for line in &requests {
+            assert!(line.ends_with(" ms)"), "no time: {line}");
+        }
+        let token = creds.trim_start_matches("Basic ");
+        for secret in [password, token, "Authorization", "authorization"] {
+            assert!(!r.stderr.contains(secret), "{secret} shown:\n{}", r.stderr);
+        }
+    }
+}
+
+/// The warning that the image is for another platform than the machine's carries the
+/// prefix every warning carries (it once came without it).
+#[test]
+fn the_platform_warning_is_a_warning_line() {
+    let env = Env::new();
+    let other = if cfg!(target_arch = "s390x") {
+        "linux/ppc64le"
+    } else {
+        "linux/s390x"
+    };
+    let img = image(vec![layer(vec![file("hello", "hi")])])
+        .platform(other)
+        .build();
+    let src = oci_dir(env.path(), &img, "v1");
+    let out = env.path().join("out.tar");
+    // -q: nothing but warnings and errors, so every line must be ours.
+    let r = env.run(&["-q", "-o", out.to_str().unwrap(), &src]);
+    expect(
+        &r,
+        0,
+        &[&format!(
+            "oci2wsl: warning: the image is for {other}, not linux/"
+        )],
+    );
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+}
+
+/// No internal names in a message: not Rust's `None` for a missing field, not an enum's
+/// `Gzip` for gzip.
+#[test]
+fn messages_show_no_internal_names() {
+    let env = Env::new();
+    let layout = env.path().join("layout");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let manifest = br#"{"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+    let hex = sha256_hex(manifest);
+    std::fs::write(blobs.join(&hex), manifest).unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{hex}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"t"}}}}]}}"#,
+            manifest.len()
+        ),
+    )
+    .unwrap();
+    let r = env.run(&["-o", "/dev/null", &format!("oci:{}:t", layout.display())]);
+    expect(&r, 1, &["no schemaVersion"]);
+    assert!(!r.stderr.contains("None"), "{}", r.stderr);
+
+    let r = env.run(&["--level", "13", "-o", "x.tar.gz", "app"]);
+    expect(&r, 2, &["gzip (0 to 12)"]);
+    // `Gzip`: the enum's name, where a user reads `gzip`.
+    assert!(!r.stderr.contains("Gzip"), "{}", r.stderr);
+}
+
+/// The summary says which platform was chosen and both digests, each labelled: the index's
+/// (the one a user pins) and the chosen manifest's; one line each, short.
+#[test]
+fn the_summary_labels_the_platform_and_both_digests() {
+    let env = Env::new();
+    let host = host_platform();
+    let other = if host.arch == "s390x" {
+        "linux/ppc64le"
+    } else {
+        "linux/s390x"
+    };
+    let native = image(vec![layer(vec![file("arch", "native")])]).build();
+    let foreign = image(vec![layer(vec![file("arch", "foreign")])])
+        .platform(other)
+        .build();
+    let idx = index(&[&native, &foreign]).build();
+    let layout = env.path().join("layout");
+    write_oci_layout(&layout, &[(Some("multi"), &idx)]);
+    let out = env.path().join("out.tar");
+    let r = env.run(&[
+        "-o",
+        out.to_str().unwrap(),
+        &format!("oci:{}:multi", layout.display()),
+    ]);
+    r.assert_code(0);
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    let labelled = |label: &str, value: &str| {
+        let line = format!("  {label:<17}{value}");
+        assert!(lines.contains(&line.as_str()), "no {line:?}:\n{}", r.stderr);
+    };
+    labelled("platform", &format!("linux/{}", host.arch));
+    labelled("index digest", &idx.blob.digest);
+    labelled("manifest digest", &native.manifest.digest);
+    // "1 layer", and the figures on a line of their own.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("  1 layer, ") && l.len() <= 90),
+        "{}",
+        r.stderr
+    );
+}

@@ -3,8 +3,8 @@
 //! never tear a bar.
 //!
 //! The bars are redrawn for the terminal's width at every update, so a resize (down to
-//! 50 columns and below) reflows them instead of leaving wrapped fragments in the scrollback;
-//! indicatif clears what it drew by the width the terminal has now.
+//! 50 columns and below) reflows them; [`BarTerminal`] clears what the terminal made of the
+//! old lines, so no wrapped fragment stays behind.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use oci2wsl::events::{Event, Observer, Phase};
@@ -116,7 +116,7 @@ impl Display {
             (Mode::Auto, _, true) => Kind::Bars(Mutex::new(Bars {
                 // 10 redraws a second: smooth enough, and cheap over a slow remote terminal.
                 multi: MultiProgress::with_draw_target(ProgressDrawTarget::term_like_with_hz(
-                    Box::new(ShortOfTheEdge(console::Term::stderr())),
+                    Box::new(BarTerminal::stderr()),
                     10,
                 )),
                 width: Width::of_terminal(),
@@ -154,42 +154,173 @@ impl Display {
     }
 }
 
-/// Standard error, one column narrower than it is. A line that fills the last column leaves
-/// the cursor waiting to wrap, and the `^C` the terminal echoes on Ctrl-C then starts a new
-/// row that the display does not know of: the top bar was left behind.
+/// Standard error as the bars' terminal. indicatif draws a frame as: cursor moves and
+/// line clears for the rows it drew last time, then each line as two writes (its text, then
+/// spaces to the width), then a flush. This terminal keeps its own account of the rows
+/// instead, because indicatif counts them at the width the terminal has *now*, and a
+/// terminal that reflows (tmux, VTE, Windows Terminal, kitty) has re-wrapped the old lines:
+/// after a shrink from 120 to 50 columns a line of 119 cells fills 3 rows, and the rows
+/// above the one indicatif cleared stayed behind as fragments.
+///
+/// - Lines are one column short of the edge and separated by a hard `\r\n`, never by
+///   the terminal's own wrap: each is a line of its own in the terminal's model, so a
+///   reflow splits each one alone (`ceil(cells / columns)` rows) and a widening does not
+///   join them. (A full row would leave the cursor waiting to wrap; a console that wraps
+///   eagerly would then open a blank row at the `\r\n`.)
+/// - After a frame the cursor waits at the start of the last line. A reflowing terminal
+///   keeps it on the first cell of that line, so the top of the block is the rows of the
+///   other lines, counted at the width of the terminal now, above it; and the `^C` echoed
+///   on Ctrl-C overwrites two cells of the bar instead of opening a row the count misses.
+/// - A frame starts by going to that top and clearing it and every row below, so every row
+///   the old lines reflowed into goes, whatever the old width.
+///
+/// A saved cursor position (DECSC) does not do the job: tmux keeps it in screen coordinates
+/// and neither scrolling nor a reflow moves it. What this cannot reach: rows that a reflow
+/// pushed into the scrollback (tmux keeps the screen's bottom rows, blank ones included,
+/// so when the bars sit near the top of a mostly empty screen the rows its shrink adds push
+/// the top ones out), and terminals that do not reflow (xterm, the Linux console), where the
+/// count over-reaches and the rows above the bars are cleared too.
+///
+/// Every line drawn through here is a bar: messages go through `MultiProgress::suspend`,
+/// which clears the bars, prints with a newline of its own, and draws them again.
 #[derive(Debug)]
-struct ShortOfTheEdge(console::Term);
+struct BarTerminal {
+    term: console::Term,
+    frame: Mutex<Frame>,
+}
 
-impl indicatif::TermLike for ShortOfTheEdge {
+#[derive(Debug, Default)]
+struct Frame {
+    /// Between a frame's first cursor call and its flush.
+    drawing: bool,
+    /// Writes since the frame began: even ones are a line's text, odd ones its padding.
+    writes: usize,
+    /// The cells of each line drawn so far in this frame, then (after the flush) of the
+    /// lines on screen.
+    lines: Vec<usize>,
+}
+
+/// The rows a line of `cells` occupies on a terminal of `columns` that reflows.
+fn rows_of(cells: usize, columns: usize) -> usize {
+    cells.div_ceil(columns.max(1)).max(1)
+}
+
+/// The rows above the last line of `lines`, at `columns`.
+fn rows_above_last(lines: &[usize], columns: usize) -> usize {
+    match lines.split_last() {
+        Some((_, above)) => above.iter().map(|&cells| rows_of(cells, columns)).sum(),
+        None => 0,
+    }
+}
+
+impl BarTerminal {
+    fn stderr() -> BarTerminal {
+        BarTerminal {
+            term: console::Term::stderr(),
+            frame: Mutex::new(Frame::default()),
+        }
+    }
+
+    fn columns(&self) -> usize {
+        self.term.size().1 as usize
+    }
+
+    /// At the first cursor call of a frame: from the start of the last line drawn, to the
+    /// top of the block as the terminal shows it now, and clears from there down.
+    /// indicatif's own moves (counted at the new width) are ignored.
+    fn begin_frame(&self) -> std::io::Result<()> {
+        let mut frame = self.frame.lock().unwrap_or_else(|e| e.into_inner());
+        if frame.drawing {
+            return Ok(());
+        }
+        let drawn = std::mem::take(&mut frame.lines);
+        *frame = Frame {
+            drawing: true,
+            ..Frame::default()
+        };
+        drop(frame);
+        if drawn.is_empty() {
+            return Ok(());
+        }
+        let columns = self.columns();
+        let up = rows_above_last(&drawn, columns);
+        let below_top = up + drawn.last().map_or(1, |&cells| rows_of(cells, columns)) - 1;
+        self.term.move_cursor_up(up)?;
+        self.term.clear_line()?;
+        // The rows under the top are cleared from the row below it: tmux takes a clear to
+        // the end of the screen from its top-left cell for a whole-screen clear, and with
+        // its default `scroll-on-clear` copies the bars into the scrollback first. The rows
+        // below exist: the last line's rows are on the screen under the cursor.
+        if below_top > 0 {
+            self.term.move_cursor_down(1)?;
+            self.term.clear_to_end_of_screen()?;
+            self.term.move_cursor_up(1)?;
+        }
+        Ok(())
+    }
+}
+
+impl indicatif::TermLike for BarTerminal {
     fn width(&self) -> u16 {
-        self.0.size().1.saturating_sub(1).max(1)
+        self.term.size().1.saturating_sub(1).max(1)
     }
     fn height(&self) -> u16 {
-        self.0.size().0
+        self.term.size().0
     }
-    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
-        self.0.move_cursor_up(n)
+    fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+        self.begin_frame()
     }
-    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
-        self.0.move_cursor_down(n)
+    fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+        self.begin_frame()
     }
-    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
-        self.0.move_cursor_right(n)
+    fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+        self.begin_frame()
     }
-    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
-        self.0.move_cursor_left(n)
-    }
-    fn write_line(&self, s: &str) -> std::io::Result<()> {
-        self.0.write_line(s)
-    }
-    fn write_str(&self, s: &str) -> std::io::Result<()> {
-        self.0.write_str(s)
+    fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+        self.begin_frame()
     }
     fn clear_line(&self) -> std::io::Result<()> {
-        self.0.clear_line()
+        self.begin_frame()
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        // Only the bottom alignment, which this display does not use, writes whole lines.
+        self.write_str(s)?;
+        self.term.write_str("\r\n")
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.begin_frame()?;
+        let mut frame = self.frame.lock().unwrap_or_else(|e| e.into_inner());
+        let cells = console::measure_text_width(s);
+        let text = frame.writes % 2 == 0;
+        frame.writes += 1;
+        let new_row = text && !frame.lines.is_empty();
+        if text {
+            frame.lines.push(cells);
+        } else if let Some(last) = frame.lines.last_mut() {
+            *last += cells;
+        }
+        drop(frame);
+        if new_row {
+            self.term.write_str("\r\n")?;
+        }
+        self.term.write_str(s)
     }
     fn flush(&self) -> std::io::Result<()> {
-        self.0.flush()
+        let mut frame = self.frame.lock().unwrap_or_else(|e| e.into_inner());
+        if frame.drawing {
+            frame.drawing = false;
+            if let Some(&last) = frame.lines.last() {
+                self.term.write_str("\r")?;
+                // A line wider than the terminal (a bar not yet redrawn since a shrink)
+                // wrapped as it was written: back to its first row.
+                let wrapped = rows_of(last, self.columns()) - 1;
+                if wrapped > 0 {
+                    self.term.move_cursor_up(wrapped)?;
+                }
+            }
+        }
+        drop(frame);
+        self.term.flush()
     }
 }
 
@@ -602,6 +733,19 @@ impl Observer for Display {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shrink_counts_the_rows_the_old_lines_reflowed_into() {
+        // Two lines drawn at 120 columns (119 cells each), seen at 50: the first fills 3 rows.
+        assert_eq!(rows_above_last(&[119, 119], 50), 3);
+        // Widening does not join lines that ended in a newline of their own.
+        assert_eq!(rows_above_last(&[49, 49, 49], 120), 2);
+        assert_eq!(rows_above_last(&[119], 50), 0);
+        assert_eq!(rows_above_last(&[], 50), 0);
+        assert_eq!(rows_of(0, 50), 1);
+        assert_eq!(rows_of(50, 50), 1);
+        assert_eq!(rows_of(51, 50), 2);
+    }
 
     #[test]
     fn durations_are_short() {

@@ -547,6 +547,31 @@ impl EmitProgress {
             self.report(written);
         }
     }
+
+    /// `content` as it is copied into the tar at `offset`: the count moves inside a large
+    /// file too, not only between files (a 1 GiB file would show 0 B until it was done).
+    fn within<R: Read>(&mut self, offset: u64, content: R) -> ProgressWithin<'_, R> {
+        ProgressWithin {
+            content,
+            progress: self,
+            at: offset,
+        }
+    }
+}
+
+struct ProgressWithin<'a, R> {
+    content: R,
+    progress: &'a mut EmitProgress,
+    at: u64,
+}
+
+impl<R: Read> Read for ProgressWithin<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.content.read(buf)?;
+        self.at += n as u64;
+        self.progress.at(self.at);
+        Ok(n)
+    }
 }
 
 /// Pass 2 for one layer: where its second reading stands. Copies the content of the
@@ -606,7 +631,8 @@ impl LayerCursor {
             _ => return Err(changed()),
         };
         let first = &file.paths[0];
-        out.append_file(first, &meta, &mut self.tar.content())
+        let before = out.bytes_written();
+        out.append_file(first, &meta, &mut progress.within(before, self.tar.content()))
             .with_context(|| format!("copying {:?}", display_name(first)))?;
         for other in &file.paths[1..] {
             out.append_hardlink(other, first, &meta)?;
