@@ -212,3 +212,178 @@ fn a_platform_the_image_is_not_for_is_not_found() {
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     assert!(e.to_string().contains("linux/s390x"), "{e}");
 }
+
+/// Every file under `dir`, at any depth.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in read {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Reads one HTTP request head: the method and the path, or `None` for what is not HTTP
+/// (the client's first attempt on loopback is a TLS handshake).
+fn request_line(conn: &std::net::TcpStream) -> Option<(String, String)> {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(conn);
+    let mut first = String::new();
+    reader.read_line(&mut first).ok()?;
+    let mut words = first.split(' ');
+    let (method, path) = (words.next()?.to_string(), words.next()?.to_string());
+    if !matches!(method.as_str(), "GET" | "HEAD") {
+        return None;
+    }
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 || line == "\r\n" {
+            return Some((method, path));
+        }
+    }
+}
+
+/// Cancels the run at the first retry it announces, and keeps the events.
+struct CancelAtFirstRetry {
+    cancel: Cancel,
+    events: Mutex<Vec<Event>>,
+}
+
+impl Observer for CancelAtFirstRetry {
+    fn event(&self, event: &Event) {
+        if matches!(event, Event::Retry { .. }) {
+            self.cancel.cancel();
+        }
+        self.events.lock().unwrap().push(event.clone());
+    }
+}
+
+#[test]
+fn a_cancel_during_a_retry_wait_ends_the_run_before_the_retry() {
+    use std::io::Write;
+    // A registry on loopback that serves the example image's manifest and config but
+    // answers every layer blob with 503 and a ten-second Retry-After.
+    let blob = |digest: &str| {
+        std::fs::read(
+            Path::new(EXAMPLE)
+                .join("blobs/sha256")
+                .join(digest.strip_prefix("sha256:").unwrap()),
+        )
+        .unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(EXAMPLE).join("index.json")).unwrap())
+            .unwrap();
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest = blob(&manifest_digest);
+    let parsed: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let config_digest = parsed["config"]["digest"].as_str().unwrap().to_string();
+    let config = blob(&config_digest);
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+    {
+        let requests = requests.clone();
+        let (manifest_digest, config_digest) = (manifest_digest.clone(), config_digest.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (requests, manifest, config) =
+                    (requests.clone(), manifest.clone(), config.clone());
+                let (manifest_digest, config_digest) =
+                    (manifest_digest.clone(), config_digest.clone());
+                std::thread::spawn(move || {
+                    let Some((method, path)) = request_line(&conn) else {
+                        return;
+                    };
+                    requests.lock().unwrap().push(path.clone());
+                    let (status, headers, body): (&str, String, &[u8]) = if path
+                        == "/v2/app/manifests/latest"
+                        || path == format!("/v2/app/manifests/{manifest_digest}")
+                    {
+                        let headers = format!(
+                                "Content-Type: application/vnd.oci.image.manifest.v1+json\r\nDocker-Content-Digest: {manifest_digest}\r\n"
+                            );
+                        ("200 OK", headers, &manifest)
+                    } else if path == format!("/v2/app/blobs/{config_digest}") {
+                        ("200 OK", String::new(), &config)
+                    } else if path.starts_with("/v2/app/blobs/") {
+                        ("503 Service Unavailable", "Retry-After: 10\r\n".into(), b"")
+                    } else {
+                        ("404 Not Found", String::new(), b"")
+                    };
+                    let mut conn = conn;
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    if method == "GET" {
+                        let _ = conn.write_all(body);
+                    }
+                });
+            }
+        });
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (out_dir, cache_dir) = (dir.path().join("out"), dir.path().join("cache"));
+    std::fs::create_dir(&out_dir).unwrap();
+    let mut opts = Options::new(
+        format!("127.0.0.1:{port}/app:latest"),
+        file(&out_dir.join("app.tar.gz")),
+    );
+    opts.registry.cache.dir = Some(cache_dir.clone());
+    opts.registry.cache.max_size = 1 << 30;
+    let observer = Arc::new(CancelAtFirstRetry {
+        cancel: opts.cancel.clone(),
+        events: Mutex::default(),
+    });
+    let e = run(&opts, observer.clone()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Interrupted, "{e}");
+
+    let events = observer.events.lock().unwrap();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Retry { .. })),
+        "the run was cancelled at a retry: {events:?}"
+    );
+    // Each layer blob was asked for once: no wait ran out and no retry was sent, although
+    // the run waits for its download threads before it returns.
+    let requests = requests.lock().unwrap();
+    let blobs: Vec<&String> = requests
+        .iter()
+        .filter(|p| p.starts_with("/v2/app/blobs/") && !p.ends_with(&config_digest))
+        .collect();
+    let mut distinct = blobs.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(!blobs.is_empty(), "{requests:?}");
+    assert_eq!(
+        blobs.len(),
+        distinct.len(),
+        "a blob was asked for again: {requests:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Retry { attempt, .. } if *attempt > 1)),
+        "{events:?}"
+    );
+    // The downloads' spools in the cache and the output's temporary file are gone.
+    assert!(entries(&out_dir).is_empty(), "{:?}", entries(&out_dir));
+    let left: Vec<PathBuf> = files_under(&cache_dir.join("tmp"));
+    assert!(
+        left.is_empty(),
+        "temporary files left in the cache: {left:?}"
+    );
+}

@@ -6,6 +6,7 @@
 use super::authn::{self, Credentials};
 use super::challenge::{self, Challenge};
 use super::RegistryOptions;
+use crate::cancel::Cancel;
 use crate::error::{bail_kind, kind_err, tagged, ErrorKind};
 use crate::events::{Event, SharedObserver};
 use crate::terminal::printable;
@@ -54,6 +55,8 @@ pub struct Client {
     /// Authorization header values by scope.
     tokens: Mutex<HashMap<String, String>>,
     stall: Duration,
+    /// Ends a retry's wait, and the retries, when the run is cancelled.
+    cancel: Cancel,
 }
 
 /// `host[:port]` / `[v6]:port` / a bare IPv6 literal, split; the host without brackets.
@@ -440,7 +443,14 @@ impl Client {
             scheme: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
             stall,
+            cancel: Cancel::new(),
         })
+    }
+
+    /// Stops retrying, and waiting to retry, once `cancel` is cancelled.
+    pub fn stopped_by(mut self, cancel: Cancel) -> Client {
+        self.cancel = cancel;
+        self
     }
 
     /// Attempts per request: the first and `--retry-times` more.
@@ -795,6 +805,7 @@ impl Client {
         let mut token_fetches = 0;
         let mut attempt = 0;
         loop {
+            self.cancel.check()?;
             let auth = self.cached_auth();
             let Reply {
                 resp,
@@ -811,7 +822,7 @@ impl Client {
                     }
                     let wait = backoff(attempt);
                     self.note_retry(what, &e.to_string(), wait, attempt);
-                    std::thread::sleep(wait);
+                    self.cancel.sleep(wait)?;
                     continue;
                 }
             };
@@ -910,7 +921,7 @@ return Err(tagged(ErrorKind::Auth, format!("authentication required for {} ({})"
                     let wait = retry_after(&resp).unwrap_or_else(|| backoff(attempt));
                     drop(resp);
                     self.note_retry(what, &format!("answered {status}"), wait, attempt);
-                    std::thread::sleep(wait);
+                    self.cancel.sleep(wait)?;
                 }
                 _ => bail!(
                     "{what}: {} answered {status}{}",
@@ -963,7 +974,7 @@ return Err(tagged(ErrorKind::Auth, format!("authentication required for {} ({})"
                     }
                     let wait = backoff(attempt);
                     self.note_retry(what, &e.to_string(), wait, attempt);
-                    std::thread::sleep(wait);
+                    self.cancel.sleep(wait)?;
                 }
             }
         }
