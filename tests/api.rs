@@ -387,3 +387,104 @@ fn a_cancel_during_a_retry_wait_ends_the_run_before_the_retry() {
         "temporary files left in the cache: {left:?}"
     );
 }
+
+/// The example image as `docker save` (Docker 25+) writes it: the OCI layout plus a
+/// `manifest.json` that tags it `app:1`.
+fn example_as_docker_save() -> Vec<u8> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(EXAMPLE).join("index.json")).unwrap())
+            .unwrap();
+    let manifest_path = format!(
+        "blobs/sha256/{}",
+        index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("sha256:")
+            .unwrap()
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(EXAMPLE).join(&manifest_path)).unwrap())
+            .unwrap();
+    let path_of = |d: &serde_json::Value| {
+        format!(
+            "blobs/sha256/{}",
+            d["digest"]
+                .as_str()
+                .unwrap()
+                .strip_prefix("sha256:")
+                .unwrap()
+        )
+    };
+    let save = serde_json::json!([{
+        "Config": path_of(&manifest["config"]),
+        "RepoTags": ["app:1"],
+        "Layers": manifest["layers"].as_array().unwrap().iter().map(path_of).collect::<Vec<_>>(),
+    }]);
+    let mut archive = tar::Builder::new(Vec::new());
+    archive.append_dir_all(".", EXAMPLE).unwrap();
+    let save = serde_json::to_vec(&save).unwrap();
+    let mut header = tar::Header::new_ustar();
+    header.set_size(save.len() as u64);
+    header.set_mode(0o644);
+    archive
+        .append_data(&mut header, "manifest.json", &save[..])
+        .unwrap();
+    archive.into_inner().unwrap()
+}
+
+/// A one-request engine on loopback, named by `DOCKER_HOST`, that sends `export` in two
+/// halves and cancels `cancel` (if given) between them. Yields the path it was asked for.
+fn engine_on_loopback(export: Vec<u8>, cancel: Option<Cancel>) -> std::thread::JoinHandle<String> {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // The only test here that reads DOCKER_HOST is the one that sets it.
+    std::env::set_var(
+        "DOCKER_HOST",
+        format!("tcp://{}", listener.local_addr().unwrap()),
+    );
+    std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let (_, path) = request_line(&conn).unwrap();
+        let mut conn = conn;
+        let (first, rest) = export.split_at(export.len() / 2);
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+            export.len()
+        )
+        .unwrap();
+        conn.write_all(first).unwrap();
+        conn.flush().unwrap();
+        if let Some(cancel) = cancel {
+            cancel.cancel();
+        }
+        // A cancelled run may have dropped the connection already.
+        let _ = conn.write_all(rest);
+        path
+    })
+}
+
+#[test]
+fn a_cancel_during_a_docker_daemon_export_drops_it() {
+    let export = example_as_docker_save();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("app.tar");
+
+    // Whole, the export is a good image.
+    let engine = engine_on_loopback(export.clone(), None);
+    run(
+        &Options::new("docker-daemon:app:1", file(&out)),
+        oci2wsl::events::silent(),
+    )
+    .unwrap();
+    assert_eq!(engine.join().unwrap(), "/images/app:1/get");
+    std::fs::remove_file(&out).unwrap();
+
+    // Cancelled halfway, the run ends interrupted and leaves nothing.
+    let opts = Options::new("docker-daemon:app:1", file(&out));
+    let engine = engine_on_loopback(export, Some(opts.cancel.clone()));
+    let e = run(&opts, oci2wsl::events::silent()).unwrap_err();
+    assert_eq!(engine.join().unwrap(), "/images/app:1/get");
+    assert_eq!(e.kind(), ErrorKind::Interrupted, "{e}");
+    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+}
