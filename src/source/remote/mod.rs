@@ -13,6 +13,7 @@ pub mod authn;
 pub mod certs;
 pub mod challenge;
 pub mod client;
+pub mod transport;
 
 use super::store::{read_at, write_at, BlobReader, ConsumingReader, PositionedReader};
 use super::ImageSource;
