@@ -97,3 +97,137 @@ pub mod tar;
 pub mod terminal;
 #[doc(hidden)]
 pub mod wsl;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    /// What each module of the library may use (`crate::NAME`), from the shared modules at
+    /// the bottom up through the stages to the ones that wire them: the module graph of
+    /// `docs/design.md`. A module not listed here fails the test until it is placed.
+    const ALLOWED: &[(&str, &[&str])] = &[
+        // Shared below the stages: they use no stage.
+        ("error", &[]),
+        ("limits", &[]),
+        ("terminal", &[]),
+        ("cancel", &["error"]),
+        ("interrupt", &["cancel"]),
+        ("events", &[]),
+        ("tar", &["error", "limits"]),
+        // The stages, each using only those before it and the shared modules.
+        ("image", &["error", "limits", "terminal"]),
+        ("reference", &["error", "image"]),
+        ("cache", &["error", "image", "terminal"]),
+        (
+            "source",
+            &[
+                "error",
+                "limits",
+                "terminal",
+                "cancel",
+                "events",
+                "tar",
+                "image",
+                "reference",
+                "cache",
+            ],
+        ),
+        (
+            "layer",
+            &[
+                "error", "limits", "terminal", "cancel", "events", "tar", "image", "source",
+            ],
+        ),
+        (
+            "output",
+            &[
+                "error",
+                "limits",
+                "terminal",
+                "cancel",
+                "events",
+                "interrupt",
+                "tar",
+                "layer",
+            ],
+        ),
+        (
+            "wsl",
+            &[
+                "error",
+                "limits",
+                "terminal",
+                "cancel",
+                "events",
+                "interrupt",
+                "image",
+                "layer",
+            ],
+        ),
+    ];
+
+    /// The modules `path` (a file, or a folder read whole) names as `crate::NAME` in code;
+    /// comments, doc comments included, do not count.
+    fn uses(path: &Path, found: &mut BTreeSet<String>) {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path).unwrap() {
+                uses(&entry.unwrap().path(), found);
+            }
+            return;
+        }
+        if path.extension().is_none_or(|e| e != "rs") {
+            return;
+        }
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            let code = line.split("//").next().unwrap_or_default();
+            for (i, _) in code.match_indices("crate::") {
+                let before = code[..i].chars().next_back();
+                if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                    continue;
+                }
+                let name: String = code[i + "crate::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    !name.is_empty(),
+                    "{}: `crate::{{…}}` hides which modules it uses; name each",
+                    path.display()
+                );
+                found.insert(name);
+            }
+        }
+    }
+
+    #[test]
+    fn each_stage_uses_only_the_stages_before_it_and_the_shared_modules() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let wiring = ["lib", "main", "cli", "pipeline", "inspect"];
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            if wiring.contains(&name.as_str()) {
+                continue;
+            }
+            let allowed = ALLOWED
+                .iter()
+                .find(|(module, _)| *module == name)
+                .unwrap_or_else(|| {
+                    panic!("src/{name} is not placed in the module graph (ALLOWED, docs/design.md)")
+                })
+                .1;
+            let mut used = BTreeSet::new();
+            uses(&path, &mut used);
+            used.remove(&name);
+            let wrong: Vec<&String> = used
+                .iter()
+                .filter(|u| !allowed.contains(&u.as_str()))
+                .collect();
+            assert!(
+                wrong.is_empty(),
+                "src/{name} uses {wrong:?}, which come after it in the module graph of docs/design.md"
+            );
+        }
+    }
+}

@@ -307,7 +307,7 @@ impl RegistrySource {
                     format!(
                         "{} ({})",
                         l.describe(),
-                        crate::pipeline::human(l.size.unwrap_or(0))
+                        crate::terminal::human_size(l.size.unwrap_or(0))
                     )
                 })
                 .collect();
