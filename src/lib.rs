@@ -48,10 +48,11 @@
 //! writing, compression and the atomic output file) and `wsl` (the image config as WSL
 //! configuration, and `wsl.exe --import`). Below the stages, used by several of them and
 //! using none: `tar` (the tar codec and the entry model), `limits` (every ceiling against
-//! hostile input), `interrupt` (what a Ctrl-C undoes) and `terminal`. A stage uses only the
-//! stages before it and these; the layer stage writes through `layer::EntrySink` so that it
-//! need not name the output stage. `cache` keeps registry pulls as an OCI layout for the next
-//! run. [`pipeline::run`] wires them together; `main.rs` (with
+//! hostile input), [`error`], [`events`], [`cancel`], `interrupt` (what a Ctrl-C undoes) and
+//! `terminal`. A stage uses only the stages before it and these (a unit test here checks
+//! it); the layer stage writes through `layer::EntrySink` so that it need not name the
+//! output stage. `cache`, between `reference` and `source`, keeps registry pulls as an OCI
+//! layout for the next run. [`pipeline::run`] wires them together; `main.rs` (with
 //! `src/cli/`, the binary's own display) only parses the command line and shows events.
 
 #![warn(missing_docs)]
