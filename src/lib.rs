@@ -202,6 +202,24 @@ mod tests {
     }
 
     #[test]
+    fn the_graph_check_reads_code_not_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("m.rs"),
+            "//! [`crate::wsl`] in a doc\nuse crate::pipeline::human;\n\
+             let x = crate::image::X; // crate::layer\nlet y = other_crate::output::Y;\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("notes.md"), "crate::cache").unwrap();
+        let mut found = BTreeSet::new();
+        uses(dir.path(), &mut found);
+        assert_eq!(
+            found,
+            BTreeSet::from(["image".to_string(), "pipeline".to_string()])
+        );
+    }
+
+    #[test]
     fn each_stage_uses_only_the_stages_before_it_and_the_shared_modules() {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let wiring = ["lib", "main", "cli", "pipeline", "inspect"];
