@@ -6,8 +6,6 @@
 //! and what failed, and never carry a credential or a token.
 
 use super::authn;
-#[cfg(test)]
-use super::authn::Credentials;
 use super::transport::Authorizer;
 use super::RegistryOptions;
 use crate::cancel::Cancel;
@@ -951,6 +949,7 @@ fn parse_content_range(header: &str) -> Option<(u64, Option<u64>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::remote::authn::Credentials;
 
     #[test]
     fn loopback_is_ip_literals_and_localhost_only() {
