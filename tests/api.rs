@@ -212,3 +212,279 @@ fn a_platform_the_image_is_not_for_is_not_found() {
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     assert!(e.to_string().contains("linux/s390x"), "{e}");
 }
+
+/// Every file under `dir`, at any depth.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in read {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Reads one HTTP request head: the method and the path, or `None` for what is not HTTP
+/// (the client's first attempt on loopback is a TLS handshake).
+fn request_line(conn: &std::net::TcpStream) -> Option<(String, String)> {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(conn);
+    let mut first = String::new();
+    reader.read_line(&mut first).ok()?;
+    let mut words = first.split(' ');
+    let (method, path) = (words.next()?.to_string(), words.next()?.to_string());
+    if !matches!(method.as_str(), "GET" | "HEAD") {
+        return None;
+    }
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 || line == "\r\n" {
+            return Some((method, path));
+        }
+    }
+}
+
+/// Cancels the run at the first retry it announces, and keeps the events.
+struct CancelAtFirstRetry {
+    cancel: Cancel,
+    events: Mutex<Vec<Event>>,
+}
+
+impl Observer for CancelAtFirstRetry {
+    fn event(&self, event: &Event) {
+        if matches!(event, Event::Retry { .. }) {
+            self.cancel.cancel();
+        }
+        self.events.lock().unwrap().push(event.clone());
+    }
+}
+
+#[test]
+fn a_cancel_during_a_retry_wait_ends_the_run_before_the_retry() {
+    use std::io::Write;
+    // A registry on loopback that serves the example image's manifest and config but
+    // answers every layer blob with 503 and a ten-second Retry-After.
+    let blob = |digest: &str| {
+        std::fs::read(
+            Path::new(EXAMPLE)
+                .join("blobs/sha256")
+                .join(digest.strip_prefix("sha256:").unwrap()),
+        )
+        .unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(EXAMPLE).join("index.json")).unwrap())
+            .unwrap();
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest = blob(&manifest_digest);
+    let parsed: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let config_digest = parsed["config"]["digest"].as_str().unwrap().to_string();
+    let config = blob(&config_digest);
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+    {
+        let requests = requests.clone();
+        let (manifest_digest, config_digest) = (manifest_digest.clone(), config_digest.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (requests, manifest, config) =
+                    (requests.clone(), manifest.clone(), config.clone());
+                let (manifest_digest, config_digest) =
+                    (manifest_digest.clone(), config_digest.clone());
+                std::thread::spawn(move || {
+                    let Some((method, path)) = request_line(&conn) else {
+                        return;
+                    };
+                    requests.lock().unwrap().push(path.clone());
+                    let (status, headers, body): (&str, String, &[u8]) = if path
+                        == "/v2/app/manifests/latest"
+                        || path == format!("/v2/app/manifests/{manifest_digest}")
+                    {
+                        let headers = format!(
+                                "Content-Type: application/vnd.oci.image.manifest.v1+json\r\nDocker-Content-Digest: {manifest_digest}\r\n"
+                            );
+                        ("200 OK", headers, &manifest)
+                    } else if path == format!("/v2/app/blobs/{config_digest}") {
+                        ("200 OK", String::new(), &config)
+                    } else if path.starts_with("/v2/app/blobs/") {
+                        ("503 Service Unavailable", "Retry-After: 10\r\n".into(), b"")
+                    } else {
+                        ("404 Not Found", String::new(), b"")
+                    };
+                    let mut conn = conn;
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    if method == "GET" {
+                        let _ = conn.write_all(body);
+                    }
+                });
+            }
+        });
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (out_dir, cache_dir) = (dir.path().join("out"), dir.path().join("cache"));
+    std::fs::create_dir(&out_dir).unwrap();
+    let mut opts = Options::new(
+        format!("127.0.0.1:{port}/app:latest"),
+        file(&out_dir.join("app.tar.gz")),
+    );
+    opts.registry.cache.dir = Some(cache_dir.clone());
+    opts.registry.cache.max_size = 1 << 30;
+    let observer = Arc::new(CancelAtFirstRetry {
+        cancel: opts.cancel.clone(),
+        events: Mutex::default(),
+    });
+    let e = run(&opts, observer.clone()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Interrupted, "{e}");
+
+    let events = observer.events.lock().unwrap();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Retry { .. })),
+        "the run was cancelled at a retry: {events:?}"
+    );
+    // Each layer blob was asked for once: no wait ran out and no retry was sent, although
+    // the run waits for its download threads before it returns.
+    let requests = requests.lock().unwrap();
+    let blobs: Vec<&String> = requests
+        .iter()
+        .filter(|p| p.starts_with("/v2/app/blobs/") && !p.ends_with(&config_digest))
+        .collect();
+    let mut distinct = blobs.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(!blobs.is_empty(), "{requests:?}");
+    assert_eq!(
+        blobs.len(),
+        distinct.len(),
+        "a blob was asked for again: {requests:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Retry { attempt, .. } if *attempt > 1)),
+        "{events:?}"
+    );
+    // The downloads' spools in the cache and the output's temporary file are gone.
+    assert!(entries(&out_dir).is_empty(), "{:?}", entries(&out_dir));
+    let left: Vec<PathBuf> = files_under(&cache_dir.join("tmp"));
+    assert!(
+        left.is_empty(),
+        "temporary files left in the cache: {left:?}"
+    );
+}
+
+/// The example image as `docker save` (Docker 25+) writes it: the OCI layout plus a
+/// `manifest.json` that tags it `app:1`.
+fn example_as_docker_save() -> Vec<u8> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(EXAMPLE).join("index.json")).unwrap())
+            .unwrap();
+    let manifest_path = format!(
+        "blobs/sha256/{}",
+        index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("sha256:")
+            .unwrap()
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(EXAMPLE).join(&manifest_path)).unwrap())
+            .unwrap();
+    let path_of = |d: &serde_json::Value| {
+        format!(
+            "blobs/sha256/{}",
+            d["digest"]
+                .as_str()
+                .unwrap()
+                .strip_prefix("sha256:")
+                .unwrap()
+        )
+    };
+    let save = serde_json::json!([{
+        "Config": path_of(&manifest["config"]),
+        "RepoTags": ["app:1"],
+        "Layers": manifest["layers"].as_array().unwrap().iter().map(path_of).collect::<Vec<_>>(),
+    }]);
+    let mut archive = tar::Builder::new(Vec::new());
+    archive.append_dir_all(".", EXAMPLE).unwrap();
+    let save = serde_json::to_vec(&save).unwrap();
+    let mut header = tar::Header::new_ustar();
+    header.set_size(save.len() as u64);
+    header.set_mode(0o644);
+    archive
+        .append_data(&mut header, "manifest.json", &save[..])
+        .unwrap();
+    archive.into_inner().unwrap()
+}
+
+/// A one-request engine on loopback, named by `DOCKER_HOST`, that sends `export` in two
+/// halves and cancels `cancel` (if given) between them. Yields the path it was asked for.
+fn engine_on_loopback(export: Vec<u8>, cancel: Option<Cancel>) -> std::thread::JoinHandle<String> {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // The only test here that reads DOCKER_HOST is the one that sets it.
+    std::env::set_var(
+        "DOCKER_HOST",
+        format!("tcp://{}", listener.local_addr().unwrap()),
+    );
+    std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let (_, path) = request_line(&conn).unwrap();
+        let mut conn = conn;
+        let (first, rest) = export.split_at(export.len() / 2);
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+            export.len()
+        )
+        .unwrap();
+        conn.write_all(first).unwrap();
+        conn.flush().unwrap();
+        if let Some(cancel) = cancel {
+            cancel.cancel();
+        }
+        // A cancelled run may have dropped the connection already.
+        let _ = conn.write_all(rest);
+        path
+    })
+}
+
+#[test]
+fn a_cancel_during_a_docker_daemon_export_drops_it() {
+    let export = example_as_docker_save();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("app.tar");
+
+    // Whole, the export is a good image.
+    let engine = engine_on_loopback(export.clone(), None);
+    run(
+        &Options::new("docker-daemon:app:1", file(&out)),
+        oci2wsl::events::silent(),
+    )
+    .unwrap();
+    assert_eq!(engine.join().unwrap(), "/images/app:1/get");
+    std::fs::remove_file(&out).unwrap();
+
+    // Cancelled halfway, the run ends interrupted and leaves nothing.
+    let opts = Options::new("docker-daemon:app:1", file(&out));
+    let engine = engine_on_loopback(export, Some(opts.cancel.clone()));
+    let e = run(&opts, oci2wsl::events::silent()).unwrap_err();
+    assert_eq!(engine.join().unwrap(), "/images/app:1/get");
+    assert_eq!(e.kind(), ErrorKind::Interrupted, "{e}");
+    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+}

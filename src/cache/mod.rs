@@ -597,8 +597,8 @@ impl Listing {
             "cache {}: {} images, {} of {}\n",
             self.dir.display(),
             self.images.len(),
-            crate::pipeline::human(self.size),
-            crate::pipeline::human(self.max_size)
+            crate::terminal::human_size(self.size),
+            crate::terminal::human_size(self.max_size)
         );
         for e in &self.images {
             let age = e
@@ -611,7 +611,7 @@ impl Listing {
                 crate::terminal::printable(&e.name),
                 e.platform,
                 short,
-                crate::pipeline::human(e.size)
+                crate::terminal::human_size(e.size)
             );
         }
         out

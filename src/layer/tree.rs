@@ -459,16 +459,6 @@ impl Tree {
         t
     }
 
-    /// Paths in the tree, the root included.
-    pub fn len(&self) -> usize {
-        let live = self.live_nodes();
-        live.iter().map(|w| w.count_ones() as usize).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
     fn name(&self, id: NodeId) -> &[u8] {
         let n = &self.nodes[id as usize];
         &self.names[n.name_start as usize..n.name_start as usize + n.name_len as usize]

@@ -76,9 +76,9 @@ pub fn open(
                 repo_tag.clone(),
             ))
         }
-        SourceRef::DockerDaemon { image } => Box::new(daemon::open(image, &name)?),
+        SourceRef::DockerDaemon { image } => Box::new(daemon::open(image, &name, cancel)?),
         SourceRef::Registry(r) => {
-            Box::new(remote::RegistrySource::new(r, registry, observer)?.cancelled_by(cancel))
+            Box::new(remote::RegistrySource::new(r, registry, observer, cancel)?)
         }
     })
 }

@@ -4,8 +4,9 @@
 //! API needs nothing more than this.
 
 use super::endpoint::Endpoint;
+use crate::cancel::Cancel;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
@@ -19,41 +20,75 @@ const MAX_HEADERS: usize = 200;
 /// its own before it sends the first byte; but a stalled engine must not hang us forever.
 pub const IDLE_LIMIT: Duration = Duration::from_secs(600);
 
-/// Turns the socket's read timeout into an error that says what happened.
-struct IdleLimited<S>(S);
+/// A socket read waits this long at most, so that a cancelled run notices during the
+/// engine's long silences too; the silence is timed across these waits.
+const POLL: Duration = Duration::from_millis(200);
+
+/// A socket whose silences are timed against `limit` and cut short by `cancel`.
+struct IdleLimited<S> {
+    inner: S,
+    limit: Duration,
+    cancel: Cancel,
+}
+
+impl<S> IdleLimited<S> {
+    fn new(inner: S, cancel: &Cancel) -> IdleLimited<S> {
+        IdleLimited {
+            inner,
+            limit: IDLE_LIMIT,
+            cancel: cancel.clone(),
+        }
+    }
+}
 
 impl<S: Read> Read for IdleLimited<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf).map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "the engine sent nothing for {} seconds",
-                    IDLE_LIMIT.as_secs()
-                ),
-            ),
-            _ => e,
-        })
+        let silent_since = Instant::now();
+        loop {
+            match self.inner.read(buf) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if self.cancel.is_cancelled() {
+                        return Err(io::Error::other("cancelled"));
+                    }
+                    if silent_since.elapsed() >= self.limit {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "the engine sent nothing for {} seconds",
+                                self.limit.as_secs()
+                            ),
+                        ));
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 }
 
 impl<S: Write> Write for IdleLimited<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        self.inner.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
+        self.inner.flush()
     }
 }
 
-/// Opens a connection to the engine.
-pub fn connect(endpoint: &Endpoint) -> io::Result<Box<dyn Stream>> {
+/// Opens a connection to the engine. Reads from a socket end soon after `cancel` is
+/// cancelled; a named pipe has no read timeout, so there the caller notices between reads.
+pub fn connect(endpoint: &Endpoint, cancel: &Cancel) -> io::Result<Box<dyn Stream>> {
     match endpoint {
         #[cfg(unix)]
         Endpoint::Unix(path) => {
             let socket = std::os::unix::net::UnixStream::connect(path)?;
-            socket.set_read_timeout(Some(IDLE_LIMIT))?;
-            Ok(Box::new(IdleLimited(socket)))
+            socket.set_read_timeout(Some(POLL))?;
+            Ok(Box::new(IdleLimited::new(socket, cancel)))
         }
         #[cfg(not(unix))]
         Endpoint::Unix(_) => Err(io::Error::new(
@@ -66,8 +101,8 @@ pub fn connect(endpoint: &Endpoint) -> io::Result<Box<dyn Stream>> {
             for sa in addr.to_socket_addrs()? {
                 match std::net::TcpStream::connect_timeout(&sa, Duration::from_secs(10)) {
                     Ok(s) => {
-                        s.set_read_timeout(Some(IDLE_LIMIT))?;
-                        return Ok(Box::new(IdleLimited(s)));
+                        s.set_read_timeout(Some(POLL))?;
+                        return Ok(Box::new(IdleLimited::new(s, cancel)));
                     }
                     Err(e) => last = e,
                 }
@@ -366,11 +401,22 @@ mod tests {
                 Err(io::ErrorKind::WouldBlock.into())
             }
         }
-        let err = IdleLimited(Stalled).read(&mut [0u8; 8]).unwrap_err();
+        let mut silent = IdleLimited::new(Stalled, &Cancel::new());
+        silent.limit = Duration::ZERO;
+        let err = silent.read(&mut [0u8; 8]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(
-            err.to_string().contains("sent nothing for 600 seconds"),
+            err.to_string().contains("sent nothing for 0 seconds"),
             "{err}"
         );
+
+        // Cancelled, a silence ends at the next poll, not after the idle limit (an hour
+        // here: reaching it would hang the test).
+        let cancel = Cancel::new();
+        cancel.cancel();
+        let mut silent = IdleLimited::new(Stalled, &cancel);
+        silent.limit = Duration::from_secs(3600);
+        let err = silent.read(&mut [0u8; 8]).unwrap_err();
+        assert_ne!(err.kind(), io::ErrorKind::TimedOut, "{err}");
     }
 }

@@ -5,12 +5,15 @@
 //! then read by the docker-archive reader. That tar is a stream, but the reader needs random
 //! access (`manifest.json` may come last, after the layers it names), so the stream is first
 //! spooled to an anonymous temporary file, as `docker-archive:-` does with standard input.
+//! A cancelled run stops reading the export and closes the connection; the spool, being
+//! anonymous, goes with it.
 
 pub mod endpoint;
 pub mod http;
 
 use super::docker_archive::DockerArchiveSource;
 use super::store::TarStore;
+use crate::cancel::Cancel;
 use anyhow::{anyhow, Context, Result};
 use endpoint::{Endpoint, Resolved};
 use std::io::{self, Read, Write};
@@ -20,10 +23,10 @@ const MAX_ERROR_BODY: u64 = 64 << 10;
 
 /// Exports `image` (`NAME:TAG`, `NAME@DIGEST` or an image ID) from the engine the
 /// environment names, and opens the export as a docker-archive. `name` is the reference as
-/// the user gave it, for messages.
-pub fn open(image: &str, name: &str) -> Result<DockerArchiveSource> {
+/// the user gave it, for messages. Cancelling `cancel` ends the export.
+pub fn open(image: &str, name: &str, cancel: &Cancel) -> Result<DockerArchiveSource> {
     let engine = endpoint::resolve()?;
-    let spool = export(&engine, image)?;
+    let spool = export(&engine, image, cancel)?;
     let store = TarStore::from_spool(
         spool,
         &format!(
@@ -39,17 +42,23 @@ pub fn open(image: &str, name: &str) -> Result<DockerArchiveSource> {
     ))
 }
 
-/// Streams the engine's export of `image` into a private temporary file.
-fn export(engine: &Resolved, image: &str) -> Result<std::fs::File> {
-    let stream = http::connect(&engine.endpoint).map_err(|e| connect_error(engine, e))?;
+/// Streams the engine's export of `image` into a private temporary file. The token is
+/// checked after every read (and the socket's reads wake to check it during a silence), so
+/// a cancellation drops the connection within one read.
+fn export(engine: &Resolved, image: &str, cancel: &Cancel) -> Result<std::fs::File> {
+    cancel.check()?;
+    let stream = http::connect(&engine.endpoint, cancel).map_err(|e| connect_error(engine, e))?;
     let host = match &engine.endpoint {
         Endpoint::Tcp(addr) => addr.as_str(),
         // Local transports have no host name; docker's own client sends a placeholder too.
         _ => "docker",
     };
     let path = format!("/images/{image}/get");
-    let response = http::get(stream, host, &path)
-        .map_err(|e| anyhow!("the Docker engine at {engine} did not answer GET {path}: {e}"))?;
+    let response = http::get(stream, host, &path).map_err(|e| {
+        cancel.check().err().unwrap_or_else(|| {
+            anyhow!("the Docker engine at {engine} did not answer GET {path}: {e}")
+        })
+    })?;
     match response.status {
         200 => {}
         404 => {
@@ -79,7 +88,11 @@ fn export(engine: &Resolved, image: &str) -> Result<std::fs::File> {
     let mut buf = vec![0u8; 1 << 20];
     let mut total: u64 = 0;
     loop {
-        let n = match body.read(&mut buf) {
+        let read = body.read(&mut buf);
+        // Before the result is used: bytes (or the end) that arrive after a cancellation
+        // must not complete the export.
+        cancel.check()?;
+        let n = match read {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -158,7 +171,9 @@ mod tests {
     fn connect_errors_name_the_endpoint_and_the_remedy() {
         let dir = tempfile::tempdir().unwrap();
         let missing = engine(Endpoint::Unix(dir.path().join("no.sock")));
-        let err = http::connect(&missing.endpoint).err().unwrap();
+        let err = http::connect(&missing.endpoint, &Cancel::new())
+            .err()
+            .unwrap();
         let msg = connect_error(&missing, err).to_string();
         assert!(
             msg.contains("no.sock")
@@ -182,7 +197,9 @@ mod tests {
         // A socket file whose listener is gone: what a crashed engine leaves behind.
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         let dead = engine(Endpoint::Unix(path));
-        let err = export(&dead, "app:1").unwrap_err().to_string();
+        let err = export(&dead, "app:1", &Cancel::new())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("not running") && err.contains("dead.sock"),
             "{err}"

@@ -1,7 +1,7 @@
 //! Where registry credentials come from (go-containerregistry's `authn`): the command
 //! line, auth files, Docker's config and its credential helpers. How they are presented to
 //! a registry (the `WWW-Authenticate` challenge and the token exchange) is the transport's:
-//! [`super::challenge`] and [`super::client`].
+//! [`super::challenge`] and [`super::transport`].
 //!
 //! Precedence, first match wins (as podman/skopeo, then docker; `--no-creds` skips all):
 //! 1. `--creds USER:PASS`

@@ -1,6 +1,6 @@
-//! The registry's side of authentication (go-containerregistry's `transport`): the
-//! `WWW-Authenticate` challenge a 401 carries. The client answers it with a token from the
-//! realm it names, or with basic credentials; which credentials exist is [`super::authn`]'s.
+//! The `WWW-Authenticate` challenge a 401 carries, parsed. [`super::transport`] answers it
+//! with a token from the realm it names, or with basic credentials; which credentials exist
+//! is [`super::authn`]'s.
 
 use std::collections::HashMap;
 

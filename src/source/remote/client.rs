@@ -1,11 +1,14 @@
 //! The registry HTTP API (distribution v2) with the real-world details: scheme choice,
-//! bearer and basic auth with token caching, retries with backoff, `Retry-After`, resumed
-//! downloads. Error messages name the registry, repository and what failed, and never carry
-//! a credential or a token.
+//! retries with backoff, `Retry-After`, resumed downloads, redirects followed hop by hop
+//! with the `Authorization` header kept to the registry's own origin, proxies and
+//! certificates per host. A `401` is handed to [`super::transport`], which answers the
+//! challenge; the request is then sent again. Error messages name the registry, repository
+//! and what failed, and never carry a credential or a token.
 
-use super::authn::{self, Credentials};
-use super::challenge::{self, Challenge};
+use super::authn;
+use super::transport::Authorizer;
 use super::RegistryOptions;
+use crate::cancel::Cancel;
 use crate::error::{bail_kind, kind_err, tagged, ErrorKind};
 use crate::events::{Event, SharedObserver};
 use crate::terminal::printable;
@@ -21,7 +24,6 @@ use ureq::Body;
 /// Retries per request after its first attempt (`--retry-times`); the waits between
 /// attempts are `backoff` or a capped `Retry-After`.
 pub const DEFAULT_RETRIES: u32 = 5;
-const MAX_TOKEN_FETCHES: u32 = 2;
 /// Redirect hops followed per request (blob downloads go to S3 or a CDN this way).
 const MAX_REDIRECTS: u32 = 5;
 /// A `Retry-After` longer than this is shortened to it: the whole retry budget of one
@@ -41,19 +43,17 @@ pub struct Client {
     registry: String,
     api_host: String,
     repository: String,
-    credentials: Option<Credentials>,
-    /// A credential helper that should have been asked but could not be run, and where it
-    /// was named: said when the registry then wants credentials.
-    unavailable_helper: Option<String>,
+    /// Answers the registry's challenges with the credentials found.
+    authorizer: Authorizer,
     /// Hears of retries, requests and warnings.
     observer: SharedObserver,
     /// The registry host itself is listed in `--insecure-registry`.
     insecure: bool,
     /// "https" or "http", decided by the first request.
     scheme: Mutex<Option<&'static str>>,
-    /// Authorization header values by scope.
-    tokens: Mutex<HashMap<String, String>>,
     stall: Duration,
+    /// Ends a retry's wait, and the retries, when the run is cancelled.
+    cancel: Cancel,
 }
 
 /// `host[:port]` / `[v6]:port` / a bare IPv6 literal, split; the host without brackets.
@@ -340,7 +340,7 @@ fn registry_message(resp: Response<Body>) -> String {
 }
 
 /// `scheme`, `authority` and the whole URL of an absolute `http(s)://` URL.
-fn split_url(url: &str) -> Option<(&str, &str)> {
+pub(super) fn split_url(url: &str) -> Option<(&str, &str)> {
     let (scheme, rest) = url.split_once("://")?;
     if scheme != "http" && scheme != "https" {
         return None;
@@ -428,19 +428,24 @@ impl Client {
         // Built once here so that a bad CA file is an error before anything is fetched.
         let first = agent(&opts, opts.tls_verify, None, stall)?;
         Ok(Client {
+            authorizer: Authorizer::new(found, opts.no_creds),
             agents: Mutex::new(HashMap::from([((opts.tls_verify, None), first)])),
             opts,
             registry: registry.to_string(),
             api_host: api_host.to_string(),
             repository: repository.to_string(),
-            credentials: found.credentials,
-            unavailable_helper: found.unavailable_helper,
             observer,
             insecure,
             scheme: Mutex::new(None),
-            tokens: Mutex::new(HashMap::new()),
             stall,
+            cancel: Cancel::new(),
         })
+    }
+
+    /// Stops retrying, and waiting to retry, once `cancel` is cancelled.
+    pub fn stopped_by(mut self, cancel: Cancel) -> Client {
+        self.cancel = cancel;
+        self
     }
 
     /// Attempts per request: the first and `--retry-times` more.
@@ -461,7 +466,7 @@ impl Client {
 
     /// One exchange, for the observer. The query string is left out: a redirect to a CDN
     /// carries its signature there, and a token request its scope.
-    fn log_request(
+    pub(super) fn log_request(
         &self,
         method: &str,
         url: &str,
@@ -510,13 +515,9 @@ impl Client {
         format!("{what}: cannot reach {host}{tries}: {e}")
     }
 
-    /// What to add to "authentication required": where credentials could have come from.
-    fn credential_hint(&self) -> String {
-        match &self.unavailable_helper {
-            Some(helper) => format!("no credentials: {helper}; use --creds or fix the helper"),
-            None if self.opts.no_creds => "--no-creds was given".to_string(),
-            None => "use --creds, --authfile or docker login".to_string(),
-        }
+    /// Whether the registry is spoken to over TLS (or will be: the scheme is not chosen yet).
+    pub(super) fn reached_over_tls(&self) -> bool {
+        *self.scheme.lock().unwrap() != Some("http")
     }
 
     /// The stall window of every body read (see `StallGuard`).
@@ -524,11 +525,11 @@ impl Client {
         self.stall
     }
 
-    fn what(&self) -> String {
+    pub(super) fn what(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
     }
 
-    fn scope(&self) -> String {
+    pub(super) fn scope(&self) -> String {
         format!("repository:{}:pull", self.repository)
     }
 
@@ -543,13 +544,13 @@ impl Client {
     }
 
     /// Plain HTTP is allowed for loopback and `--insecure-registry` hosts.
-    fn plain_allowed(&self, authority: &str) -> bool {
+    pub(super) fn plain_allowed(&self, authority: &str) -> bool {
         self.listed_insecure(authority) || is_loopback(authority)
     }
 
     /// The agent for a request to this URL: certificate checks unless `--tls-verify=false`
     /// or the host itself is an `--insecure-registry`; the proxy `proxy_for` picks.
-    fn agent_for(&self, url: &str) -> Result<ureq::Agent> {
+    pub(super) fn agent_for(&self, url: &str) -> Result<ureq::Agent> {
         let (scheme, authority) =
             split_url(url).ok_or_else(|| anyhow!("not an http(s) URL: {}", printable(url)))?;
         let verify = self.opts.tls_verify && !self.listed_insecure(authority);
@@ -668,110 +669,6 @@ impl Client {
         Ok(Err(last.expect("at least one scheme")))
     }
 
-    fn cached_auth(&self) -> Option<String> {
-        if let Some(t) = self.tokens.lock().unwrap().get(&self.scope()) {
-            return Some(t.clone());
-        }
-        None
-    }
-
-    /// Exchanges the registry's bearer challenge for a token (anonymous, with basic
-    /// credentials, or with an identity token as a refresh token). The realm is the one the
-    /// registry named; over TLS it must not be plain http unless its host may be.
-    fn fetch_token(&self, challenge: &Challenge) -> Result<String> {
-        let realm = challenge.params.get("realm").ok_or_else(|| {
-            anyhow!(
-                "{}: the registry's bearer challenge has no realm",
-                self.what()
-            )
-        })?;
-        let (realm_scheme, realm_host) = split_url(realm).ok_or_else(|| {
-            anyhow!(
-                "{}: the token realm {} is not an http(s) URL",
-                self.what(),
-                printable(realm)
-            )
-        })?;
-        let registry_tls = *self.scheme.lock().unwrap() != Some("http");
-        if realm_scheme == "http" && registry_tls && !self.plain_allowed(realm_host) {
-            bail!(
-                "{}: refusing the plain-http token realm http://{} of a registry reached over https (allow that host with --insecure-registry)",
-                self.what(),
-                printable(realm_host)
-            );
-        }
-        let scope = challenge
-            .params
-            .get("scope")
-            .cloned()
-            .unwrap_or_else(|| self.scope());
-        let service = challenge.params.get("service").cloned().unwrap_or_default();
-        let agent = self.agent_for(realm)?;
-        let started = Instant::now();
-        let result = match &self.credentials {
-            Some(Credentials::IdentityToken(refresh)) => agent.post(realm).send_form([
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh.as_str()),
-                ("service", service.as_str()),
-                ("scope", scope.as_str()),
-                ("client_id", "oci2wsl"),
-            ]),
-            other => {
-                let mut req = agent.get(realm).query("scope", &scope);
-                if !service.is_empty() {
-                    req = req.query("service", &service);
-                }
-                if let Some(h) = other.as_ref().and_then(|c| c.basic_header()) {
-                    req = req.header("Authorization", &h);
-                }
-                req.call()
-            }
-        };
-        let method = if matches!(self.credentials, Some(Credentials::IdentityToken(_))) {
-            "POST"
-        } else {
-            "GET"
-        };
-        self.log_request(
-            method,
-            realm,
-            result.as_ref().map(|r| r.status()),
-            started.elapsed(),
-        );
-        let resp = result.map_err(|e| {
-            kind_err!(
-                Network,
-                "{}: cannot reach the token service: {e}",
-                self.what()
-            )
-        })?;
-        let status = resp.status();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            bail_kind!(
-                Auth,
-                "authentication failed for {} (the token service refused the credentials)",
-                self.what()
-            );
-        }
-        if !status.is_success() {
-            bail_kind!(Auth, "{}: the token service answered {status}", self.what());
-        }
-        let mut body = Vec::new();
-        StallGuard::new(resp.into_body().into_reader(), self.stall)
-            .take(1024 * 1024)
-            .read_to_end(&mut body)
-            .map_err(|e| anyhow!("{}: reading the token: {e}", self.what()))?;
-        let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|_| anyhow!("{}: the token service did not answer JSON", self.what()))?;
-        let token = v
-            .get("token")
-            .or_else(|| v.get("access_token"))
-            .and_then(|t| t.as_str())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| anyhow!("{}: the token service's answer has no token", self.what()))?;
-        Ok(format!("Bearer {token}"))
-    }
-
     /// GET with authentication and retries. Returns a 2xx response (206 for ranges).
     pub fn get(
         &self,
@@ -795,7 +692,8 @@ impl Client {
         let mut token_fetches = 0;
         let mut attempt = 0;
         loop {
-            let auth = self.cached_auth();
+            self.cancel.check()?;
+            let auth = self.authorizer.header(&self.scope());
             let Reply {
                 resp,
                 redirected_to,
@@ -811,7 +709,7 @@ impl Client {
                     }
                     let wait = backoff(attempt);
                     self.note_retry(what, &e.to_string(), wait, attempt);
-                    std::thread::sleep(wait);
+                    self.cancel.sleep(wait)?;
                     continue;
                 }
             };
@@ -836,41 +734,14 @@ impl Client {
                     let challenge = resp
                         .headers()
                         .get("www-authenticate")
-                        .and_then(|h| h.to_str().ok())
-                        .and_then(challenge::parse_challenge);
-                    token_fetches += 1;
-                    if token_fetches > MAX_TOKEN_FETCHES {
-                        if self.credentials.is_none() {
-                            return Err(tagged(
-                                ErrorKind::Auth,
-                                format!(
-                                    "authentication failed for {} ({what}): the registry wants credentials ({})",
-                                    self.what(),
-                                    self.credential_hint()
-                                ),
-                            ));
-                        }
-                        return Err(tagged(
-                            ErrorKind::Auth,
-                            format!("authentication failed for {} ({what})", self.what()),
-                        ));
-                    }
-                    match challenge {
-                        Some(c) if c.scheme == "bearer" => {
-                            let token = self.fetch_token(&c)?;
-                            self.tokens.lock().unwrap().insert(self.scope(), token);
-                        }
-                        Some(c) if c.scheme == "basic" => {
-                            let Some(header) = self.credentials.as_ref().and_then(|c| c.basic_header()) else {
-return Err(tagged(ErrorKind::Auth, format!("authentication required for {} ({})", self.what(), self.credential_hint())));
-                            };
-                            if auth.as_deref() == Some(header.as_str()) {
-                                return Err(tagged(ErrorKind::Auth, format!("authentication failed for {} (the registry refused the credentials)", self.what())));
-                            }
-                            self.tokens.lock().unwrap().insert(self.scope(), header);
-                        }
-                        _ => return Err(tagged(ErrorKind::Auth, format!("authentication required for {} and the registry sent no usable challenge", self.what()))),
-                    }
+                        .and_then(|h| h.to_str().ok());
+                    self.authorizer.answer(
+                        self,
+                        challenge,
+                        auth.as_deref(),
+                        &mut token_fetches,
+                        what,
+                    )?;
                 }
                 403 => {
                     return Err(tagged(
@@ -910,7 +781,7 @@ return Err(tagged(ErrorKind::Auth, format!("authentication required for {} ({})"
                     let wait = retry_after(&resp).unwrap_or_else(|| backoff(attempt));
                     drop(resp);
                     self.note_retry(what, &format!("answered {status}"), wait, attempt);
-                    std::thread::sleep(wait);
+                    self.cancel.sleep(wait)?;
                 }
                 _ => bail!(
                     "{what}: {} answered {status}{}",
@@ -963,7 +834,7 @@ return Err(tagged(ErrorKind::Auth, format!("authentication required for {} ({})"
                     }
                     let wait = backoff(attempt);
                     self.note_retry(what, &e.to_string(), wait, attempt);
-                    std::thread::sleep(wait);
+                    self.cancel.sleep(wait)?;
                 }
             }
         }
@@ -1078,6 +949,7 @@ fn parse_content_range(header: &str) -> Option<(u64, Option<u64>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::remote::authn::Credentials;
 
     #[test]
     fn loopback_is_ip_literals_and_localhost_only() {

@@ -13,6 +13,7 @@ pub mod authn;
 pub mod certs;
 pub mod challenge;
 pub mod client;
+pub mod transport;
 
 use super::store::{read_at, write_at, BlobReader, ConsumingReader, PositionedReader};
 use super::ImageSource;
@@ -131,14 +132,25 @@ pub struct RegistrySource {
     observer: SharedObserver,
     cache: Option<Arc<Cache>>,
     pull: PullPolicy,
-    /// Stops the download threads: when the run is cancelled, or when the source is dropped
-    /// (the run failed, or no longer needs the blobs).
+    /// Stops the download threads (and the client's retries): when the run is cancelled, or
+    /// when the source is dropped (the run failed, or no longer needs the blobs).
     cancel: Cancel,
+    /// The download threads, joined on drop.
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
+/// A dropped source stops its downloads and waits for them: a download removes its
+/// temporary file as it fails, and a caller whose run has returned must find no thread of
+/// it still running and no file of it left behind. A download checks the token between
+/// reads and waits for a retry on it, so this wait is short, except behind a read that is
+/// stalled: that ends within the stall window.
 impl Drop for RegistrySource {
     fn drop(&mut self) {
         self.cancel.cancel();
+        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        for worker in workers {
+            let _ = worker.join();
+        }
     }
 }
 
@@ -150,11 +162,15 @@ fn warn(observer: &dyn Observer, message: &str) {
 }
 
 impl RegistrySource {
+    /// The source of the registry image `text`; `run` cancels its requests and downloads.
     pub fn new(
         text: &str,
         opts: &RegistryOptions,
         observer: SharedObserver,
+        run: &Cancel,
     ) -> Result<RegistrySource> {
+        // A child: dropping the source stops its downloads without cancelling the run.
+        let cancel = run.child();
         let reference = RegistryRef::parse(text)?;
         let cache = match &opts.cache.dir {
             Some(dir) => match Cache::open(dir, opts.cache.max_size) {
@@ -199,7 +215,8 @@ impl RegistrySource {
             &reference.repository,
             opts,
             observer.clone(),
-        )?;
+        )?
+        .stopped_by(cancel.clone());
         Ok(RegistrySource {
             reference,
             client: Arc::new(client),
@@ -213,14 +230,9 @@ impl RegistrySource {
             observer,
             cache,
             pull: opts.cache.pull,
-            cancel: Cancel::new(),
+            cancel,
+            workers: Mutex::new(Vec::new()),
         })
-    }
-
-    /// Stops the downloads when `run` is cancelled too.
-    pub fn cancelled_by(mut self, run: &Cancel) -> RegistrySource {
-        self.cancel = run.child();
-        self
     }
 
     /// Whether cached blobs may stand in for downloads.
@@ -295,7 +307,7 @@ impl RegistrySource {
                     format!(
                         "{} ({})",
                         l.describe(),
-                        crate::pipeline::human(l.size.unwrap_or(0))
+                        crate::terminal::human_size(l.size.unwrap_or(0))
                     )
                 })
                 .collect();
@@ -339,7 +351,7 @@ impl RegistrySource {
             let observer = self.observer.clone();
             let cache = self.cache.clone();
             let cancel = self.cancel.clone();
-            std::thread::spawn(move || loop {
+            let worker = std::thread::spawn(move || loop {
                 let Some((d, layer)) = queue.lock().unwrap().pop_front() else {
                     break;
                 };
@@ -377,6 +389,7 @@ impl RegistrySource {
                     Err(e) => Slot::Failed(classify(&e), format!("{e:#}")),
                 });
             });
+            self.workers.lock().unwrap().push(worker);
         }
         Ok(())
     }
@@ -518,7 +531,7 @@ fn download(
                             "downloading blob {digest}: the connection broke {interruptions} times: {e}"
                         );
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(200 * interruptions));
+                    cancel.sleep(std::time::Duration::from_millis(200 * interruptions))?;
                     ask_from = have;
                     continue 'attempts;
                 }
