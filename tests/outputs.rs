@@ -134,11 +134,11 @@ fn plain_tar_of_interleaved_layers_is_the_same_for_any_thread_count() {
             let mut entries = vec![dir_e(&format!("d{l}"))];
             for f in 0..24usize {
                 let len = 1000 + (f * 7919 + l * 104_729) % 400_000;
-                entries.push(file(&format!("d{l}/f{f}"), &body(l * 100 + f, len)));
+                entries.push(file(format!("d{l}/f{f}"), body(l * 100 + f, len)));
             }
-            entries.push(file("replaced", &body(l, 5000)));
+            entries.push(file("replaced", body(l, 5000)));
             if l > 0 {
-                entries.push(hardlink(&format!("d{l}/link"), &format!("d{}/f2", l - 1)));
+                entries.push(hardlink(format!("d{l}/link"), format!("d{}/f2", l - 1)));
                 entries.push(whiteout(&format!("d{}/f7", l - 1)));
             }
             layer(entries)

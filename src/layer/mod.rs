@@ -632,8 +632,12 @@ impl LayerCursor {
         };
         let first = &file.paths[0];
         let before = out.bytes_written();
-        out.append_file(first, &meta, &mut progress.within(before, self.tar.content()))
-            .with_context(|| format!("copying {:?}", display_name(first)))?;
+        out.append_file(
+            first,
+            &meta,
+            &mut progress.within(before, self.tar.content()),
+        )
+        .with_context(|| format!("copying {:?}", display_name(first)))?;
         for other in &file.paths[1..] {
             out.append_hardlink(other, first, &meta)?;
         }
