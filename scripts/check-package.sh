@@ -29,5 +29,8 @@ cargo build --quiet --release --locked --offline \
 cargo install --quiet --locked --offline --path . --root "$work/root" --target-dir "$target"
 "$work/root/bin/oci2wsl" --version
 "$work/root/bin/oci2wsl" oci:testdata/example:latest -o "$work/example.tar.gz"
-tar -tzf "$work/example.tar.gz" | grep -q '^etc/' || { echo "check-package: the installed binary's output lacks etc/" >&2; exit 1; }
+# The listing goes to a file first: with pipefail, `grep -q` quitting early would kill tar
+# with SIGPIPE and fail a good run.
+tar -tzf "$work/example.tar.gz" >"$work/example.list"
+grep -q '^etc/' "$work/example.list" || { echo "check-package: the installed binary's output lacks etc/" >&2; exit 1; }
 echo "check-package: ok ($(wc -l <"$work/list") files in $(basename "$crate"))"
