@@ -350,6 +350,10 @@ enum Fault {
     Status500,
     Status429,
     CorruptByte,
+    /// A flipped byte in the first block, then a pause before the rest: the index pass,
+    /// which reads the blob while it downloads, meets the damage long before the download
+    /// can tell the digest is wrong.
+    CorruptByteThenStall,
 }
 
 /// Returns the port, the number of faults injected and the number of ranged (resumed)
@@ -390,11 +394,9 @@ fn start_proxy(
                 let fault = if is_layer_blob {
                     let mut f = faults.lock().unwrap();
                     match f.first() {
-                        Some(Fault::DropMidBody | Fault::CorruptByte)
-                            if !text.contains(&big_blob) =>
-                        {
-                            None
-                        }
+                        Some(
+                            Fault::DropMidBody | Fault::CorruptByte | Fault::CorruptByteThenStall,
+                        ) if !text.contains(&big_blob) => None,
                         Some(_) => Some(f.remove(0)),
                         None => None,
                     }
@@ -429,6 +431,17 @@ fn start_proxy(
                     Some(Fault::CorruptByte) if !body.is_empty() => {
                         let mid = body.len() / 2;
                         body[mid] ^= 0x01;
+                    }
+                    Some(Fault::CorruptByteThenStall) => {
+                        // gzip's method byte: a reader fails on its first bytes, while
+                        // the digest can only be known at the end.
+                        body[2] ^= 0x01;
+                        let _ = client.write_all(h.as_bytes());
+                        let _ = client.write_all(&body[..4096]);
+                        let _ = client.flush();
+                        std::thread::sleep(std::time::Duration::from_millis(1500));
+                        let _ = client.write_all(&body[4096..]);
+                        return;
                     }
                     _ => {}
                 }
@@ -516,6 +529,39 @@ fn refuses_a_corrupted_byte_and_leaves_no_output() {
         0,
         "no output, no temporary file"
     );
+}
+
+/// The index pass reads a registry blob as it arrives, so damage inside it can surface as a
+/// broken gzip or tar stream before the download has the whole blob. The error must still
+/// name the cause, the digest mismatch, not the symptom.
+#[test]
+fn a_corrupted_byte_met_mid_download_is_reported_as_the_digest_mismatch() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lay = oci_layout(dir.path(), &test_image().build(), "t");
+    let reg = start_registry(dir.path(), None, None);
+    push_layout(
+        &lay,
+        "t",
+        &format!("127.0.0.1:{}/evil/app:1", reg.port),
+        &[],
+    );
+    let (port, injected, _) = start_proxy(
+        reg.port,
+        vec![Fault::CorruptByteThenStall],
+        layout_layer_digests(&lay)[0].clone(),
+    );
+    let out = dir.path().join("app.tar");
+    let err = flatten_err(&[
+        &format!("127.0.0.1:{port}/evil/app:1"),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(err.contains("digest") && err.contains("sha256:"), "{err}");
+    assert_eq!(injected.load(Ordering::SeqCst), 1);
+    assert!(!out.exists());
 }
 
 // ---------------------------------------------------------------- bearer tokens

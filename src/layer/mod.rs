@@ -182,10 +182,12 @@ fn scan_layer(
     let mut entries = ScannedLayer::default();
     let scanned = read_entries(&mut stream, wanted, cancel, &mut entries);
     if let Err(e) = scanned {
-        // A blob that does not match its digest explains any error inside it.
+        // A blob that does not match its digest explains any error inside it, whether this
+        // pass hashed it or the source did (a download still in flight when the reader met
+        // the damage).
         return Err(match stream.blob_mismatch() {
             Some(mismatch) => anyhow::Error::new(mismatch),
-            None => e,
+            None => source.blob_failure(layer).unwrap_or(e),
         });
     }
     let (uncompressed, compressed) = stream.finish().context("reading the layer")?;

@@ -42,6 +42,15 @@ pub trait ImageSource: Send + Sync {
 
     /// The layer stage will not open this layer again (see `open_layer_last`).
     fn release_layer(&self, _layer: &Layer) {}
+
+    /// Why the blob itself is bad, if a check this source makes found it so. Asked after
+    /// reading a layer failed: a source that hands out a blob while it still downloads (see
+    /// `blobs_verified`) may learn of a digest mismatch only after the reader met the damage
+    /// as a broken gzip or tar stream, and the mismatch is the cause worth reporting. May wait
+    /// for a download in flight.
+    fn blob_failure(&self, _layer: &Layer) -> Option<anyhow::Error> {
+        None
+    }
 }
 
 /// Parses what the user typed, looking inside a file named without a transport to say which

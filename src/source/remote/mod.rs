@@ -818,6 +818,24 @@ impl ImageSource for RegistrySource {
     /// which checks the digest of every byte written; a reader sees the end of a layer only
     /// after that check. Cached blobs sit in a directory other programs (of the same user)
     /// can write to, so with the cache the layer stage hashes them again as it reads.
+    /// Only an integrity failure counts: a download that ended because the run is being
+    /// cancelled (by the very failure being explained) says nothing about the blob.
+    fn blob_failure(&self, layer: &Layer) -> Option<anyhow::Error> {
+        let download = self.downloads.download_of(layer)?;
+        let mut slots = self.downloads.slots.lock().unwrap();
+        loop {
+            match slots.get(download)? {
+                Slot::Failed(ErrorKind::Integrity, e) => {
+                    return Some(tagged(ErrorKind::Integrity, e.clone()))
+                }
+                Slot::Growing { .. } | Slot::Pending => {
+                    slots = self.downloads.ready.wait(slots).unwrap();
+                }
+                _ => return None,
+            }
+        }
+    }
+
     fn blobs_verified(&self) -> bool {
         self.cache.is_none()
     }
