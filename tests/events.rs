@@ -414,25 +414,6 @@ fn a_registry_pull_reports_each_layer_downloaded() {
     assert_eq!(summary["image"], run.of("resolved")[0]["image"]);
 }
 
-/// The stand-in `wsl.exe` tests/wsl.rs uses (tests/wsl-stand-in), built once.
-fn stand_in() -> &'static Path {
-    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BUILT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let target = root.join("target/wsl-stand-in");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let o = Command::new(cargo)
-            .args(["build", "--release", "--quiet", "--manifest-path"])
-            .arg(root.join("tests/wsl-stand-in/Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        target.join("release/wsl-stand-in")
-    })
-}
-
 #[test]
 fn an_import_reports_its_start_and_end_and_the_summary_names_the_distribution() {
     let dir = tempfile::tempdir().unwrap();
@@ -443,7 +424,7 @@ fn an_import_reports_its_start_and_end_and_the_summary_names_the_distribution() 
     let run = run_json_env(
         &["--import", "pg", &src],
         &[
-            ("OCI2WSL_WSL_EXE", stand_in()),
+            ("OCI2WSL_WSL_EXE", wsl_stand_in()),
             ("WSL_STAND_IN_DIR", &state),
             ("LOCALAPPDATA", &local),
         ],

@@ -495,35 +495,38 @@ fn recovers_from_a_dropped_connection_a_500_and_a_429() {
     assert_eq!(fs::read(&out).unwrap(), layout_output(&lay));
 }
 
-#[test]
-fn refuses_a_corrupted_byte_and_leaves_no_output() {
-    if !prerequisites() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let lay = oci_layout(dir.path(), &test_image().build(), "t");
-    let reg = start_registry(dir.path(), None, None);
+/// Pulls the test image through a proxy that damages its big layer blob with `fault`, and
+/// returns the error line and the directory the output was to go to.
+fn pull_through_damage(dir: &Path, fault: Fault) -> (String, PathBuf) {
+    let lay = oci_layout(dir, &test_image().build(), "t");
+    let reg = start_registry(dir, None, None);
     push_layout(
         &lay,
         "t",
         &format!("127.0.0.1:{}/evil/app:1", reg.port),
         &[],
     );
-    let (port, injected, _) = start_proxy(
-        reg.port,
-        vec![Fault::CorruptByte],
-        layout_layer_digests(&lay)[0].clone(),
-    );
-    let outdir = dir.path().join("out");
+    let (port, injected, _) =
+        start_proxy(reg.port, vec![fault], layout_layer_digests(&lay)[0].clone());
+    let outdir = dir.join("out");
     fs::create_dir(&outdir).unwrap();
-    let out = outdir.join("app.tar.gz");
     let err = flatten_err(&[
         &format!("127.0.0.1:{port}/evil/app:1"),
         "-o",
-        out.to_str().unwrap(),
+        outdir.join("app.tar.gz").to_str().unwrap(),
     ]);
-    assert!(err.contains("digest") && err.contains("sha256:"), "{err}");
     assert_eq!(injected.load(Ordering::SeqCst), 1);
+    (err, outdir)
+}
+
+#[test]
+fn refuses_a_corrupted_byte_and_leaves_no_output() {
+    if !prerequisites() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (err, outdir) = pull_through_damage(dir.path(), Fault::CorruptByte);
+    assert!(err.contains("digest") && err.contains("sha256:"), "{err}");
     assert_eq!(
         fs::read_dir(&outdir).unwrap().count(),
         0,
@@ -540,28 +543,9 @@ fn a_corrupted_byte_met_mid_download_is_reported_as_the_digest_mismatch() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let lay = oci_layout(dir.path(), &test_image().build(), "t");
-    let reg = start_registry(dir.path(), None, None);
-    push_layout(
-        &lay,
-        "t",
-        &format!("127.0.0.1:{}/evil/app:1", reg.port),
-        &[],
-    );
-    let (port, injected, _) = start_proxy(
-        reg.port,
-        vec![Fault::CorruptByteThenStall],
-        layout_layer_digests(&lay)[0].clone(),
-    );
-    let out = dir.path().join("app.tar");
-    let err = flatten_err(&[
-        &format!("127.0.0.1:{port}/evil/app:1"),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let (err, outdir) = pull_through_damage(dir.path(), Fault::CorruptByteThenStall);
     assert!(err.contains("digest") && err.contains("sha256:"), "{err}");
-    assert_eq!(injected.load(Ordering::SeqCst), 1);
-    assert!(!out.exists());
+    assert_eq!(fs::read_dir(&outdir).unwrap().count(), 0);
 }
 
 // ---------------------------------------------------------------- bearer tokens

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:App:/home/app:/bin/sh\npostgres:x:999:999::/var/lib/postgresql:/bin/bash\n";
 const PROFILE: &str = "for i in /etc/profile.d/*.sh; do . \"$i\"; done\n";
@@ -685,24 +684,6 @@ fn a_wsl_files_name_can_be_chosen_and_its_conf_is_never_left_out() {
 
 // ------------------------------------------------------------------ --import
 
-fn stand_in() -> &'static PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let target = root.join("target/wsl-stand-in");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let o = Command::new(cargo)
-            .args(["build", "--release", "--quiet", "--manifest-path"])
-            .arg(root.join("tests/wsl-stand-in/Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        target.join("release/wsl-stand-in")
-    })
-}
-
 struct Wsl {
     _tmp: tempfile::TempDir,
     state: PathBuf,
@@ -733,7 +714,7 @@ impl Wsl {
 
     fn run_env(&self, args: &[&str], extra: &[(&str, &Path)]) -> Output {
         let mut envs: Vec<(&str, &Path)> = vec![
-            ("OCI2WSL_WSL_EXE", stand_in()),
+            ("OCI2WSL_WSL_EXE", wsl_stand_in()),
             ("WSL_STAND_IN_DIR", &self.state),
             ("LOCALAPPDATA", &self.local),
         ];
@@ -938,7 +919,7 @@ fn interrupted_streaming_import_is_killed_not_ended() {
     let child = Command::new(env!("CARGO_BIN_EXE_oci2wsl"))
         .env("OCI2WSL_NO_CACHE", "1")
         .args([&wsl.layout, "--import", "pg"])
-        .env("OCI2WSL_WSL_EXE", stand_in())
+        .env("OCI2WSL_WSL_EXE", wsl_stand_in())
         .env("WSL_STAND_IN_DIR", &wsl.state)
         .env("LOCALAPPDATA", &wsl.local)
         .env("WSL_STAND_IN_SLOW", "1")
@@ -1045,7 +1026,7 @@ fn import_arguments_are_checked() {
     cmd.env("OCI2WSL_NO_CACHE", "1");
     let o = cmd
         .args([&wsl.layout, "--import", "pg"])
-        .env("OCI2WSL_WSL_EXE", stand_in())
+        .env("OCI2WSL_WSL_EXE", wsl_stand_in())
         .env("WSL_STAND_IN_DIR", &wsl.state)
         .env_remove("LOCALAPPDATA")
         .env_remove("WSL_DISTRO_NAME")
@@ -1081,7 +1062,7 @@ fn listing_in_utf16_is_understood() {
         "{}",
         stderr(&o)
     );
-    let listed = Command::new(stand_in())
+    let listed = Command::new(wsl_stand_in())
         .args(["--list", "--quiet"])
         .env("WSL_STAND_IN_DIR", &wsl.state)
         .env("WSL_STAND_IN_UTF16", "1")
@@ -1170,7 +1151,7 @@ cat '{bin_dir}/echo.out'
         cmd.env("OCI2WSL_NO_CACHE", "1");
         cmd.args(args)
             .stdin(Stdio::null())
-            .env("OCI2WSL_WSL_EXE", stand_in())
+            .env("OCI2WSL_WSL_EXE", wsl_stand_in())
             .env("WSL_STAND_IN_DIR", &wsl.state)
             .env("WSL_STAND_IN_WINDOWS_ROOT", &self.windows)
             .env("WSL_DISTRO_NAME", "Test")

@@ -286,3 +286,27 @@ fn failed_with(args: &[&str], code: i32) -> String {
     assert!(r.stderr.starts_with("oci2wsl: error: "), "{}", r.stderr);
     r.stderr
 }
+
+/// The stand-in `wsl.exe` (tests/wsl-stand-in, a crate of its own), built once per test
+/// binary: the `--import` tests run it as `OCI2WSL_WSL_EXE`.
+pub fn wsl_stand_in() -> &'static Path {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target = root.join("target/wsl-stand-in");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = Command::new(cargo)
+            .args(["build", "--release", "--quiet", "--manifest-path"])
+            .arg(root.join("tests/wsl-stand-in/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        target.join("release/wsl-stand-in")
+    })
+}
