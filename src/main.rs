@@ -557,12 +557,8 @@ impl Observer for RunLog {
                 wait,
             } => {
                 if self.retries {
-                    self.display.println(&format!(
-                        "oci2wsl: {}: {}; retry {attempt} in {:.1} s",
-                        printable(what),
-                        printable(reason),
-                        wait.as_secs_f32()
-                    ));
+                    self.display
+                        .println(&cli::progress::retry_line(what, *attempt, reason, *wait));
                 }
             }
             Event::Request {

@@ -465,26 +465,6 @@ fn the_writing_count_moves_inside_a_large_file_in_every_output_form() {
     }
 }
 
-/// The stand-in `wsl.exe` of tests/wsl.rs (tests/wsl-stand-in), built once.
-fn wsl_stand_in() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = root.join("target/wsl-stand-in");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "--manifest-path"])
-        .arg(root.join("tests/wsl-stand-in/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    target.join("release/wsl-stand-in")
-}
-
 /// `--import` streams the tar into WSL as it is written: the import line stands under the
 /// writing bar while the emit pass runs, and both are gone before the summary.
 #[test]
@@ -529,4 +509,34 @@ fn an_import_shows_under_the_writing_bar_and_is_cleared() {
     assert!(screen.contains("EXIT=0"), "{screen}");
     assert_no_bar_left(&screen);
     assert!(!screen.contains(importing), "{screen}");
+}
+
+/// Issue 15, "retries are visible": with a terminal attached, each retry of a registry
+/// request is a line of its own (as without one only the final error is), and no bar is
+/// left around them.
+#[test]
+fn a_retry_is_a_line_of_its_own_on_a_terminal() {
+    if !require_tools(&["tmux"]) {
+        return;
+    }
+    // A port nobody listens on: every attempt is refused, and refusals are retried.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tmux = Tmux::start(120, 30);
+    tmux.type_line(&format!(
+        "OCI2WSL_NO_CACHE=1 '{}' --retry-times 2 127.0.0.1:{port}/x/y:1 -o /dev/null; echo \"EXIT\"\"=$?\"",
+        env!("CARGO_BIN_EXE_oci2wsl"),
+    ));
+    let screen = tmux.wait_for("the end of the run", |s| s.contains("EXIT="));
+    let retry = format!("oci2wsl: manifest 1 from 127.0.0.1:{port}: ");
+    let retries = screen
+        .lines()
+        .filter(|l| l.starts_with(&retry) && l.contains("; retry "))
+        .count();
+    assert_eq!(retries, 2, "{screen}");
+    assert!(screen.contains("EXIT=1"), "{screen}");
+    assert_no_bar_left(&screen);
 }

@@ -693,12 +693,13 @@ impl PlainState {
     }
 }
 
-fn retry_line(what: &str, attempt: u32, reason: &str, wait: Duration) -> String {
+/// The one form of a retry's line, for a run and for `--inspect` alike.
+pub fn retry_line(what: &str, attempt: u32, reason: &str, wait: Duration) -> String {
     format!(
-        "oci2wsl: retrying {} in {:.1}s (retry {attempt}): {}",
+        "oci2wsl: {}: {}; retry {attempt} in {:.1} s",
         printable(what),
-        wait.as_secs_f64(),
-        printable(reason)
+        printable(reason),
+        wait.as_secs_f64()
     )
 }
 
