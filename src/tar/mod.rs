@@ -33,3 +33,16 @@ pub const MAX_LONG_NAME: u64 = MAX_PATH_LEN as u64 * 2 + 1;
 pub(crate) fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
+
+/// A PAX record's decimal value; `what` names the record in the error.
+pub(crate) fn pax_decimal(what: &str, value: &[u8]) -> io::Result<u64> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            invalid(format!(
+                "bad PAX {what} {:?}",
+                String::from_utf8_lossy(value)
+            ))
+        })
+}

@@ -3,7 +3,7 @@
 
 use super::header::{field_bytes, Header};
 use super::sparse::{self, SparseRecords, SparseStart};
-use super::{display_name, invalid, RawEntry, MAX_LONG_NAME};
+use super::{display_name, invalid, pax_decimal, RawEntry, MAX_LONG_NAME};
 use crate::limits::MAX_PAX_SIZE;
 use std::io;
 
@@ -257,17 +257,7 @@ impl Extensions {
 
     fn add_pax(&mut self, data: &[u8]) -> io::Result<()> {
         for (key, value) in pax_records(data)? {
-            let num = |what: &str| -> io::Result<u64> {
-                std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| {
-                        invalid(format!(
-                            "bad PAX {what} {:?}",
-                            String::from_utf8_lossy(value)
-                        ))
-                    })
-            };
+            let num = |what: &str| pax_decimal(what, value);
             match key {
                 b"path" => self.path = Some(value.to_vec()),
                 b"linkpath" => self.link = Some(value.to_vec()),

@@ -5,7 +5,7 @@
 
 use super::display_name;
 use super::header::{number, Header, BLOCK, GNU_IS_EXTENDED, GNU_SPARSE};
-use super::invalid;
+use super::{invalid, pax_decimal};
 use std::collections::VecDeque;
 use std::io;
 
@@ -35,17 +35,7 @@ pub(super) struct SparseRecords {
 impl SparseRecords {
     /// One record; `key` is what follows `GNU.sparse.`.
     pub(super) fn add(&mut self, key: &[u8], value: &[u8]) -> io::Result<()> {
-        let num = |what: &str| -> io::Result<u64> {
-            std::str::from_utf8(value)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "bad PAX {what} {:?}",
-                        String::from_utf8_lossy(value)
-                    ))
-                })
-        };
+        let num = |what: &str| pax_decimal(what, value);
         self.any = true;
         match key {
             b"major" => self.major = Some(num("GNU.sparse.major")?),
