@@ -100,22 +100,31 @@ impl<I: Iterator> Iterator for Merge<I> {
 mod tests {
     use super::*;
 
-    /// (layer position, end) of each file in emit order.
-    fn order(layers: &[&[u64]]) -> Vec<(usize, u64)> {
+    /// (layer position, end, last of its layer) of each file in emit order, each layer's
+    /// extent being its last file's end.
+    fn merged(layers: &[&[u64]]) -> Vec<(usize, u64, bool)> {
         let extents: Vec<u64> = layers
             .iter()
             .map(|l| l.last().copied().unwrap_or(0))
             .collect();
         let starts = starts(&extents);
-        let merge = Merge::new(
+        Merge::new(
             layers
                 .iter()
                 .zip(&starts)
                 .map(|(l, s)| (*s, l.iter().copied()))
                 .collect(),
             |end| *end,
-        );
-        merge.map(|(position, end, _)| (position, end)).collect()
+        )
+        .collect()
+    }
+
+    /// (layer position, end) of each file in emit order.
+    fn order(layers: &[&[u64]]) -> Vec<(usize, u64)> {
+        merged(layers)
+            .into_iter()
+            .map(|(position, end, _)| (position, end))
+            .collect()
     }
 
     #[test]
@@ -148,17 +157,7 @@ mod tests {
     #[test]
     fn each_layer_stays_in_tar_order_and_the_last_file_is_marked() {
         let layers: [&[u64]; 3] = [&[1, 2, 900], &[3, 4], &[500, 501, 502, 503]];
-        let extents = [900, 4, 503];
-        let starts = starts(&extents);
-        let merge = Merge::new(
-            layers
-                .iter()
-                .zip(&starts)
-                .map(|(l, s)| (*s, l.iter().copied()))
-                .collect(),
-            |end| *end,
-        );
-        let items: Vec<(usize, u64, bool)> = merge.collect();
+        let items = merged(&layers);
         assert_eq!(items.len(), 9);
         for (position, files) in layers.iter().enumerate() {
             let seen: Vec<u64> = items
