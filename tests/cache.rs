@@ -121,6 +121,24 @@ fn two_layer_image(tag_text: &str) -> ImageBuilder {
     ])
 }
 
+/// `image` in a layout under `dir`, pushed to a fresh registry as `team/REPO`.
+fn pushed(dir: &Path, image: ImageBuilder, repo: &str) -> (PathBuf, Registry) {
+    let lay = oci_layout(dir, &image.build(), "t");
+    let reg = start_registry(dir);
+    push_layout(&lay, "t", &named(reg.port, repo), &[]);
+    (lay, reg)
+}
+
+/// The pushed image's name at `port`: the registry's, or a proxy's in front of it.
+fn named(port: u16, repo: &str) -> String {
+    format!("127.0.0.1:{port}/team/{repo}")
+}
+
+/// What a run from the layout makes of the image: what every pull must equal.
+fn layout_tar(lay: &Path) -> Vec<u8> {
+    flatten_ok(&["-q", &layout_arg(lay, "t")])
+}
+
 /// The summary has a line `manifest digest  sha256:…`.
 fn manifest_digest_of(o: &Output) -> String {
     let s = stderr(o);
@@ -137,17 +155,10 @@ fn missing_policy_resolves_a_tag_with_one_head_and_a_cached_digest_with_no_reque
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let lay = oci_layout(dir.path(), &two_layer_image("v1").build(), "t");
-    let reg = start_registry(dir.path());
-    push_layout(
-        &lay,
-        "t",
-        &format!("127.0.0.1:{}/team/app:1.0", reg.port),
-        &[],
-    );
+    let (lay, reg) = pushed(dir.path(), two_layer_image("v1"), "app:1.0");
     let proxy = start_logging_proxy(reg.port, ProxyMode::Forward);
-    let name = format!("127.0.0.1:{}/team/app:1.0", proxy.port);
-    let expected = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
+    let name = named(proxy.port, "app:1.0");
+    let expected = layout_tar(&lay);
 
     let first = pull(&cache, &[&name, "-o", "-"]);
     assert!(first.status.success(), "{}", stderr(&first));
@@ -192,17 +203,10 @@ fn only_the_blobs_missing_from_the_cache_are_fetched() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let lay = oci_layout(dir.path(), &two_layer_image("v1").build(), "t");
-    let reg = start_registry(dir.path());
-    push_layout(
-        &lay,
-        "t",
-        &format!("127.0.0.1:{}/team/app:1.0", reg.port),
-        &[],
-    );
+    let (lay, reg) = pushed(dir.path(), two_layer_image("v1"), "app:1.0");
     let proxy = start_logging_proxy(reg.port, ProxyMode::Forward);
-    let name = format!("127.0.0.1:{}/team/app:1.0", proxy.port);
-    let expected = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
+    let name = named(proxy.port, "app:1.0");
+    let expected = layout_tar(&lay);
     pull_ok(&cache, &["-q", &name]);
     proxy.take();
     let layers = layout_layer_digests(&lay);
@@ -221,11 +225,9 @@ fn never_works_offline_and_names_what_is_missing() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let lay = oci_layout(dir.path(), &two_layer_image("v1").build(), "t");
-    let reg = start_registry(dir.path());
-    let name = format!("127.0.0.1:{}/team/app:1.0", reg.port);
-    push_layout(&lay, "t", &name, &[]);
-    let expected = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
+    let (lay, reg) = pushed(dir.path(), two_layer_image("v1"), "app:1.0");
+    let name = named(reg.port, "app:1.0");
+    let expected = layout_tar(&lay);
     let never_seen = format!("127.0.0.1:{}/team/other:1.0", reg.port);
     let err = pull_err(&cache, &["--pull=never", &never_seen]);
     assert!(
@@ -300,11 +302,9 @@ fn the_cache_is_an_oci_layout_that_oci2wsl_skopeo_and_umoci_read() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let lay = oci_layout(dir.path(), &two_layer_image("v1").build(), "t");
-    let reg = start_registry(dir.path());
-    let name = format!("127.0.0.1:{}/team/app:1.0", reg.port);
-    push_layout(&lay, "t", &name, &[]);
-    let expected = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
+    let (lay, reg) = pushed(dir.path(), two_layer_image("v1"), "app:1.0");
+    let name = named(reg.port, "app:1.0");
+    let expected = layout_tar(&lay);
     let o = pull(&cache, &[&name, "-o", "-"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let digest = manifest_digest_of(&o);
@@ -345,17 +345,10 @@ fn two_runs_at_once_on_one_cache() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let lay = oci_layout(dir.path(), &sized_image(1, 512).build(), "t");
-    let reg = start_registry(dir.path());
-    push_layout(
-        &lay,
-        "t",
-        &format!("127.0.0.1:{}/team/big:1", reg.port),
-        &[],
-    );
+    let (lay, reg) = pushed(dir.path(), sized_image(1, 512), "big:1");
     let proxy = start_logging_proxy(reg.port, ProxyMode::Slow);
-    let name = format!("127.0.0.1:{}/team/big:1", proxy.port);
-    let expected = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
+    let name = named(proxy.port, "big:1");
+    let expected = layout_tar(&lay);
     let a = command(&cache, &["-q", &name]).spawn().unwrap();
     let b = command(&cache, &["-q", &name]).spawn().unwrap();
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
@@ -400,7 +393,7 @@ fn a_prune_during_a_pull_leaves_both_whole() {
     let big = format!("127.0.0.1:{}/team/big:1", proxy.port);
     let small = format!("127.0.0.1:{}/team/small:1", reg.port);
     pull_ok(&cache, &["-q", &small]);
-    let expected = flatten_ok(&["-q", &layout_arg(&lay, "t")]);
+    let expected = layout_tar(&lay);
     // Its tar goes to a file: nobody reads a pipe while the prunes run.
     let tar = dir.path().join("big.tar");
     let mut puller = command(&cache, &["-q", &big, "-o"])
@@ -441,18 +434,11 @@ fn a_killed_download_leaves_no_blob_under_a_digest_name() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let lay = oci_layout(dir.path(), &sized_image(4, 512).build(), "t");
-    let reg = start_registry(dir.path());
-    push_layout(
-        &lay,
-        "t",
-        &format!("127.0.0.1:{}/team/big:1", reg.port),
-        &[],
-    );
+    let (lay, reg) = pushed(dir.path(), sized_image(4, 512), "big:1");
     let stalled = Arc::new(AtomicBool::new(false));
     let layer = layout_layer_digests(&lay)[0].clone();
     let proxy = start_logging_proxy(reg.port, ProxyMode::StallOn(layer.clone(), stalled.clone()));
-    let name = format!("127.0.0.1:{}/team/big:1", proxy.port);
+    let name = named(proxy.port, "big:1");
     let mut child = command(&cache, &["-q", &name]).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !stalled.load(Ordering::SeqCst) {
@@ -477,10 +463,7 @@ fn a_killed_download_leaves_no_blob_under_a_digest_name() {
     assert_eq!(partial.len(), 1, "the killed download's file: {partial:?}");
     assert!(names_in(&list_json(&cache)).is_empty());
     // The next run starts that blob over and completes the cache.
-    assert_eq!(
-        pull_ok(&cache, &["-q", &name]),
-        flatten_ok(&["-q", &layout_arg(&lay, "t")])
-    );
+    assert_eq!(pull_ok(&cache, &["-q", &name]), layout_tar(&lay));
     assert!(cache.join("blobs/sha256").join(&layer[7..]).exists());
     assert_blobs_verify(&cache);
 }
@@ -564,10 +547,8 @@ fn listing_and_pruning_for_people_and_programs() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let lay = oci_layout(dir.path(), &two_layer_image("v1").build(), "t");
-    let reg = start_registry(dir.path());
-    let name = format!("127.0.0.1:{}/team/app:1.0", reg.port);
-    push_layout(&lay, "t", &name, &[]);
+    let (_, reg) = pushed(dir.path(), two_layer_image("v1"), "app:1.0");
+    let name = named(reg.port, "app:1.0");
     pull_ok(&cache, &["-q", &name]);
     let text = String::from_utf8(pull_ok(&cache, &["--cache-list"])).unwrap();
     assert!(
