@@ -14,6 +14,7 @@
 
 pub mod emit_order;
 pub mod entry;
+pub mod inflate;
 pub mod stream;
 pub mod tar_reader;
 pub mod tree;
@@ -49,6 +50,9 @@ pub struct FlattenStats {
     pub entries_read: u64,
     /// Paths in the flattened tree that were written.
     pub paths_written: u64,
+    /// Bytes of uncompressed layer tar the emit pass jumped over instead of inflating them
+    /// again (stretches that later layers deleted, see [`inflate`]).
+    pub skipped_bytes: u64,
 }
 
 /// Where the flattened entries go, in output order: parents before children, and a hardlink
@@ -122,6 +126,7 @@ struct LayerScan {
     entries: ScannedLayer,
     compressed: u64,
     uncompressed: u64,
+    points: Vec<inflate::ResumePoint>,
 }
 
 fn layer_error(layer: &Layer, image: &Image) -> impl Fn(anyhow::Error) -> anyhow::Error {
@@ -190,11 +195,13 @@ fn scan_layer(
             None => source.blob_failure(layer).unwrap_or(e),
         });
     }
+    let points = stream.take_points();
     let (uncompressed, compressed) = stream.finish().context("reading the layer")?;
     Ok(LayerScan {
         entries,
         compressed,
         uncompressed,
+        points,
     })
 }
 
@@ -209,8 +216,12 @@ fn read_entries(
         // This layer's symlinks: a wanted file may be written through one of them
         // (`localetc/passwd` with `localetc -> /etc`), and the tree only resolves it later.
         let mut own_links: HashSet<Vec<u8>> = HashSet::new();
+        // Where the next entry's first header block starts: after the entry before's
+        // content and padding (extension records belong to the entry they precede).
+        let mut next_start = 0u64;
         while let Some(raw) = stream.next_entry().context("reading the layer's tar")? {
             cancel.check()?;
+            stream.mark_boundary(next_start, ordinal);
             if ordinal >= crate::limits::MAX_ENTRIES {
                 bail_kind!(
                     HostileInput,
@@ -220,6 +231,7 @@ fn read_entries(
             }
             let name = raw.name.clone();
             let end = stream.entry_end();
+            next_start = end.div_ceil(512) * 512;
             let change =
                 read_entry(raw).with_context(|| format!("entry {:?}", display_name(&name)))?;
             if let Change::Add(m) = &change {
@@ -259,6 +271,7 @@ fn build_tree(
     wanted: &HashSet<Vec<u8>>,
     options: &FlattenOptions,
     stats: &mut FlattenStats,
+    points: &mut Vec<Vec<inflate::ResumePoint>>,
 ) -> Result<Tree> {
     let jobs = options.jobs;
     let max_expansion = options.max_expansion;
@@ -302,6 +315,7 @@ fn build_tree(
                     stats.compressed_bytes += scan.compressed;
                     stats.uncompressed_bytes += scan.uncompressed;
                     stats.entries_read += scan.entries.entries();
+                    points.push(scan.points);
                     if stats.entries_read > crate::limits::MAX_ENTRIES {
                         bail_kind!(HostileInput,
                             "the image has more than {} tar entries, the limit this tool holds in memory",
@@ -377,7 +391,8 @@ fn flatten_with<S: EntrySink + ?Sized>(
         .unwrap_or_default()
         .into_iter()
         .collect();
-    let mut tree = build_tree(source, image, &wanted, options, &mut stats)?;
+    let mut points = Vec::with_capacity(count);
+    let mut tree = build_tree(source, image, &wanted, options, &mut stats, &mut points)?;
     if let Some(augment) = augment {
         let captured: HashMap<Vec<u8>, Arc<Vec<u8>>> = wanted
             .iter()
@@ -392,9 +407,15 @@ fn flatten_with<S: EntrySink + ?Sized>(
     for (index, layer) in image.layers.iter().enumerate() {
         if !plan.has_regular(index) {
             source.release_layer(layer);
+            points[index].clear();
         }
     }
-
+    // Each layer's stretches to read, jumping over what later layers deleted.
+    let reading: Vec<stream::ReadPlan> = points
+        .into_iter()
+        .enumerate()
+        .map(|(index, points)| stream::ReadPlan::new(plan.regular_extents(index), points))
+        .collect();
     for (path, meta, link) in plan.contentless() {
         match link {
             Some(target) => out.append_hardlink(&path, &target, &meta)?,
@@ -420,13 +441,18 @@ fn flatten_with<S: EntrySink + ?Sized>(
     );
     let mut by_start: Vec<usize> = (0..needed.len()).collect();
     by_start.sort_by_key(|&k| (starts[k], k));
+    let skipped = Arc::new(std::sync::atomic::AtomicU64::new(0));
     std::thread::scope(|scope| -> Result<()> {
         let open = |k: usize| {
             let layer = &image.layers[needed[k]];
+            let read_plan = reading[needed[k]].clone();
+            let segments = read_plan.segments.clone();
+            let skipped = skipped.clone();
             let reader = stream::ReadAhead::spawn(scope, read_ahead, move || {
-                stream::reread(source.open_layer_last(layer)?, layer)
+                let blob = source.open_layer_last(layer)?;
+                stream::Reread::new(blob, layer, read_plan, skipped)
             });
-            LayerCursor::new(reader)
+            LayerCursor::new(reader, segments)
         };
         let mut readers = Readers::new(by_start, open);
         readers.open_ahead();
@@ -444,6 +470,7 @@ fn flatten_with<S: EntrySink + ?Sized>(
         }
         Ok(())
     })?;
+    stats.skipped_bytes = skipped.load(Ordering::Relaxed);
     for file in plan.regular(count) {
         let content = file.content.as_ref().expect("added files carry content");
         let meta = file.meta.as_ref().expect("added files carry metadata");
@@ -581,17 +608,40 @@ impl<R: Read> Read for ProgressWithin<'_, R> {
 /// in tar order. The layer's digests were verified in pass 1; each entry used here is checked
 /// to be the one pass 1 saw (same ordinal, name and size).
 struct LayerCursor {
-    tar: TarReader<stream::ReadAhead>,
+    /// The current segment's bytes (see [`stream::Reread`]); `None` only while moving on.
+    tar: Option<TarReader<stream::ReadAhead>>,
     /// The ordinal of the next entry `tar` returns.
     ordinal: u64,
+    segments: Arc<[stream::Segment]>,
+    current: usize,
 }
 
 impl LayerCursor {
-    fn new(uncompressed: stream::ReadAhead) -> LayerCursor {
+    fn new(uncompressed: stream::ReadAhead, segments: Arc<[stream::Segment]>) -> LayerCursor {
         LayerCursor {
-            tar: TarReader::new(uncompressed),
-            ordinal: 0,
+            tar: Some(TarReader::new(uncompressed)),
+            ordinal: segments[0].start_ordinal,
+            segments,
+            current: 0,
         }
+    }
+
+    /// Moves on to the segment that holds the entry `ordinal`: the rest of the current
+    /// segment (the padding after its last file) is dropped, and the next one starts with
+    /// a fresh tar reader at the entry it begins with.
+    fn reach_segment_of(&mut self, ordinal: u64) -> Result<()> {
+        while self
+            .segments
+            .get(self.current + 1)
+            .is_some_and(|next| next.start_ordinal <= ordinal)
+        {
+            let mut rest = self.tar.take().expect("a tar reader").into_inner();
+            io::copy(&mut rest, &mut io::sink()).context("reading the layer")?;
+            self.current += 1;
+            self.ordinal = self.segments[self.current].start_ordinal;
+            self.tar = Some(TarReader::new(rest));
+        }
+        Ok(())
     }
 
     /// Reads on to `file`, an entry after the last one copied, and writes it with its other
@@ -603,8 +653,10 @@ impl LayerCursor {
         stats: &mut FlattenStats,
         progress: &mut EmitProgress,
     ) -> Result<()> {
+        self.reach_segment_of(file.ordinal)?;
+        let tar = self.tar.as_mut().expect("a tar reader");
         let raw = loop {
-            let Some(raw) = self.tar.next_entry().context("reading the layer's tar")? else {
+            let Some(raw) = tar.next_entry().context("reading the layer's tar")? else {
                 bail_kind!(
                     Integrity,
                     "the layer changed while it was being read (entry {:?} is gone)",
@@ -634,12 +686,8 @@ impl LayerCursor {
         };
         let first = &file.paths[0];
         let before = out.bytes_written();
-        out.append_file(
-            first,
-            &meta,
-            &mut progress.within(before, self.tar.content()),
-        )
-        .with_context(|| format!("copying {:?}", display_name(first)))?;
+        out.append_file(first, &meta, &mut progress.within(before, tar.content()))
+            .with_context(|| format!("copying {:?}", display_name(first)))?;
         for other in &file.paths[1..] {
             out.append_hardlink(other, first, &meta)?;
         }
@@ -844,6 +892,120 @@ mod tests {
                 got == reference,
                 "-j {jobs}, read-ahead {depth} x {chunk} bytes: the output differs"
             );
+        }
+    }
+
+    /// Bytes no compressor can shrink, so that a stretch of them is as long compressed as
+    /// not and resume points fall inside it (they need [`inflate::SPAN`] of both).
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    fn gzip_members(tar: &[u8], cuts: &[usize]) -> Vec<u8> {
+        use std::io::Write;
+        let mut blob = Vec::new();
+        let mut from = 0;
+        for to in cuts.iter().copied().chain([tar.len()]) {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(1));
+            e.write_all(&tar[from..to]).unwrap();
+            blob.extend(e.finish().unwrap());
+            from = to;
+        }
+        blob
+    }
+
+    /// A lower layer whose middle (16 MiB under `dead/`) the upper layer deletes, and whose
+    /// files around it survive: `dead/` before and after, so that the emit pass jumps twice.
+    fn layers_with_a_deleted_middle() -> Vec<Vec<u8>> {
+        let mile = noise(1, 1 << 20);
+        let mut lower: Vec<(String, u8, Vec<u8>, String)> = vec![
+            ("keep/".into(), b'5', Vec::new(), String::new()),
+            ("keep/a".into(), b'0', noise(2, 100_000), String::new()),
+            ("dead/".into(), b'5', Vec::new(), String::new()),
+        ];
+        for f in 0..8 {
+            lower.push((
+                format!("dead/f{f}"),
+                b'0',
+                noise(10 + f, 1 << 20),
+                String::new(),
+            ));
+        }
+        lower.push(("keep/b".into(), b'0', b"between".to_vec(), String::new()));
+        lower.push(("more/".into(), b'5', Vec::new(), String::new()));
+        for f in 0..8 {
+            lower.push((format!("more/f{f}"), b'0', mile.clone(), String::new()));
+        }
+        lower.push(("keep/c".into(), b'0', noise(3, 3000), String::new()));
+        let lower: Vec<(&str, u8, &[u8], &str)> = lower
+            .iter()
+            .map(|(n, t, d, l)| (n.as_str(), *t, d.as_slice(), l.as_str()))
+            .collect();
+        let upper = layer(&[
+            (".wh.dead", b'0', b"", ""),
+            ("more/.wh..wh..opq", b'0', b"", ""),
+            ("keep/b", b'0', b"replaced", ""),
+        ]);
+        vec![layer(&lower), upper]
+    }
+
+    #[test]
+    fn the_emit_pass_jumps_over_deleted_stretches_and_writes_the_same() {
+        let tars = layers_with_a_deleted_middle();
+        let plain = MemorySource::from_tars(tars.clone());
+        let reference = {
+            let image = plain.resolve(&Default::default()).unwrap();
+            let mut sink = Recorder::default();
+            let stats = flatten(&plain, &image, &mut sink, &Default::default(), None).unwrap();
+            assert_eq!(
+                stats.skipped_bytes, 0,
+                "uncompressed layers have no resume points"
+            );
+            sink.0
+        };
+        // The upper layer's keep/b comes first: its layer's files end sooner.
+        assert_eq!(
+            names(&Recorder(reference.clone())),
+            [
+                ":Directory",
+                "keep:Directory",
+                "more:Directory",
+                "keep/b:Regular",
+                "keep/a:Regular",
+                "keep/c:Regular"
+            ]
+        );
+        // One gzip member; two, the second starting inside the deleted stretch; three.
+        let size = tars[0].len();
+        for cuts in [vec![], vec![size / 3], vec![size / 4, size / 2 + 1]] {
+            let blobs = vec![gzip_members(&tars[0], &cuts), gzip_members(&tars[1], &[])];
+            let source = MemorySource::new(blobs.into_iter().zip(tars.clone()).collect());
+            let image = source.resolve(&Default::default()).unwrap();
+            for (depth, chunk) in [(8, 1 << 20), (1, 97), (2, 4096)] {
+                let mut sink = Recorder::default();
+                let read_ahead = stream::ReadAheadSize { depth, chunk };
+                let options = FlattenOptions::default();
+                let stats =
+                    flatten_with(&source, &image, &mut sink, &options, None, read_ahead).unwrap();
+                assert!(
+                    sink.0 == reference,
+                    "members cut at {cuts:?}: the output differs"
+                );
+                // Both deleted stretches (8 MiB each) are mostly jumped over.
+                assert!(
+                    stats.skipped_bytes > 8 << 20,
+                    "members cut at {cuts:?}: only {} bytes skipped",
+                    stats.skipped_bytes
+                );
+            }
         }
     }
 }

@@ -9,6 +9,7 @@
 //! only reads, inflates and parses, so the largest layer, which bounds the index pass, is no
 //! longer also bound by hashing each of its bytes twice.
 
+use super::inflate::{GzipDecoder, ResumePoint, ResumePoints};
 use super::tar_reader::TarReader;
 use crate::error::bail_kind;
 use crate::image::digest::{Digest, Expected, Hasher, VerifyingReader};
@@ -17,7 +18,8 @@ use crate::image::Layer;
 use crate::source::store::BlobReader;
 use anyhow::Result;
 use std::io::{self, BufRead, BufReader, Read};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 // The gzip decoder's state is large, but there is one Decoded per layer stream: boxing it
@@ -25,7 +27,7 @@ use std::thread::JoinHandle;
 #[allow(clippy::large_enum_variant)]
 pub enum Decoded<R: BufRead> {
     Plain(R),
-    Gzip(flate2::bufread::MultiGzDecoder<R>),
+    Gzip(GzipDecoder<R>),
     Zstd(zstd::stream::read::Decoder<'static, R>),
 }
 
@@ -201,12 +203,228 @@ pub struct LayerStream {
     tar: TarReader<Uncompressed>,
     /// The expansion ceiling, also applied to the zeros that sparse files' holes add.
     max: Option<(u64, String)>,
+    /// Where the emit pass may start reading this layer again (gzip layers only).
+    points: ResumePoints,
+    /// Points before this index already have their boundary.
+    bounded: usize,
 }
 
-/// The uncompressed bytes of a layer that the index pass has already verified: the emit
-/// pass reads the same blob again and need not hash it a second time.
-pub fn reread(blob: BlobReader, layer: &Layer) -> Result<Decoded<BufReader<BlobReader>>> {
-    Decoded::detect(BufReader::with_capacity(BUFFER, blob), layer, None)
+/// One stretch of a layer that the emit pass reads: from a resume point (or the blob's
+/// start) to the end of the last file it needs before the next jump.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// The resume point to start from (an index into the layer's points); `None` for the
+    /// blob's start, or to read on from where the segment before stopped.
+    pub point: Option<usize>,
+    /// The tar entry the segment's bytes start with: its ordinal and its offset.
+    pub start_ordinal: u64,
+    pub start: u64,
+    /// Where the segment's bytes end: its last file's end, rounded up to a block.
+    pub stop: u64,
+}
+
+/// Jumping to a resume point pays only past this much output: restarting costs a state copy
+/// and inflating from the point to the next entry.
+pub const JUMP_MIN: u64 = 1 << 20;
+
+/// Splits a layer's surviving files (`(ordinal, end)` in tar order) into the segments the
+/// emit pass reads, jumping over each stretch where a resume point lies at least
+/// [`JUMP_MIN`] past the end of the file before. `points` are the resume points in stream
+/// order, as (where in the uncompressed tar, boundary: see [`ResumePoint`]).
+pub fn plan_segments(
+    files: impl Iterator<Item = (u64, u64)>,
+    points: &[(u64, Option<(u64, u64)>)],
+) -> Vec<Segment> {
+    let mut segments = vec![Segment {
+        point: None,
+        start_ordinal: 0,
+        start: 0,
+        stop: 0,
+    }];
+    let mut has_files = false;
+    let mut next_point = 0;
+    let mut pos = 0u64;
+    for (ordinal, end) in files {
+        let mut jump = None;
+        while let Some(&(at, boundary)) = points.get(next_point) {
+            let Some((offset, first)) = boundary else {
+                next_point += 1;
+                continue;
+            };
+            if first > ordinal {
+                break;
+            }
+            if at >= pos.saturating_add(JUMP_MIN) {
+                jump = Some((next_point, offset, first));
+            }
+            next_point += 1;
+        }
+        if let Some((k, offset, first)) = jump {
+            let segment = Segment {
+                point: Some(k),
+                start_ordinal: first,
+                start: offset,
+                stop: end,
+            };
+            if has_files {
+                segments.push(segment);
+            } else {
+                segments[0] = segment;
+            }
+        } else {
+            segments.last_mut().expect("one segment at least").stop = end;
+        }
+        has_files = true;
+        pos = end;
+    }
+    segments
+}
+
+/// How the emit pass reads one layer: its segments, and the resume points they start from.
+#[derive(Clone)]
+pub struct ReadPlan {
+    pub segments: Arc<[Segment]>,
+    points: Arc<[ResumePoint]>,
+}
+
+impl ReadPlan {
+    /// Plans the segments for a layer's surviving files (see [`plan_segments`]); the points
+    /// no segment starts from are freed.
+    pub fn new(files: impl Iterator<Item = (u64, u64)>, points: Vec<ResumePoint>) -> ReadPlan {
+        let at: Vec<_> = points
+            .iter()
+            .map(|p| (p.uncompressed, p.boundary))
+            .collect();
+        let mut segments = plan_segments(files, &at);
+        let mut points: Vec<Option<ResumePoint>> = points.into_iter().map(Some).collect();
+        let mut kept = Vec::new();
+        for segment in &mut segments {
+            if let Some(k) = segment.point {
+                kept.push(points[k].take().expect("each point starts one segment"));
+                segment.point = Some(kept.len() - 1);
+            }
+        }
+        ReadPlan {
+            segments: segments.into(),
+            points: kept.into(),
+        }
+    }
+}
+
+/// A layer's uncompressed tar read again by the emit pass, which the index pass has
+/// already verified (so nothing is hashed a second time): the bytes of each [`Segment`]
+/// in turn, each ending in an end of stream; [`Reread::next_segment`] moves on.
+pub struct Reread {
+    decoded: Option<Decoded<BufReader<BlobReader>>>,
+    /// Offset in the uncompressed tar of the next byte `decoded` yields.
+    position: u64,
+    plan: ReadPlan,
+    current: usize,
+    /// Bytes jumped over, added up over the layers of a run.
+    skipped: Arc<AtomicU64>,
+}
+
+/// Reads and drops `n` bytes of `r`.
+fn discard(r: &mut impl BufRead, mut n: u64, what: &str) -> io::Result<()> {
+    while n > 0 {
+        let available = r.fill_buf()?;
+        if available.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the {what} ends early (it changed since it was read)"),
+            ));
+        }
+        let k = available.len().min(n as usize);
+        r.consume(k);
+        n -= k as u64;
+    }
+    Ok(())
+}
+
+impl Reread {
+    pub fn new(
+        blob: BlobReader,
+        layer: &Layer,
+        plan: ReadPlan,
+        skipped: Arc<AtomicU64>,
+    ) -> Result<Reread> {
+        let mut decoded =
+            Decoded::detect(BufReader::with_capacity(BUFFER, blob), layer, None, None)?;
+        if let Decoded::Gzip(gzip) = &mut decoded {
+            gzip.skip_crc()?;
+        }
+        let mut reread = Reread {
+            decoded: Some(decoded),
+            position: 0,
+            plan,
+            current: 0,
+            skipped,
+        };
+        reread.start_segment()?;
+        Ok(reread)
+    }
+
+    /// Moves to the start of the current segment: by a resume point when it has one that
+    /// lies ahead, else by inflating up to it.
+    fn start_segment(&mut self) -> io::Result<()> {
+        let segment = &self.plan.segments[self.current];
+        if let Some(point) = segment.point.map(|k| &self.plan.points[k]) {
+            if point.uncompressed > self.position {
+                let Some(Decoded::Gzip(gzip)) = self.decoded.take() else {
+                    return Err(io::Error::other(
+                        "internal: a resume point in a layer that is not gzip",
+                    ));
+                };
+                let consumed = gzip.compressed();
+                let mut blob = gzip.into_inner();
+                discard(&mut blob, point.compressed - consumed, "blob")?;
+                self.decoded = Some(Decoded::Gzip(GzipDecoder::resume(blob, point)?));
+                self.skipped
+                    .fetch_add(point.uncompressed - self.position, Ordering::Relaxed);
+                self.position = point.uncompressed;
+            }
+        }
+        let start = segment.start;
+        if start < self.position {
+            return Err(io::Error::other(
+                "internal: a segment starts behind the reader",
+            ));
+        }
+        let decoded = self.decoded.as_mut().expect("a decoder between segments");
+        io::copy(&mut decoded.take(start - self.position), &mut io::sink())?;
+        self.position = start;
+        Ok(())
+    }
+
+    /// On to the next segment; false when there is none.
+    pub fn next_segment(&mut self) -> io::Result<bool> {
+        if self.current + 1 >= self.plan.segments.len() {
+            return Ok(false);
+        }
+        self.current += 1;
+        self.start_segment()?;
+        Ok(true)
+    }
+}
+
+impl Read for Reread {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let stop = self.plan.segments[self.current].stop;
+        let want = (stop.saturating_sub(self.position)).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let decoded = self.decoded.as_mut().expect("a decoder between segments");
+        let n = decoded.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the layer ends early (it changed since it was read)",
+            ));
+        }
+        self.position += n as u64;
+        Ok(n)
+    }
 }
 
 /// Reads a stream on its own thread, a bounded number of chunks ahead of the consumer, so
@@ -237,15 +455,15 @@ impl Default for ReadAheadSize {
 }
 
 impl ReadAhead {
-    /// `open` runs on the new thread (opening a blob may block on a download).
-    pub fn spawn<'scope, F, R>(
+    /// `open` runs on the new thread (opening a blob may block on a download). Each of the
+    /// reader's segments ends in an end of stream of the `ReadAhead` too.
+    pub fn spawn<'scope, F>(
         scope: &'scope std::thread::Scope<'scope, '_>,
         size: ReadAheadSize,
         open: F,
     ) -> ReadAhead
     where
-        F: FnOnce() -> Result<R> + Send + 'scope,
-        R: Read,
+        F: FnOnce() -> Result<Reread> + Send + 'scope,
     {
         let (tx, rx) = mpsc::sync_channel(size.depth.max(1));
         let chunk_size = size.chunk.max(1);
@@ -273,13 +491,27 @@ impl ReadAhead {
                         }
                     }
                 }
-                if filled == 0 {
-                    return;
+                if filled > 0 {
+                    chunk.truncate(filled);
+                    // A closed channel means the consumer is done with this layer.
+                    if tx.send(Ok(chunk)).is_err() {
+                        return;
+                    }
                 }
-                chunk.truncate(filled);
-                // A closed channel means the consumer is done with this layer.
-                if tx.send(Ok(chunk)).is_err() {
-                    return;
+                if filled < chunk_size {
+                    // The end of a segment: an empty chunk tells the consumer.
+                    match reader.next_segment() {
+                        Ok(true) => {
+                            if tx.send(Ok(Vec::new())).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(false) => return,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
                 }
             }
         });
@@ -296,6 +528,8 @@ impl Read for ReadAhead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.pos == self.current.len() {
             match self.chunks.recv() {
+                // The end of a segment: an end of stream, once.
+                Ok(Ok(chunk)) if chunk.is_empty() => return Ok(0),
                 Ok(Ok(chunk)) => {
                     let spent = std::mem::replace(&mut self.current, chunk);
                     // The producer may be gone already; then the buffer is simply freed.
@@ -319,10 +553,12 @@ impl<R: BufRead> Decoded<R> {
     /// Picks the decompressor from the first bytes of `raw`. Magic bytes decide (as in
     /// containerd); a media type that disagrees is a mistake of whoever pushed the image,
     /// worth a warning, not a failure: the diff_id still proves the content.
+    /// `points`: where a gzip decoder records its resume points.
     pub fn detect(
         mut raw: R,
         layer: &Layer,
         warn: Option<&dyn crate::events::Observer>,
+        points: Option<ResumePoints>,
     ) -> Result<Decoded<R>> {
         let head = raw.fill_buf()?;
         let detected = sniff(head);
@@ -350,7 +586,10 @@ impl<R: BufRead> Decoded<R> {
         }
         Ok(match detected {
             Compression::None => Decoded::Plain(raw),
-            Compression::Gzip => Decoded::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
+            Compression::Gzip => Decoded::Gzip(match points {
+                Some(points) => GzipDecoder::recording(raw, points, super::inflate::SPAN)?,
+                None => GzipDecoder::new(raw)?,
+            }),
             Compression::Zstd => Decoded::Zstd(zstd::stream::read::Decoder::with_buffer(raw)?),
         })
     }
@@ -390,8 +629,13 @@ impl LayerStream {
                 ),
             )
         });
-        let decoded =
-            Decoded::detect(BufReader::with_capacity(BUFFER, raw), layer, Some(observer))?;
+        let points = ResumePoints::default();
+        let decoded = Decoded::detect(
+            BufReader::with_capacity(BUFFER, raw),
+            layer,
+            Some(observer),
+            Some(points.clone()),
+        )?;
         let uncompressed = VerifyingReader::new(
             decoded,
             Expected {
@@ -409,7 +653,35 @@ impl LayerStream {
         Ok(LayerStream {
             tar: TarReader::new(uncompressed),
             max,
+            points,
+            bounded: 0,
         })
+    }
+
+    /// The entry just read starts at `offset` of the uncompressed tar and has `ordinal`:
+    /// the boundary of every resume point recorded at or before `offset` that has none yet.
+    pub fn mark_boundary(&mut self, offset: u64, ordinal: u64) {
+        let mut points = self.points.lock().unwrap_or_else(|e| e.into_inner());
+        // Thinning may have removed points since: start again from the first unbounded.
+        self.bounded = self.bounded.min(points.len());
+        while self.bounded > 0 && points[self.bounded - 1].boundary.is_none() {
+            self.bounded -= 1;
+        }
+        for point in points[self.bounded..].iter_mut() {
+            if point.uncompressed > offset {
+                break;
+            }
+            point.boundary = Some((offset, ordinal));
+            self.bounded += 1;
+        }
+    }
+
+    /// The resume points recorded, each with its boundary.
+    pub fn take_points(&mut self) -> Vec<ResumePoint> {
+        let mut points = self.points.lock().unwrap_or_else(|e| e.into_inner());
+        let mut taken = std::mem::take(&mut *points);
+        taken.retain(|p| p.boundary.is_some());
+        taken
     }
 
     /// The next entry; a sparse file whose holes would take the layer past the expansion
@@ -564,6 +836,63 @@ mod tests {
         let mut buf = vec![0u8; 2 * HASH_BATCH];
         r.read_exact(&mut buf).unwrap();
         drop(r);
+    }
+
+    fn segment(point: Option<usize>, start_ordinal: u64, start: u64, stop: u64) -> Segment {
+        Segment {
+            point,
+            start_ordinal,
+            start,
+            stop,
+        }
+    }
+
+    #[test]
+    fn segments_without_points_read_to_the_last_file() {
+        let files = [(3, 1024), (9, 8 << 20)];
+        assert_eq!(
+            plan_segments(files.into_iter(), &[]),
+            [segment(None, 0, 0, 8 << 20)]
+        );
+        assert_eq!(plan_segments([].into_iter(), &[]), [segment(None, 0, 0, 0)]);
+    }
+
+    #[test]
+    fn segments_jump_where_a_point_lies_far_enough_past_the_file_before() {
+        const M: u64 = 1 << 20;
+        let files = [(0, M), (40, 20 * M), (41, 21 * M), (90, 40 * M)];
+        let points = [
+            // Too close after the first file's end to pay.
+            (M + 1000, Some((M + 4096, 5))),
+            // The last point before entry 40: the jump starts at its boundary.
+            (10 * M, Some((10 * M + 512, 12))),
+            (15 * M, Some((15 * M + 1536, 33))),
+            // No boundary (the layer ended first): never used.
+            (16 * M, None),
+            // Between files 40 and 41, but not JUMP_MIN past file 40's end.
+            (20 * M + 100, Some((20 * M + 512, 41))),
+            // Boundary after the last file: never used.
+            (50 * M, Some((50 * M, 95))),
+        ];
+        // Files 41 and 90 are read on from file 40: no point lies far enough past 40's end
+        // with a boundary before them.
+        assert_eq!(
+            plan_segments(files.into_iter(), &points),
+            [
+                segment(None, 0, 0, M),
+                segment(Some(2), 33, 15 * M + 1536, 40 * M)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_point_before_the_first_file_starts_the_first_segment() {
+        const M: u64 = 1 << 20;
+        let points = [(4 * M, Some((4 * M + 512, 7)))];
+        assert_eq!(
+            plan_segments([(7, 5 * M), (8, 6 * M)].into_iter(), &points),
+            [segment(Some(0), 7, 4 * M + 512, 6 * M)]
+        );
     }
 
     #[test]

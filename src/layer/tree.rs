@@ -1296,6 +1296,18 @@ impl Plan {
         self.regular_files.get(layer).is_some_and(|n| *n > 0)
     }
 
+    /// Where each regular file whose content is in `layer` is in its tar: (ordinal, end as
+    /// in [`RegularFile::end`]), in tar order.
+    pub fn regular_extents(&self, layer: usize) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let inodes = &self.tree.inodes;
+        let start = inodes.partition_point(|i| (i.layer as usize) < layer);
+        inodes[start..]
+            .iter()
+            .take_while(move |i| i.layer as usize == layer)
+            .filter(|i| i.flags & SEEN != 0 && i.kind() == EntryKind::Regular)
+            .map(|i| (u64::from(i.ordinal), u64::from(i.end_block) * 512))
+    }
+
     /// The regular files whose content is in `layer`, in tar order.
     pub fn regular(&self, layer: usize) -> impl Iterator<Item = RegularFile> + '_ {
         let inodes = &self.tree.inodes;
