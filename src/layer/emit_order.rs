@@ -31,6 +31,44 @@ use std::iter::Peekable;
 /// a small machine inflating; on more cores, compression and the index pass use the rest.
 pub const LANES: usize = 2;
 
+/// A stretch of at least this many bytes between two surviving files (what a later layer
+/// deleted) counts as this many: the emit pass jumps over most of it from a resume point
+/// (`super::inflate`), so reading past it costs about as much as reaching the next point's
+/// entry does.
+pub const JUMPED: u64 = 8 << 20;
+
+/// A layer whose reading costs at least this much is read by two readers at once, one from
+/// its start and one from its middle, so that one large layer keeps both cores inflating.
+pub const SPLIT_MIN: u64 = 64 << 20;
+
+/// How far reading a layer has come at each of its surviving files (`(ordinal, end, size)`
+/// in tar order), in bytes of tar it inflates: each file's header and content, plus the
+/// stretch before it, counted as at most [`JUMPED`]. Only the files decide it, never where
+/// resume points happened to fall, so the order stays a function of the image.
+pub fn reach(files: impl Iterator<Item = (u64, u64, u64)>) -> impl Iterator<Item = (u64, u64)> {
+    let (mut last_end, mut reached) = (0u64, 0u64);
+    files.map(move |(ordinal, end, size)| {
+        let gap = end.saturating_sub(last_end);
+        let own = (size.div_ceil(512) * 512 + 512).min(gap);
+        reached = reached.saturating_add(own + (gap - own).min(JUMPED));
+        last_end = end;
+        (ordinal, reached)
+    })
+}
+
+/// Where a layer is split between two readers: the ordinal of the first file of its second
+/// half, by [`reach`]; `None` for a layer cheaper than [`SPLIT_MIN`] to read.
+pub fn split(files: impl Iterator<Item = (u64, u64, u64)> + Clone) -> Option<u64> {
+    let total = reach(files.clone()).last().map_or(0, |(_, r)| r);
+    if total < SPLIT_MIN {
+        return None;
+    }
+    reach(files)
+        .skip(1)
+        .find(|(_, r)| *r > total / 2)
+        .map(|(o, _)| o)
+}
+
 /// Where each layer starts on the virtual timeline, given how far each must be read
 /// (`extents`, bottom to top).
 pub fn starts(extents: &[u64]) -> Vec<u64> {
@@ -99,6 +137,38 @@ impl<I: Iterator> Iterator for Merge<I> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reach_counts_long_deleted_stretches_as_jumped() {
+        const M: u64 = 1 << 20;
+        // A 1000-byte file, then one whose 1 MiB follows 100 MiB of deleted entries, then one
+        // right after it, then a 100 MiB file with nothing deleted before it.
+        let files = [
+            (0, 1512, 1000),
+            (9, 101 * M + 2048, M),
+            (10, 101 * M + 4096, 1024),
+            (11, 201 * M + 4608, 100 * M),
+        ];
+        let reached: Vec<u64> = reach(files.into_iter()).map(|(_, r)| r).collect();
+        let second = 1512 + (M + 512) + JUMPED;
+        assert_eq!(
+            reached,
+            [1512, second, second + 2048, second + 2048 + 100 * M + 512]
+        );
+    }
+
+    #[test]
+    fn a_layer_splits_where_half_its_reading_is_done() {
+        const M: u64 = 1 << 20;
+        let files =
+            |count: u64, each: u64| (0..count).map(move |i| (i, (i + 1) * (each + 512), each));
+        // 100 files of 1 MiB: reading is exactly half done after ordinal 49, so the second
+        // half starts with ordinal 50.
+        assert_eq!(split(files(100, M)), Some(50));
+        assert_eq!(split(files(10, M)), None, "below SPLIT_MIN");
+        // One huge file cannot be split.
+        assert_eq!(split(files(1, 200 * M)), None);
+    }
 
     /// (layer position, end, last of its layer) of each file in emit order, each layer's
     /// extent being its last file's end.

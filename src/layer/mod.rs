@@ -126,7 +126,7 @@ struct LayerScan {
     entries: ScannedLayer,
     compressed: u64,
     uncompressed: u64,
-    points: Vec<inflate::ResumePoint>,
+    resume: stream::Resume,
 }
 
 fn layer_error(layer: &Layer, image: &Image) -> impl Fn(anyhow::Error) -> anyhow::Error {
@@ -195,13 +195,15 @@ fn scan_layer(
             None => source.blob_failure(layer).unwrap_or(e),
         });
     }
-    let points = stream.take_points();
+    let mut resume = stream.take_resume();
     let (uncompressed, compressed) = stream.finish().context("reading the layer")?;
+    // Small blobs hold too few points to start a second part near their middle.
+    resume.splittable &= compressed >= 4 * inflate::SPAN;
     Ok(LayerScan {
         entries,
         compressed,
         uncompressed,
-        points,
+        resume,
     })
 }
 
@@ -271,7 +273,7 @@ fn build_tree(
     wanted: &HashSet<Vec<u8>>,
     options: &FlattenOptions,
     stats: &mut FlattenStats,
-    points: &mut Vec<Vec<inflate::ResumePoint>>,
+    resume: &mut Vec<stream::Resume>,
 ) -> Result<Tree> {
     let jobs = options.jobs;
     let max_expansion = options.max_expansion;
@@ -315,7 +317,7 @@ fn build_tree(
                     stats.compressed_bytes += scan.compressed;
                     stats.uncompressed_bytes += scan.uncompressed;
                     stats.entries_read += scan.entries.entries();
-                    points.push(scan.points);
+                    resume.push(scan.resume);
                     if stats.entries_read > crate::limits::MAX_ENTRIES {
                         bail_kind!(HostileInput,
                             "the image has more than {} tar entries, the limit this tool holds in memory",
@@ -391,8 +393,8 @@ fn flatten_with<S: EntrySink + ?Sized>(
         .unwrap_or_default()
         .into_iter()
         .collect();
-    let mut points = Vec::with_capacity(count);
-    let mut tree = build_tree(source, image, &wanted, options, &mut stats, &mut points)?;
+    let mut resume = Vec::with_capacity(count);
+    let mut tree = build_tree(source, image, &wanted, options, &mut stats, &mut resume)?;
     if let Some(augment) = augment {
         let captured: HashMap<Vec<u8>, Arc<Vec<u8>>> = wanted
             .iter()
@@ -407,15 +409,9 @@ fn flatten_with<S: EntrySink + ?Sized>(
     for (index, layer) in image.layers.iter().enumerate() {
         if !plan.has_regular(index) {
             source.release_layer(layer);
-            points[index].clear();
+            resume[index] = Default::default();
         }
     }
-    // Each layer's stretches to read, jumping over what later layers deleted.
-    let reading: Vec<stream::ReadPlan> = points
-        .into_iter()
-        .enumerate()
-        .map(|(index, points)| stream::ReadPlan::new(plan.regular_extents(index), points))
-        .collect();
     for (path, meta, link) in plan.contentless() {
         match link {
             Some(target) => out.append_hardlink(&path, &target, &meta)?,
@@ -427,44 +423,96 @@ fn flatten_with<S: EntrySink + ?Sized>(
     }
 
     // The layers still holding files, read `emit_order::LANES` at a time, each on its own
-    // thread a few MiB ahead of the writer; their files interleaved by the emit order.
-    let needed: Vec<usize> = (0..count).filter(|i| plan.has_regular(*i)).collect();
-    let extents: Vec<u64> = needed.iter().map(|&i| plan.read_extent(i)).collect();
-    let starts = emit_order::starts(&extents);
+    // thread a few MiB ahead of the writer; their files interleaved by the emit order. A
+    // large layer is read in two parts at once, from its start and from its middle.
+    let mut parts: Vec<Part> = Vec::new();
+    for layer in (0..count).filter(|i| plan.has_regular(*i)) {
+        let resume = std::mem::take(&mut resume[layer]);
+        let split = resume
+            .splittable
+            .then(|| emit_order::split(plan.regular_extents(layer)))
+            .flatten();
+        let ranges = match split {
+            Some(at) => vec![(0, at - 1), (at, u64::MAX)],
+            None => vec![(0, u64::MAX)],
+        };
+        let points: Arc<[inflate::ResumePoint]> = resume.points.into();
+        for (from, to) in ranges {
+            let in_part = move |ordinal: &u64| (from..=to).contains(ordinal);
+            let (mut before, mut after) = (0, 0);
+            for (ordinal, reached) in emit_order::reach(plan.regular_extents(layer)) {
+                if ordinal < from {
+                    before = reached;
+                }
+                if in_part(&ordinal) {
+                    after = reached;
+                }
+            }
+            let files = plan.regular_extents(layer).filter(move |f| in_part(&f.0));
+            parts.push(Part {
+                layer,
+                ordinals: (from, to),
+                before,
+                cost: after - before,
+                read: stream::ReadPlan::new(files, points.clone()),
+                split: split.is_some(),
+            });
+        }
+    }
+    let starts = emit_order::starts(&parts.iter().map(|p| p.cost).collect::<Vec<_>>());
     let files = emit_order::Merge::new(
-        needed
+        parts
             .iter()
             .zip(&starts)
-            .map(|(&layer, &start)| (start, plan.regular(layer)))
+            .map(|(part, &start)| (start, part.files(&plan)))
             .collect(),
-        |file| file.end,
+        |(_, reached)| *reached,
     );
-    let mut by_start: Vec<usize> = (0..needed.len()).collect();
+    let mut by_start: Vec<usize> = (0..parts.len()).collect();
     by_start.sort_by_key(|&k| (starts[k], k));
+    let mut parts_left: HashMap<usize, usize> = HashMap::new();
+    for part in &parts {
+        *parts_left.entry(part.layer).or_default() += 1;
+    }
     let skipped = Arc::new(std::sync::atomic::AtomicU64::new(0));
     std::thread::scope(|scope| -> Result<()> {
         let open = |k: usize| {
-            let layer = &image.layers[needed[k]];
-            let read_plan = reading[needed[k]].clone();
+            let part = &parts[k];
+            let layer = &image.layers[part.layer];
+            let read_plan = part.read.clone();
             let segments = read_plan.segments.clone();
             let skipped = skipped.clone();
+            let split = part.split;
             let reader = stream::ReadAhead::spawn(scope, read_ahead, move || {
-                let blob = source.open_layer_last(layer)?;
+                // The two parts of a split layer read the same blob at once, so neither
+                // may free what it has read (see `ImageSource::open_layer_last`).
+                let blob = if split {
+                    source.open_layer(layer)?
+                } else {
+                    source.open_layer_last(layer)?
+                };
                 stream::Reread::new(blob, layer, read_plan, skipped)
             });
             LayerCursor::new(reader, segments)
         };
         let mut readers = Readers::new(by_start, open);
         readers.open_ahead();
-        for (k, file, last) in files {
+        for (k, (file, _), last) in files {
             options.cancel.check()?;
-            let layer = &image.layers[needed[k]];
+            let layer = &image.layers[parts[k].layer];
             readers
                 .get(k)
                 .copy(&file, out, &mut stats, &mut progress)
                 .map_err(layer_error(layer, image))?;
             if last {
                 readers.close(k);
+                let left = parts_left
+                    .get_mut(&parts[k].layer)
+                    .expect("a counted layer");
+                *left -= 1;
+                if *left == 0 && parts[k].split {
+                    source.release_layer(layer);
+                }
                 readers.open_ahead();
             }
         }
@@ -479,6 +527,36 @@ fn flatten_with<S: EntrySink + ?Sized>(
     }
     progress.finish(out.bytes_written());
     Ok(stats)
+}
+
+/// A layer, or one of the two halves of a large one, as the emit pass reads it: by one
+/// reader, front to back.
+struct Part {
+    layer: usize,
+    /// The ordinals of the entries whose files it holds, both ends included.
+    ordinals: (u64, u64),
+    /// How far reading the layer has come where the part starts, and what reading the part
+    /// costs ([`emit_order::reach`]).
+    before: u64,
+    cost: u64,
+    read: stream::ReadPlan,
+    /// Whether the layer is read in two parts.
+    split: bool,
+}
+
+impl Part {
+    /// The part's files in tar order, each with how far into the part reading it comes.
+    fn files<'a>(
+        &self,
+        plan: &'a tree::Plan,
+    ) -> Box<dyn Iterator<Item = (tree::RegularFile, u64)> + 'a> {
+        let (from, to) = self.ordinals;
+        let before = self.before;
+        let reached = emit_order::reach(plan.regular_extents(self.layer))
+            .filter(move |(ordinal, _)| (from..=to).contains(ordinal))
+            .map(move |(_, reached)| reached - before);
+        Box::new(plan.regular_in(self.layer, from..=to).zip(reached))
+    }
 }
 
 /// The emit pass's open layer readers: opened in the order the layers start in the emit
@@ -1006,6 +1084,56 @@ mod tests {
                     stats.skipped_bytes
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_large_gzip_layer_is_read_in_two_parts_at_once_in_a_fixed_order() {
+        // 72 files of 1 MiB of noise: over SPLIT_MIN to read and over 4 spans compressed.
+        let files: Vec<(String, Vec<u8>)> = (0..72u64)
+            .map(|i| (format!("f{i:02}"), noise(100 + i, 1 << 20)))
+            .collect();
+        let entries: Vec<(&str, u8, &[u8], &str)> = files
+            .iter()
+            .map(|(n, d)| (n.as_str(), b'0', d.as_slice(), ""))
+            .collect();
+        let tar = layer(&entries);
+        let blob = gzip_members(&tar, &[]);
+        let source = MemorySource::new(vec![(blob, tar)]);
+        let image = source.resolve(&Default::default()).unwrap();
+        let run = |jobs: usize, read_ahead: stream::ReadAheadSize| {
+            let options = FlattenOptions {
+                jobs,
+                ..Default::default()
+            };
+            let mut sink = Recorder::default();
+            flatten_with(&source, &image, &mut sink, &options, None, read_ahead).unwrap();
+            sink.0
+        };
+        let reference = run(2, stream::ReadAheadSize::default());
+        let order: Vec<String> = reference
+            .iter()
+            .skip(1)
+            .map(|(p, _, _)| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        // The second half (from f36) starts with the first: its files alternate with the
+        // first half's (ties to the first half, the lower part).
+        assert_eq!(&order[..4], ["f00", "f36", "f01", "f37"], "{order:?}");
+        let mut sorted = reference.clone();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let expected: Vec<_> = std::iter::once((Vec::new(), EntryKind::Directory, Vec::new()))
+            .chain(
+                files
+                    .iter()
+                    .map(|(n, d)| (n.as_bytes().to_vec(), EntryKind::Regular, d.clone())),
+            )
+            .collect();
+        assert!(sorted == expected, "the content differs");
+        for (jobs, depth, chunk) in [(1, 1, 97), (8, 2, 4096)] {
+            assert!(
+                run(jobs, stream::ReadAheadSize { depth, chunk }) == reference,
+                "-j {jobs}, read-ahead {depth} x {chunk}: the output differs"
+            );
         }
     }
 }

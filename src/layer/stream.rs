@@ -207,6 +207,17 @@ pub struct LayerStream {
     points: ResumePoints,
     /// Points before this index already have their boundary.
     bounded: usize,
+    gzip: bool,
+}
+
+/// What the index pass leaves the emit pass for reading a layer again.
+#[derive(Default)]
+pub struct Resume {
+    /// The emit pass may read the layer in two parts at once: a gzip blob long enough for
+    /// resume points throughout (decided by its kind and size only, so that the output
+    /// order, which follows from the parts, does not depend on where points fell).
+    pub splittable: bool,
+    pub points: Vec<ResumePoint>,
 }
 
 /// One stretch of a layer that the emit pass reads: from a resume point (or the blob's
@@ -288,25 +299,19 @@ pub struct ReadPlan {
 }
 
 impl ReadPlan {
-    /// Plans the segments for a layer's surviving files (see [`plan_segments`]); the points
-    /// no segment starts from are freed.
-    pub fn new(files: impl Iterator<Item = (u64, u64)>, points: Vec<ResumePoint>) -> ReadPlan {
+    /// Plans the segments for a layer's surviving files, `(ordinal, end, size)` (see
+    /// [`plan_segments`]), from the layer's resume points.
+    pub fn new(
+        files: impl Iterator<Item = (u64, u64, u64)>,
+        points: Arc<[ResumePoint]>,
+    ) -> ReadPlan {
         let at: Vec<_> = points
             .iter()
             .map(|p| (p.uncompressed, p.boundary))
             .collect();
-        let mut segments = plan_segments(files, &at);
-        let mut points: Vec<Option<ResumePoint>> = points.into_iter().map(Some).collect();
-        let mut kept = Vec::new();
-        for segment in &mut segments {
-            if let Some(k) = segment.point {
-                kept.push(points[k].take().expect("each point starts one segment"));
-                segment.point = Some(kept.len() - 1);
-            }
-        }
         ReadPlan {
-            segments: segments.into(),
-            points: kept.into(),
+            segments: plan_segments(files.map(|(ordinal, end, _)| (ordinal, end)), &at).into(),
+            points,
         }
     }
 }
@@ -636,6 +641,7 @@ impl LayerStream {
             Some(observer),
             Some(points.clone()),
         )?;
+        let gzip = matches!(decoded, Decoded::Gzip(_));
         let uncompressed = VerifyingReader::new(
             decoded,
             Expected {
@@ -655,6 +661,7 @@ impl LayerStream {
             max,
             points,
             bounded: 0,
+            gzip,
         })
     }
 
@@ -676,12 +683,16 @@ impl LayerStream {
         }
     }
 
-    /// The resume points recorded, each with its boundary.
-    pub fn take_points(&mut self) -> Vec<ResumePoint> {
+    /// The resume points recorded, each with its boundary; `splittable` only says whether
+    /// the blob is gzip, its size is the caller's to add.
+    pub fn take_resume(&mut self) -> Resume {
         let mut points = self.points.lock().unwrap_or_else(|e| e.into_inner());
         let mut taken = std::mem::take(&mut *points);
         taken.retain(|p| p.boundary.is_some());
-        taken
+        Resume {
+            splittable: self.gzip,
+            points: taken,
+        }
     }
 
     /// The next entry; a sparse file whose holes would take the layer past the expansion

@@ -1297,26 +1297,42 @@ impl Plan {
     }
 
     /// Where each regular file whose content is in `layer` is in its tar: (ordinal, end as
-    /// in [`RegularFile::end`]), in tar order.
-    pub fn regular_extents(&self, layer: usize) -> impl Iterator<Item = (u64, u64)> + '_ {
+    /// in [`RegularFile::end`], size), in tar order: the order of [`Plan::regular`].
+    pub fn regular_extents(
+        &self,
+        layer: usize,
+    ) -> impl Iterator<Item = (u64, u64, u64)> + Clone + '_ {
         let inodes = &self.tree.inodes;
         let start = inodes.partition_point(|i| (i.layer as usize) < layer);
         inodes[start..]
             .iter()
             .take_while(move |i| i.layer as usize == layer)
             .filter(|i| i.flags & SEEN != 0 && i.kind() == EntryKind::Regular)
-            .map(|i| (u64::from(i.ordinal), u64::from(i.end_block) * 512))
+            .map(|i| (u64::from(i.ordinal), u64::from(i.end_block) * 512, i.data()))
     }
 
     /// The regular files whose content is in `layer`, in tar order.
     pub fn regular(&self, layer: usize) -> impl Iterator<Item = RegularFile> + '_ {
+        self.regular_in(layer, 0..=u64::MAX)
+    }
+
+    /// [`Plan::regular`], of the entries with these ordinals only.
+    pub fn regular_in(
+        &self,
+        layer: usize,
+        ordinals: std::ops::RangeInclusive<u64>,
+    ) -> impl Iterator<Item = RegularFile> + '_ {
         let inodes = &self.tree.inodes;
         let start = inodes.partition_point(|i| (i.layer as usize) < layer);
         inodes[start..]
             .iter()
             .enumerate()
             .take_while(move |(_, i)| i.layer as usize == layer)
-            .filter(|(_, i)| i.flags & SEEN != 0 && i.kind() == EntryKind::Regular)
+            .filter(move |(_, i)| {
+                i.flags & SEEN != 0
+                    && i.kind() == EntryKind::Regular
+                    && ordinals.contains(&u64::from(i.ordinal))
+            })
             .map(move |(k, inode)| {
                 let id = (start + k) as InodeId;
                 let entry_name = match self.tree.entry_names.get(&id) {
