@@ -641,7 +641,13 @@ impl LayerStream {
             Some(observer),
             Some(points.clone()),
         )?;
+        let mut decoded = decoded;
         let gzip = matches!(decoded, Decoded::Gzip(_));
+        if let Decoded::Gzip(gzip) = &mut decoded {
+            // The diff_id below covers every byte the CRC would, and more strongly; a
+            // member whose CRC alone is wrong fails there, as a diff_id mismatch.
+            gzip.skip_crc()?;
+        }
         let uncompressed = VerifyingReader::new(
             decoded,
             Expected {
