@@ -329,21 +329,15 @@ pub struct Reread {
     skipped: Arc<AtomicU64>,
 }
 
-/// Reads and drops `n` bytes of `r`.
-fn discard(r: &mut impl BufRead, mut n: u64, what: &str) -> io::Result<()> {
-    while n > 0 {
-        let available = r.fill_buf()?;
-        if available.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("the {what} ends early (it changed since it was read)"),
-            ));
-        }
-        let k = available.len().min(n as usize);
-        r.consume(k);
-        n -= k as u64;
-    }
-    Ok(())
+/// Moves `blob` `n` bytes ahead: what its buffer holds is dropped, the rest skipped without
+/// reading where the source can (a file, a spool).
+fn skip_ahead(blob: &mut BufReader<BlobReader>, n: u64) -> io::Result<()> {
+    let buffered = blob
+        .buffer()
+        .len()
+        .min(usize::try_from(n).unwrap_or(usize::MAX));
+    blob.consume(buffered);
+    blob.get_mut().skip(n - buffered as u64)
 }
 
 impl Reread {
@@ -382,7 +376,7 @@ impl Reread {
                 };
                 let consumed = gzip.compressed();
                 let mut blob = gzip.into_inner();
-                discard(&mut blob, point.compressed - consumed, "blob")?;
+                skip_ahead(&mut blob, point.compressed - consumed)?;
                 self.decoded = Some(Decoded::Gzip(GzipDecoder::resume(blob, point)?));
                 self.skipped
                     .fetch_add(point.uncompressed - self.position, Ordering::Relaxed);

@@ -60,6 +60,20 @@ impl std::io::Read for SharedCursor {
     }
 }
 
+impl super::store::BlobRead for SharedCursor {
+    fn skip(&mut self, n: u64) -> std::io::Result<()> {
+        let pos = self.0.position().saturating_add(n);
+        if pos > self.0.get_ref().len() as u64 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the blob ends before the place to skip to",
+            ));
+        }
+        self.0.set_position(pos);
+        Ok(())
+    }
+}
+
 impl ImageSource for MemorySource {
     fn resolve(&self, _choice: &PlatformChoice) -> Result<Image> {
         let diff_ids: Vec<String> = self.layers.iter().map(|l| l.diff_id.to_string()).collect();

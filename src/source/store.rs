@@ -17,7 +17,62 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub type BlobReader = Box<dyn Read + Send>;
+/// A blob's bytes, front to back.
+pub trait BlobRead: Read + Send {
+    /// Moves `n` bytes ahead, as reading and dropping them would; a reader of a file moves
+    /// its position instead (the emit pass skips to a resume point this way).
+    fn skip(&mut self, n: u64) -> io::Result<()> {
+        let mut buf = [0u8; 64 * 1024];
+        let mut left = n;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            match self.read(&mut buf[..want]) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the blob ends before the place to skip to",
+                    ))
+                }
+                Ok(k) => left -= k as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+pub type BlobReader = Box<dyn BlobRead>;
+
+impl BlobRead for File {
+    fn skip(&mut self, n: u64) -> io::Result<()> {
+        let n = i64::try_from(n).map_err(|_| io::Error::other("skip too large"))?;
+        self.seek(SeekFrom::Current(n)).map(|_| ())
+    }
+}
+
+impl BlobRead for PositionedReader {
+    fn skip(&mut self, n: u64) -> io::Result<()> {
+        if n > self.end - self.pos {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the blob ends before the place to skip to",
+            ));
+        }
+        self.pos += n;
+        Ok(())
+    }
+}
+
+/// The index pass counts a layer's bytes as it reads them; it never skips.
+impl<R: Read + Send> BlobRead for crate::events::ProgressReader<R> {}
+
+/// The skipped stretch is freed with the next stretch read.
+impl BlobRead for ConsumingReader {
+    fn skip(&mut self, n: u64) -> io::Result<()> {
+        self.inner.skip(n)
+    }
+}
 
 pub trait BlobStore: Send + Sync {
     /// Opens the file at `path` and returns it with its size, or `None` if there is none.

@@ -15,7 +15,7 @@ pub mod challenge;
 pub mod client;
 pub mod transport;
 
-use super::store::{read_at, write_at, BlobReader, ConsumingReader, PositionedReader};
+use super::store::{read_at, write_at, BlobRead, BlobReader, ConsumingReader, PositionedReader};
 use super::ImageSource;
 use crate::cache::{Cache, CacheSettings, PullPolicy, Record};
 use crate::cancel::Cancel;
@@ -588,6 +588,15 @@ struct GrowingReader {
     /// The download, not the layer.
     download: usize,
     pos: u64,
+}
+
+/// A skip moves the position only: the next read waits for the download to reach it, as
+/// any read does.
+impl BlobRead for GrowingReader {
+    fn skip(&mut self, n: u64) -> std::io::Result<()> {
+        self.pos = self.pos.saturating_add(n);
+        Ok(())
+    }
 }
 
 impl Read for GrowingReader {
