@@ -949,19 +949,27 @@ mod tests {
         tars
     }
 
+    /// What `flatten` writes with `jobs` threads and this read-ahead.
+    fn flatten_entries(
+        source: &MemorySource,
+        image: &Image,
+        jobs: usize,
+        read_ahead: stream::ReadAheadSize,
+    ) -> Vec<(Vec<u8>, EntryKind, Vec<u8>)> {
+        let options = FlattenOptions {
+            jobs,
+            ..Default::default()
+        };
+        let mut sink = Recorder::default();
+        flatten_with(source, image, &mut sink, &options, None, read_ahead).unwrap();
+        sink.0
+    }
+
     #[test]
     fn output_does_not_depend_on_threads_or_read_ahead_buffers() {
         let source = MemorySource::from_tars(assorted_layers());
         let image = source.resolve(&Default::default()).unwrap();
-        let run = |jobs: usize, read_ahead: stream::ReadAheadSize| {
-            let options = FlattenOptions {
-                jobs,
-                ..Default::default()
-            };
-            let mut sink = Recorder::default();
-            flatten_with(&source, &image, &mut sink, &options, None, read_ahead).unwrap();
-            sink.0
-        };
+        let run = |jobs, read_ahead| flatten_entries(&source, &image, jobs, read_ahead);
         let reference = run(2, stream::ReadAheadSize::default());
         // The two lanes really interleave here: layer 1 has no file left (its directory is
         // made opaque, its shared files replaced), so layers 0 and 2 are read together.
@@ -1105,15 +1113,7 @@ mod tests {
         let blob = gzip_members(&tar, &[]);
         let source = MemorySource::new(vec![(blob, tar)]);
         let image = source.resolve(&Default::default()).unwrap();
-        let run = |jobs: usize, read_ahead: stream::ReadAheadSize| {
-            let options = FlattenOptions {
-                jobs,
-                ..Default::default()
-            };
-            let mut sink = Recorder::default();
-            flatten_with(&source, &image, &mut sink, &options, None, read_ahead).unwrap();
-            sink.0
-        };
+        let run = |jobs, read_ahead| flatten_entries(&source, &image, jobs, read_ahead);
         let reference = run(2, stream::ReadAheadSize::default());
         let order: Vec<String> = reference
             .iter()
