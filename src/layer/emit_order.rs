@@ -56,17 +56,48 @@ pub fn reach(files: impl Iterator<Item = (u64, u64, u64)>) -> impl Iterator<Item
     })
 }
 
-/// Where a layer is split between two readers: the ordinal of the first file of its second
-/// half, by [`reach`]; `None` for a layer cheaper than [`SPLIT_MIN`] to read.
-pub fn split(files: impl Iterator<Item = (u64, u64, u64)> + Clone) -> Option<u64> {
+/// One reader's share of a layer: the ordinals of its files (both ends included), how far
+/// reading the layer has come where the share starts, and what reading it costs, by
+/// [`reach`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub ordinals: (u64, u64),
+    pub before: u64,
+    pub cost: u64,
+}
+
+/// How a layer (its surviving files, as for [`reach`]) is read: whole, or, when it is
+/// `splittable` and costs at least [`SPLIT_MIN`] to read, in two halves, the second from
+/// the first file (after the first file) with which reading passes half its cost.
+pub fn spans(files: impl Iterator<Item = (u64, u64, u64)> + Clone, splittable: bool) -> Vec<Span> {
     let total = reach(files.clone()).last().map_or(0, |(_, r)| r);
-    if total < SPLIT_MIN {
-        return None;
+    let whole = vec![Span {
+        ordinals: (0, u64::MAX),
+        before: 0,
+        cost: total,
+    }];
+    if !splittable || total < SPLIT_MIN {
+        return whole;
     }
-    reach(files)
-        .skip(1)
-        .find(|(_, r)| *r > total / 2)
-        .map(|(o, _)| o)
+    let mut before = 0;
+    for (k, (ordinal, reached)) in reach(files).enumerate() {
+        if k > 0 && reached > total / 2 {
+            return vec![
+                Span {
+                    ordinals: (0, ordinal - 1),
+                    before: 0,
+                    cost: before,
+                },
+                Span {
+                    ordinals: (ordinal, u64::MAX),
+                    before,
+                    cost: total - before,
+                },
+            ];
+        }
+        before = reached;
+    }
+    whole
 }
 
 /// Where each layer starts on the virtual timeline, given how far each must be read
@@ -162,12 +193,33 @@ mod tests {
         const M: u64 = 1 << 20;
         let files =
             |count: u64, each: u64| (0..count).map(move |i| (i, (i + 1) * (each + 512), each));
+        let split = |files, splittable| {
+            let spans = spans(files, splittable);
+            (spans.len() == 2).then(|| spans[1].ordinals.0)
+        };
         // 100 files of 1 MiB: reading is exactly half done after ordinal 49, so the second
         // half starts with ordinal 50.
-        assert_eq!(split(files(100, M)), Some(50));
-        assert_eq!(split(files(10, M)), None, "below SPLIT_MIN");
+        assert_eq!(split(files(100, M), true), Some(50));
+        let half = 50 * (M + 512);
+        assert_eq!(
+            spans(files(100, M), true),
+            [
+                Span {
+                    ordinals: (0, 49),
+                    before: 0,
+                    cost: half
+                },
+                Span {
+                    ordinals: (50, u64::MAX),
+                    before: half,
+                    cost: half
+                }
+            ]
+        );
+        assert_eq!(split(files(100, M), false), None, "not splittable");
+        assert_eq!(split(files(10, M), true), None, "below SPLIT_MIN");
         // One huge file cannot be split.
-        assert_eq!(split(files(1, 200 * M)), None);
+        assert_eq!(split(files(1, 200 * M), true), None);
     }
 
     /// (layer position, end, last of its layer) of each file in emit order, each layer's

@@ -432,38 +432,23 @@ fn flatten_with<S: EntrySink + ?Sized>(
     let mut parts: Vec<Part> = Vec::new();
     for layer in (0..count).filter(|i| plan.has_regular(*i)) {
         let resume = std::mem::take(&mut resume[layer]);
-        let split = resume
-            .splittable
-            .then(|| emit_order::split(plan.regular_extents(layer)))
-            .flatten();
-        let ranges = match split {
-            Some(at) => vec![(0, at - 1), (at, u64::MAX)],
-            None => vec![(0, u64::MAX)],
-        };
+        let spans = emit_order::spans(plan.regular_extents(layer), resume.splittable);
+        let split = spans.len() > 1;
         let points: Arc<[inflate::ResumePoint]> = resume.points.into();
-        for (from, to) in ranges {
-            let in_part = move |ordinal: &u64| (from..=to).contains(ordinal);
-            let (mut before, mut after) = (0, 0);
-            for (ordinal, reached) in emit_order::reach(plan.regular_extents(layer)) {
-                if ordinal < from {
-                    before = reached;
-                }
-                if in_part(&ordinal) {
-                    after = reached;
-                }
-            }
-            let files = plan.regular_extents(layer).filter(move |f| in_part(&f.0));
+        for span in spans {
+            let (from, to) = span.ordinals;
+            let files = plan
+                .regular_extents(layer)
+                .filter(move |f| (from..=to).contains(&f.0));
             parts.push(Part {
                 layer,
-                ordinals: (from, to),
-                before,
-                cost: after - before,
+                span,
                 read: stream::ReadPlan::new(files, points.clone()),
-                split: split.is_some(),
+                split,
             });
         }
     }
-    let starts = emit_order::starts(&parts.iter().map(|p| p.cost).collect::<Vec<_>>());
+    let starts = emit_order::starts(&parts.iter().map(|p| p.span.cost).collect::<Vec<_>>());
     let files = emit_order::Merge::new(
         parts
             .iter()
@@ -537,12 +522,8 @@ fn flatten_with<S: EntrySink + ?Sized>(
 /// reader, front to back.
 struct Part {
     layer: usize,
-    /// The ordinals of the entries whose files it holds, both ends included.
-    ordinals: (u64, u64),
-    /// How far reading the layer has come where the part starts, and what reading the part
-    /// costs ([`emit_order::reach`]).
-    before: u64,
-    cost: u64,
+    /// Its files, where it starts and what it costs.
+    span: emit_order::Span,
     read: stream::ReadPlan,
     /// Whether the layer is read in two parts.
     split: bool,
@@ -554,8 +535,8 @@ impl Part {
         &self,
         plan: &'a tree::Plan,
     ) -> Box<dyn Iterator<Item = (tree::RegularFile, u64)> + 'a> {
-        let (from, to) = self.ordinals;
-        let before = self.before;
+        let (from, to) = self.span.ordinals;
+        let before = self.span.before;
         let reached = emit_order::reach(plan.regular_extents(self.layer))
             .filter(move |(ordinal, _)| (from..=to).contains(ordinal))
             .map(move |(_, reached)| reached - before);

@@ -205,8 +205,6 @@ pub struct LayerStream {
     max: Option<(u64, String)>,
     /// Where the emit pass may start reading this layer again (gzip layers only).
     points: ResumePoints,
-    /// Points before this index already have their boundary.
-    bounded: usize,
     gzip: bool,
 }
 
@@ -347,11 +345,7 @@ impl Reread {
         plan: ReadPlan,
         skipped: Arc<AtomicU64>,
     ) -> Result<Reread> {
-        let mut decoded =
-            Decoded::detect(BufReader::with_capacity(BUFFER, blob), layer, None, None)?;
-        if let Decoded::Gzip(gzip) = &mut decoded {
-            gzip.skip_crc()?;
-        }
+        let decoded = Decoded::detect(BufReader::with_capacity(BUFFER, blob), layer, None, None)?;
         let mut reread = Reread {
             decoded: Some(decoded),
             position: 0,
@@ -585,10 +579,17 @@ impl<R: BufRead> Decoded<R> {
         }
         Ok(match detected {
             Compression::None => Decoded::Plain(raw),
-            Compression::Gzip => Decoded::Gzip(match points {
-                Some(points) => GzipDecoder::recording(raw, points, super::inflate::SPAN)?,
-                None => GzipDecoder::new(raw)?,
-            }),
+            Compression::Gzip => {
+                let mut gzip = match points {
+                    Some(points) => GzipDecoder::recording(raw, points, super::inflate::SPAN)?,
+                    None => GzipDecoder::new(raw)?,
+                };
+                // Every layer's diff_id covers each byte the CRC would, and more strongly:
+                // the index pass checks it (a member whose CRC alone is wrong fails there,
+                // as a diff_id mismatch), and the emit pass reads what it checked.
+                gzip.skip_crc()?;
+                Decoded::Gzip(gzip)
+            }
             Compression::Zstd => Decoded::Zstd(zstd::stream::read::Decoder::with_buffer(raw)?),
         })
     }
@@ -635,13 +636,7 @@ impl LayerStream {
             Some(observer),
             Some(points.clone()),
         )?;
-        let mut decoded = decoded;
         let gzip = matches!(decoded, Decoded::Gzip(_));
-        if let Decoded::Gzip(gzip) = &mut decoded {
-            // The diff_id below covers every byte the CRC would, and more strongly; a
-            // member whose CRC alone is wrong fails there, as a diff_id mismatch.
-            gzip.skip_crc()?;
-        }
         let uncompressed = VerifyingReader::new(
             decoded,
             Expected {
@@ -660,7 +655,6 @@ impl LayerStream {
             tar: TarReader::new(uncompressed),
             max,
             points,
-            bounded: 0,
             gzip,
         })
     }
@@ -669,17 +663,15 @@ impl LayerStream {
     /// the boundary of every resume point recorded at or before `offset` that has none yet.
     pub fn mark_boundary(&mut self, offset: u64, ordinal: u64) {
         let mut points = self.points.lock().unwrap_or_else(|e| e.into_inner());
-        // Thinning may have removed points since: start again from the first unbounded.
-        self.bounded = self.bounded.min(points.len());
-        while self.bounded > 0 && points[self.bounded - 1].boundary.is_none() {
-            self.bounded -= 1;
-        }
-        for point in points[self.bounded..].iter_mut() {
-            if point.uncompressed > offset {
+        // Boundaries are given in stream order, so the points without one are the last few
+        // (usually none or one); thinning keeps that order.
+        for point in points.iter_mut().rev() {
+            if point.boundary.is_some() {
                 break;
             }
-            point.boundary = Some((offset, ordinal));
-            self.bounded += 1;
+            if point.uncompressed <= offset {
+                point.boundary = Some((offset, ordinal));
+            }
         }
     }
 

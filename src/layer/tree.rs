@@ -1277,23 +1277,22 @@ impl Plan {
         (bytes, paths)
     }
 
-    /// How far the emit pass reads `layer`: the end of its last surviving regular file in
-    /// the layer's uncompressed tar (0 when it has none).
-    pub fn read_extent(&self, layer: usize) -> u64 {
+    /// Whether any regular file of the final tree has its content in `layer`.
+    pub fn has_regular(&self, layer: usize) -> bool {
+        self.regular_files.get(layer).is_some_and(|n| *n > 0)
+    }
+
+    /// The surviving regular files whose content is in `layer`, in tar order, with their
+    /// inode ids: the inodes of a layer are consecutive, in the order it was applied.
+    fn regular_inodes(&self, layer: usize) -> impl Iterator<Item = (InodeId, &Inode)> + Clone {
         let inodes = &self.tree.inodes;
         let start = inodes.partition_point(|i| (i.layer as usize) < layer);
         inodes[start..]
             .iter()
-            .take_while(|i| i.layer as usize == layer)
-            .filter(|i| i.flags & SEEN != 0 && i.kind() == EntryKind::Regular)
-            .map(|i| u64::from(i.end_block) * 512)
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// Whether any regular file of the final tree has its content in `layer`.
-    pub fn has_regular(&self, layer: usize) -> bool {
-        self.regular_files.get(layer).is_some_and(|n| *n > 0)
+            .enumerate()
+            .take_while(move |(_, i)| i.layer as usize == layer)
+            .filter(|(_, i)| i.flags & SEEN != 0 && i.kind() == EntryKind::Regular)
+            .map(move |(k, inode)| ((start + k) as InodeId, inode))
     }
 
     /// Where each regular file whose content is in `layer` is in its tar: (ordinal, end as
@@ -1302,13 +1301,8 @@ impl Plan {
         &self,
         layer: usize,
     ) -> impl Iterator<Item = (u64, u64, u64)> + Clone + '_ {
-        let inodes = &self.tree.inodes;
-        let start = inodes.partition_point(|i| (i.layer as usize) < layer);
-        inodes[start..]
-            .iter()
-            .take_while(move |i| i.layer as usize == layer)
-            .filter(|i| i.flags & SEEN != 0 && i.kind() == EntryKind::Regular)
-            .map(|i| (u64::from(i.ordinal), u64::from(i.end_block) * 512, i.data()))
+        self.regular_inodes(layer)
+            .map(|(_, i)| (u64::from(i.ordinal), u64::from(i.end_block) * 512, i.data()))
     }
 
     /// The regular files whose content is in `layer`, in tar order.
@@ -1322,19 +1316,9 @@ impl Plan {
         layer: usize,
         ordinals: std::ops::RangeInclusive<u64>,
     ) -> impl Iterator<Item = RegularFile> + '_ {
-        let inodes = &self.tree.inodes;
-        let start = inodes.partition_point(|i| (i.layer as usize) < layer);
-        inodes[start..]
-            .iter()
-            .enumerate()
-            .take_while(move |(_, i)| i.layer as usize == layer)
-            .filter(move |(_, i)| {
-                i.flags & SEEN != 0
-                    && i.kind() == EntryKind::Regular
-                    && ordinals.contains(&u64::from(i.ordinal))
-            })
-            .map(move |(k, inode)| {
-                let id = (start + k) as InodeId;
+        self.regular_inodes(layer)
+            .filter(move |(_, i)| ordinals.contains(&u64::from(i.ordinal)))
+            .map(move |(id, inode)| {
                 let entry_name = match self.tree.entry_names.get(&id) {
                     Some(name) => name.to_vec(),
                     None => self.tree.path_of(inode.node),
